@@ -1,0 +1,33 @@
+"""Errors a data engineer can act on: each message names the input and what is wrong."""
+
+
+class HubshareError(Exception):
+    """Base class: the CLI prints the message as one line and exits non-zero."""
+
+
+class ExtractError(HubshareError):
+    """The Hub could not be listed (unreachable, rejected the request, retries exhausted)."""
+
+
+class TransientExtractError(ExtractError):
+    """A failure worth retrying later: the crawl resumes from its last stored page."""
+
+
+class MalformedPageError(ExtractError):
+    """The Hub answered a page that is not a JSON list of model objects."""
+
+
+class SnapshotError(HubshareError):
+    """A stored raw snapshot is missing, altered, or cannot be read."""
+
+
+class MappingError(HubshareError):
+    """The org-to-country mapping file cannot be read or is invalid."""
+
+
+class GateFailedError(HubshareError):
+    """The quality gate rejected the run: nothing was published."""
+
+
+class WarehouseError(HubshareError):
+    """The warehouse cannot be reached or holds nothing for the request."""

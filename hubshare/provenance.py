@@ -1,0 +1,65 @@
+"""What produced a file: checksums, code version, library versions."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import subprocess
+from functools import cache
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+from hubshare.settings import PROJECT_ROOT
+
+TRACKED_LIBRARIES = ("hubshare", "huggingface-hub", "polars", "prefect", "great-expectations",
+                     "sqlmodel", "sqlalchemy")
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def package_version(name: str) -> str:
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return "not installed"
+
+
+@cache
+def code_version() -> str:
+    """`<package version>+g<commit>[.dirty]` from git when available, else the package version.
+
+    `HUBSHARE_CODE_VERSION` overrides it (for deployments built without a .git directory).
+    """
+    override = os.environ.get("HUBSHARE_CODE_VERSION")
+    if override:
+        return override
+    base = package_version("hubshare")
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"],  # noqa: S607 - git from PATH on purpose
+            cwd=PROJECT_ROOT, capture_output=True, text=True, check=True, timeout=10,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],  # noqa: S607
+            cwd=PROJECT_ROOT, capture_output=True, text=True, check=True, timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return base
+    return f"{base}+g{commit}{'.dirty' if dirty else ''}"
+
+
+def library_versions() -> dict[str, str]:
+    versions = {name: package_version(name) for name in TRACKED_LIBRARIES}
+    versions["python"] = platform.python_version()
+    return versions

@@ -1,0 +1,66 @@
+"""Runtime settings, read from the environment and an optional `.env` file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: The repository root (this file lives in `<root>/hubshare/`); reference data ships in `data/`.
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_MAPPING = PROJECT_ROOT / "data" / "org_country.csv"
+
+
+class Settings(BaseSettings):
+    """Every knob of a run. Names are the environment variables (case-insensitive)."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+
+    hf_endpoint: str = Field(default="https://huggingface.co", alias="HF_ENDPOINT")
+    hf_token: SecretStr | None = Field(default=None, alias="HF_TOKEN")
+    data_dir: Path = Field(default=Path("var"), alias="HUBSHARE_DATA_DIR")
+    warehouse_url: str | None = Field(default=None, alias="HUBSHARE_WAREHOUSE_URL")
+    mapping_path: Path = Field(default=DEFAULT_MAPPING, alias="HUBSHARE_MAPPING")
+
+    # Crawl.
+    page_size: int = Field(default=1000, ge=1, le=1000, alias="HUBSHARE_PAGE_SIZE")
+    http_max_retries: int = Field(default=8, ge=0, alias="HUBSHARE_HTTP_MAX_RETRIES")
+    http_base_wait: float = Field(default=1.0, ge=0, alias="HUBSHARE_HTTP_BASE_WAIT")
+    http_max_wait: float = Field(default=60.0, ge=0, alias="HUBSHARE_HTTP_MAX_WAIT")
+    http_connect_timeout: float = Field(default=30.0, gt=0, alias="HUBSHARE_HTTP_CONNECT_TIMEOUT")
+    http_read_timeout: float = Field(default=120.0, gt=0, alias="HUBSHARE_HTTP_READ_TIMEOUT")
+
+    # Quality gate.
+    max_row_drop: float = Field(default=0.05, ge=0, le=1, alias="HUBSHARE_MAX_ROW_DROP")
+    max_unknown_share: float = Field(default=0.5, ge=0, le=1, alias="HUBSHARE_MAX_UNKNOWN_SHARE")
+
+    @field_validator("hf_endpoint")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    @field_validator("hf_token")
+    @classmethod
+    def _empty_token_is_none(cls, value: SecretStr | None) -> SecretStr | None:
+        return value if value is not None and value.get_secret_value().strip() else None
+
+    @property
+    def resolved_warehouse_url(self) -> str:
+        """The SQLAlchemy URL; plain `postgresql://` selects the psycopg 3 driver we ship."""
+        url = self.warehouse_url or f"sqlite:///{(self.data_dir / 'warehouse.db').resolve()}"
+        if url.startswith(("postgresql://", "postgres://")):
+            url = "postgresql+psycopg://" + url.split("://", 1)[1]
+        return url
+
+    @property
+    def raw_dir(self) -> Path:
+        return self.data_dir / "raw"
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.data_dir / "runs"
+
+
+def get_settings() -> Settings:
+    return Settings()
