@@ -1,0 +1,515 @@
+"""The data-quality gate: validate one run's frames against the reviewed GX suites.
+
+`check_quality` runs the JSON suites of `schemas/expectations/` (see `schemas.quality`) through
+great_expectations 1.x on pandas copies of the polars frames, in one ephemeral GX context per
+call, and returns a `QualityReport` (one `QualityCheck` per expectation and validated frame).
+Nothing is raised for failing data: the caller decides what a failed gate means.
+
+great_expectations is imported inside the functions that need it (it costs seconds to import),
+with `GX_ANALYTICS_ENABLED=False` set first unless the environment already says otherwise.
+
+Validated frames:
+
+- `model_fact` once, suite `model_fact`;
+- `model_origin` once, suite `model_origin`;
+- `country_share` once on the whole frame for the expectations marked `meta.scope = "all_views"`
+  (reported as suite `country_share`: both views present), then once per attribution view present
+  in the frame for the others (reported as `country_share[uploader]`, `country_share[origin]`).
+  A missing view is reported by the `country_share` check; its per-view checks are not run.
+
+Only the columns a suite names are converted to pandas, to keep the copy small.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import polars as pl
+
+from schemas.frames import ATTRIBUTIONS
+from schemas.quality import known_buckets, load_suite
+
+if TYPE_CHECKING:
+    from great_expectations.core.batch_definition import BatchDefinition
+    from great_expectations.data_context.data_context.ephemeral_data_context import (
+        EphemeralDataContext,
+    )
+
+#: Columns of `QualityReport.to_frame()` (a Prefect table artifact, a warehouse table).
+QUALITY_REPORT_SCHEMA = pl.Schema(
+    {
+        "suite": pl.String,
+        "expectation": pl.String,
+        "column": pl.String,
+        "success": pl.Boolean,
+        "observed": pl.String,
+        "expected": pl.String,
+    }
+)
+
+#: GX result format: counts plus a few example values, never the full unexpected lists.
+RESULT_FORMAT: dict[str, Any] = {"result_format": "BASIC", "partial_unexpected_count": 5}
+
+_SCOPE_ALL_VIEWS = "all_views"
+_INDEX_KEY = "hubshare_index"  # added to each expectation's meta to map results back to the suite
+_MAX_EXAMPLES = 3
+_COLUMN_KEYS = frozenset({"column", "column_A", "column_B"})
+
+
+@dataclass(frozen=True)
+class GateThresholds:
+    """Run-dependent bounds of the gate."""
+
+    previous_row_count: int | None  # rows of the previous published snapshot, None if none
+    max_row_drop: float  # e.g. 0.05: fail if rows < previous_row_count * (1 - max_row_drop)
+    max_unknown_share: float  # e.g. 0.5: fail if the UNKNOWN share of a view exceeds it
+
+    def __post_init__(self) -> None:
+        if self.previous_row_count is not None and self.previous_row_count < 0:
+            raise ValueError(f"previous_row_count must be >= 0, got {self.previous_row_count}")
+        if not 0.0 <= self.max_row_drop <= 1.0:
+            raise ValueError(f"max_row_drop must be within [0, 1], got {self.max_row_drop}")
+        if not 0.0 <= self.max_unknown_share <= 1.0:
+            raise ValueError(
+                f"max_unknown_share must be within [0, 1], got {self.max_unknown_share}"
+            )
+
+    @property
+    def min_row_count(self) -> int:
+        """Row-count floor: ceil(previous_row_count * (1 - max_row_drop)), 0 without a previous."""
+        if self.previous_row_count is None:
+            return 0
+        # Rounding first keeps float noise (1000 * 0.95 = 950.0000000000001) from adding a row.
+        return math.ceil(round(self.previous_row_count * (1.0 - self.max_row_drop), 6))
+
+
+@dataclass(frozen=True)
+class QualityCheck:
+    """Outcome of one expectation on one validated frame."""
+
+    suite: str  # "model_fact" | "model_origin" | "country_share" | "country_share[<view>]"
+    expectation: str  # GX expectation type, e.g. "expect_column_values_to_be_unique"
+    column: str | None
+    success: bool
+    observed: str  # short human text of the observed value (e.g. "3 nulls", "UNKNOWN share 0.61")
+    expected: str  # short human text of the bound (e.g. "<= 0.5")
+
+    def describe(self) -> str:
+        """One phrase, e.g. "country_share[origin] UNKNOWN share 0.61, expected <= 0.5"."""
+        subject = self.column if self.column is not None else "table"
+        if self.column is not None and self.column in self.observed.split():
+            return f"{self.suite} {self.observed}, expected {self.expected}"
+        return f"{self.suite} {subject}: {self.observed}, expected {self.expected}"
+
+
+@dataclass(frozen=True)
+class QualityReport:
+    """All checks of one gate run, in suite order."""
+
+    checks: tuple[QualityCheck, ...]
+
+    @property
+    def success(self) -> bool:
+        return all(check.success for check in self.checks)
+
+    def failures(self) -> tuple[QualityCheck, ...]:
+        return tuple(check for check in self.checks if not check.success)
+
+    def summary(self) -> str:
+        """One line: "all 17 checks passed" or "2 of 17 checks failed: <check>; <check>"."""
+        failed = self.failures()
+        if not failed:
+            return f"all {len(self.checks)} checks passed"
+        details = "; ".join(check.describe() for check in failed)
+        return f"{len(failed)} of {len(self.checks)} checks failed: {details}"
+
+    def to_frame(self) -> pl.DataFrame:
+        """One row per check, columns of `QUALITY_REPORT_SCHEMA`."""
+        return pl.DataFrame(
+            [
+                (c.suite, c.expectation, c.column, c.success, c.observed, c.expected)
+                for c in self.checks
+            ],
+            schema=QUALITY_REPORT_SCHEMA,
+            orient="row",
+        )
+
+
+def check_quality(
+    model_fact: pl.DataFrame,
+    model_origin: pl.DataFrame,
+    country_share: pl.DataFrame,
+    thresholds: GateThresholds,
+) -> QualityReport:
+    """Validate one run's frames with the `schemas/expectations` suites (never raises on bad data).
+
+    The row-count floor of `model_fact` is `thresholds.min_row_count`; the UNKNOWN ceiling of each
+    `country_share` view is `thresholds.max_unknown_share`.
+    """
+    parameters: dict[str, Any] = {
+        "known_buckets": known_buckets(),
+        "min_row_count": thresholds.min_row_count,
+        "max_unknown_share": thresholds.max_unknown_share,
+    }
+    context = _ephemeral_context()
+    batch_definition = (
+        context.data_sources.add_pandas("hubshare")
+        .add_dataframe_asset("frame")
+        .add_batch_definition_whole_dataframe("whole_frame")
+    )
+
+    def validate(label: str, frame: pl.DataFrame, suite: Mapping[str, Any]) -> list[QualityCheck]:
+        return _validate(context, batch_definition, label, frame, suite, parameters)
+
+    checks = [
+        _describe_row_floor(check, thresholds)
+        for check in validate("model_fact", model_fact, load_suite("model_fact"))
+    ]
+    checks += validate("model_origin", model_origin, load_suite("model_origin"))
+
+    share_suite = load_suite("country_share")
+    checks += validate("country_share", country_share, _subsuite(share_suite, all_views=True))
+    per_view = _subsuite(share_suite, all_views=False)
+    if "attribution" in country_share.columns:
+        for view in ATTRIBUTIONS:
+            frame = country_share.filter(pl.col("attribution") == view)
+            if frame.height:  # a missing view fails the "views present" check above
+                checks += validate(f"country_share[{view}]", frame, per_view)
+    return QualityReport(tuple(checks))
+
+
+# --- GX plumbing -------------------------------------------------------------------------------
+
+
+def _ephemeral_context() -> EphemeralDataContext:
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import (
+        DataContextConfig,
+        InMemoryStoreBackendDefaults,
+        ProgressBarsConfig,
+    )
+
+    config = DataContextConfig(
+        store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False),
+        analytics_enabled=False,
+        progress_bars=ProgressBarsConfig(globally=False, metric_calculations=False),
+    )
+    return gx.get_context(project_config=config, mode="ephemeral")
+
+
+def _subsuite(suite: Mapping[str, Any], *, all_views: bool) -> dict[str, Any]:
+    """The expectations of `suite` whose `meta.scope` is (or is not) "all_views"."""
+    expectations = [
+        e
+        for e in suite["expectations"]
+        if (e.get("meta", {}).get("scope") == _SCOPE_ALL_VIEWS) is all_views
+    ]
+    return {**suite, "expectations": expectations}
+
+
+def _validate(
+    context: EphemeralDataContext,
+    batch_definition: BatchDefinition[Any],
+    label: str,
+    frame: pl.DataFrame,
+    suite_dict: Mapping[str, Any],
+    parameters: Mapping[str, Any],
+) -> list[QualityCheck]:
+    from great_expectations.core.expectation_suite import ExpectationSuite
+    from great_expectations.core.validation_definition import ValidationDefinition
+
+    configs: list[dict[str, Any]] = [
+        {**e, "meta": {**e.get("meta", {}), _INDEX_KEY: i}}
+        for i, e in enumerate(suite_dict["expectations"])
+    ]
+    suite = ExpectationSuite(
+        name=label, expectations=configs, meta=dict(suite_dict.get("meta", {}))
+    )
+    # ExpectationSuite() logs and drops expectations it cannot parse: a suite file must not
+    # lose checks silently.
+    if len(suite.expectations) != len(configs):
+        raise ValueError(
+            f"suite {suite_dict['name']!r}: {len(configs) - len(suite.expectations)} "
+            "expectation(s) are not valid GX 1.x configurations (see the log)"
+        )
+
+    wanted = _referenced_columns(configs)
+    columns = [c for c in frame.columns if c in wanted] or frame.columns[:1]
+    # A ValidationDefinition fetches the batch once; `Batch.validate` would fetch it a second time,
+    # and every fetch of a pandas batch hashes the whole frame (GX's batch fingerprint).
+    validation = context.validation_definitions.add(
+        ValidationDefinition(name=label, data=batch_definition, suite=context.suites.add(suite))
+    )
+    result = validation.run(
+        batch_parameters={"dataframe": frame.select(columns).to_pandas()},
+        expectation_parameters=dict(parameters),
+        result_format=RESULT_FORMAT,
+    )
+
+    checks: dict[int, QualityCheck] = {}
+    for r in result.results:
+        config = r.expectation_config
+        if config is None:  # pragma: no cover - GX always attaches the configuration
+            continue
+        index = int(config.meta[_INDEX_KEY])
+        original = configs[index]
+        checks[index] = _to_check(
+            label,
+            original,
+            success=bool(r.success),
+            result=dict(r.result or {}),
+            exception=dict(r.exception_info or {}),
+            parameters=parameters,
+        )
+    missing = sorted(set(range(len(configs))) - set(checks))
+    for index in missing:  # pragma: no cover - defensive: GX returned no result for it
+        spec = configs[index]
+        checks[index] = QualityCheck(
+            label, spec["type"], spec["kwargs"].get("column"), False, "no result", "a result"
+        )
+    return [checks[i] for i in sorted(checks)]
+
+
+def _referenced_columns(configs: Iterable[Mapping[str, Any]]) -> set[str]:
+    """Column names named by the expectations: `column` kwargs and row-condition columns."""
+    names: set[str] = set()
+
+    def walk(node: Any) -> None:
+        if isinstance(node, Mapping):
+            for key, value in node.items():
+                if key in _COLUMN_KEYS and isinstance(value, str):
+                    names.add(value)
+                elif key == "column" and isinstance(value, Mapping) and "name" in value:
+                    names.add(str(value["name"]))
+                else:
+                    walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    for config in configs:
+        walk(config.get("kwargs", {}))
+    return names
+
+
+# --- Human texts -------------------------------------------------------------------------------
+
+
+def _to_check(
+    suite: str,
+    config: Mapping[str, Any],
+    *,
+    success: bool,
+    result: Mapping[str, Any],
+    exception: Mapping[str, Any],
+    parameters: Mapping[str, Any],
+) -> QualityCheck:
+    kind: str = config["type"]
+    kwargs: Mapping[str, Any] = config.get("kwargs", {})
+    meta: Mapping[str, Any] = config.get("meta", {})
+    column = kwargs.get("column")
+    if column is None and "column_A" in kwargs:  # column-pair expectations
+        column = f"{kwargs['column_A']}, {kwargs.get('column_B')}"
+    expected = _expected_text(kind, kwargs, parameters)
+    error = _exception_message(exception)
+    if error is not None:
+        observed = f"error: {_shorten(error, 80)}"
+        success = False
+    else:
+        observed = _observed_text(kind, kwargs, meta, result, success=success)
+    return QualityCheck(
+        suite=suite,
+        expectation=kind,
+        column=str(column) if column is not None else None,
+        success=success,
+        observed=observed,
+        expected=expected,
+    )
+
+
+def _exception_message(info: Mapping[str, Any]) -> str | None:
+    """First line of the exception GX caught, if any; `exception_info` is either one record or
+    (when a metric failed) a mapping of metric ids to records."""
+    records = [info] if "raised_exception" in info else list(info.values())
+    for record in records:
+        if isinstance(record, Mapping) and record.get("raised_exception"):
+            message = str(record.get("exception_message") or "exception").strip()
+            return message.removeprefix("Error: ").splitlines()[0]
+    return None
+
+
+def _observed_text(
+    kind: str,
+    kwargs: Mapping[str, Any],
+    meta: Mapping[str, Any],
+    result: Mapping[str, Any],
+    *,
+    success: bool,
+) -> str:
+    label = meta.get("label")
+    if kind == "expect_column_distinct_values_to_contain_set":
+        if success:
+            return " and ".join(map(str, kwargs.get("value_set", []))) + " present"
+        return " and ".join(map(str, result.get("partial_missing_list") or ["?"])) + " missing"
+    if "unexpected_count" in result:
+        count = int(result.get("unexpected_count") or 0)
+        none, one, many = {
+            "expect_column_values_to_be_unique": (
+                "no duplicates",
+                "duplicated row",
+                "duplicated rows",
+            ),
+            "expect_column_values_to_not_be_null": ("no nulls", "null", "nulls"),
+            "expect_column_values_to_be_in_set": (
+                "all in set",
+                "row not in set",
+                "rows not in set",
+            ),
+            "expect_column_values_to_be_between": (
+                "all in range",
+                "row out of range",
+                "rows out of range",
+            ),
+            "expect_column_pair_values_a_to_be_greater_than_b": (
+                "all in order",
+                "row out of order",
+                "rows out of order",
+            ),
+        }.get(kind, ("none unexpected", "unexpected row", "unexpected rows"))
+        if count == 0:
+            return none
+        pct = _percent(result.get("unexpected_percent_total", result.get("unexpected_percent")))
+        text = f"{count:,} {one if count == 1 else many} ({pct})"
+        examples = _examples(result.get("partial_unexpected_list"))
+        if examples and kind != "expect_column_values_to_not_be_null":
+            text += f", e.g. {examples}"
+        return text
+    if "observed_value" in result:
+        value = result["observed_value"]
+        if kind == "expect_table_row_count_to_be_between":
+            return f"{_int(value)} {'row' if value == 1 else 'rows'}"
+        text = _number(value)
+        return f"{label} {text}" if label else text
+    return "passed" if success else "failed"
+
+
+def _expected_text(kind: str, kwargs: Mapping[str, Any], parameters: Mapping[str, Any]) -> str:
+    if kind == "expect_column_values_to_be_unique":
+        return "unique"
+    if kind == "expect_column_values_to_not_be_null":
+        return "no nulls"
+    if kind == "expect_column_values_to_be_in_set":
+        value_set = kwargs.get("value_set")
+        if isinstance(value_set, Mapping) and "$PARAMETER" in value_set:
+            name = str(value_set["$PARAMETER"])
+            return f"in {name} ({len(parameters.get(name) or ())} codes)"
+        return "in {" + ", ".join(map(str, value_set or [])) + "}"
+    if kind == "expect_column_distinct_values_to_contain_set":
+        return " and ".join(map(str, kwargs.get("value_set", []))) + " present"
+    if kind == "expect_column_pair_values_a_to_be_greater_than_b":
+        operator = ">=" if kwargs.get("or_equal") else ">"
+        return f"{kwargs.get('column_A')} {operator} {kwargs.get('column_B')}"
+    if "min_value" in kwargs or "max_value" in kwargs:
+        low = _resolve(kwargs.get("min_value"), parameters)
+        high = _resolve(kwargs.get("max_value"), parameters)
+        if kind == "expect_table_row_count_to_be_between":
+            return _bounds(low, high, kwargs, integer=True)
+        return _bounds(low, high, kwargs, integer=False)
+    return kind.removeprefix("expect_").replace("_", " ")
+
+
+def _describe_row_floor(check: QualityCheck, thresholds: GateThresholds) -> QualityCheck:
+    """Spell out where the row-count floor comes from (or that there is none)."""
+    if check.expectation != "expect_table_row_count_to_be_between":
+        return check
+    if check.observed.startswith("error"):
+        return check
+    previous = thresholds.previous_row_count
+    if previous is None:
+        return QualityCheck(
+            check.suite,
+            check.expectation,
+            check.column,
+            check.success,
+            f"no previous snapshot ({check.observed})",
+            "no floor",
+        )
+    drop = f"{thresholds.max_row_drop * 100:g}%"
+    expected = f"{check.expected} (previous {previous:,} - {drop})"
+    return QualityCheck(
+        check.suite, check.expectation, check.column, check.success, check.observed, expected
+    )
+
+
+def _resolve(value: Any, parameters: Mapping[str, Any]) -> Any:
+    if isinstance(value, Mapping) and "$PARAMETER" in value:
+        return parameters.get(str(value["$PARAMETER"]))
+    return value
+
+
+def _bounds(low: Any, high: Any, kwargs: Mapping[str, Any], *, integer: bool) -> str:
+    fmt = _int if integer else _number
+    if low is not None and high is not None and not integer:
+        lo, hi = float(low), float(high)
+        centre, half = (lo + hi) / 2, (hi - lo) / 2
+        if 0 < half <= 1e-6 * max(1.0, abs(centre)):  # a tolerance band: "1 ± 1e-09"
+            return f"{_number(centre)} ± {half:.0e}"
+    parts = []
+    if low is not None:
+        parts.append(f"{'>' if kwargs.get('strict_min') else '>='} {fmt(low)}")
+    if high is not None:
+        parts.append(f"{'<' if kwargs.get('strict_max') else '<='} {fmt(high)}")
+    return " and ".join(parts) or "any"
+
+
+def _int(value: Any) -> str:
+    try:
+        return f"{int(value):,}"
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def _number(value: Any) -> str:
+    if value is None:
+        return "none"
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    if number.is_integer() and abs(number) < 1e15:
+        return f"{int(number):,}" if abs(number) >= 1e4 else str(int(number))
+    return f"{number:.12g}"
+
+
+def _percent(value: Any) -> str:
+    try:
+        pct = float(value)
+    except (TypeError, ValueError):
+        return "?%"
+    return "<0.01%" if 0 < pct < 0.01 else f"{pct:.2f}%".replace(".00%", "%")
+
+
+def _examples(values: Sequence[Any] | None) -> str:
+    seen: list[str] = []
+    for value in values or ():
+        if isinstance(value, str):
+            text = repr(value)
+        elif isinstance(value, (list, tuple)):  # column-pair values
+            text = "(" + ", ".join(_number(v) for v in value) + ")"
+        else:
+            text = _number(value)
+        text = _shorten(text, 40)
+        if text not in seen:
+            seen.append(text)
+        if len(seen) == _MAX_EXAMPLES:
+            break
+    return ", ".join(seen)
+
+
+def _shorten(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
