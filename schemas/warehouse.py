@@ -1,0 +1,227 @@
+"""Warehouse tables (sqlmodel) and BI views: the one place the warehouse schema is declared.
+
+Column comments land in PostgreSQL's catalogue, so a BI tool shows them next to each column.
+Facts carry the `run_id` that produced them; `published_run` says which run of each snapshot
+date analysts should read, and the `published_*` views join that for them.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, Column, DateTime, Double, String, Text, text
+from sqlalchemy.engine import Connection
+from sqlmodel import Field, SQLModel
+
+
+def _ts(comment: str, nullable: bool = False) -> Column[datetime]:
+    return Column(DateTime(timezone=True), nullable=nullable, comment=comment)
+
+
+def _c(
+    type_: Any,
+    comment: str,
+    *,
+    primary_key: bool = False,
+    nullable: bool = True,
+) -> Column[object]:
+    return Column(
+        type_, primary_key=primary_key, nullable=nullable and not primary_key, comment=comment
+    )
+
+
+class EtlRun(SQLModel, table=True):
+    """One row per run of the daily pipeline for a snapshot date (published or rejected)."""
+
+    __tablename__ = "etl_run"
+    __table_args__ = ({"comment": "Every run of the pipeline; version n of a snapshot date"},)
+
+    run_id: str = Field(sa_column=_c(String(36), "UUID of the run", primary_key=True))
+    snapshot_date: date = Field(
+        index=True, sa_column_kwargs={"comment": "Date of the raw snapshot"}
+    )
+    version: int = Field(sa_column_kwargs={"comment": "1 for the first run of the date, then n+1"})
+    status: str = Field(max_length=16, sa_column_kwargs={"comment": "published | rejected"})
+    status_reason: str | None = Field(default=None, sa_column=_c(Text, "Why a run was rejected"))
+    flow_run_id: str | None = Field(
+        default=None, max_length=36, sa_column_kwargs={"comment": "Prefect flow-run id"}
+    )
+    started_at: datetime = Field(sa_column=_ts("When the run started (UTC)"))
+    finished_at: datetime = Field(sa_column=_ts("When the run was loaded (UTC)"))
+    code_version: str = Field(max_length=64, sa_column_kwargs={"comment": "hubshare version+git"})
+    definition: str = Field(max_length=32, sa_column_kwargs={"comment": "Metric: downloads_30d"})
+    raw_sha256: str = Field(
+        max_length=64, sa_column_kwargs={"comment": "SHA-256 of the raw snapshot"}
+    )
+    mapping_sha256: str = Field(
+        max_length=64, sa_column_kwargs={"comment": "SHA-256 of org_country.csv"}
+    )
+    shares_sha256: str = Field(
+        max_length=64, sa_column_kwargs={"comment": "SHA-256 of the share table text"}
+    )
+    row_count: int = Field(sa_column_kwargs={"comment": "Public models in the snapshot"})
+    rows_listed: int = Field(sa_column_kwargs={"comment": "Rows the crawl listed"})
+    duplicates_dropped: int = Field(sa_column_kwargs={"comment": "Repeated _id rows dropped"})
+    private_dropped: int = Field(sa_column_kwargs={"comment": "Private models dropped"})
+    total_downloads: int = Field(
+        sa_column=_c(BigInteger, "Population total of downloads_30d", nullable=False)
+    )
+    quality_failures: int = Field(sa_column_kwargs={"comment": "Failed quality checks"})
+    parameters: str = Field(
+        sa_column=_c(Text, "Run parameters and settings (JSON, no secrets)", nullable=False)
+    )
+    report: str = Field(sa_column=_c(Text, "Lineage and crawl report (JSON)", nullable=False))
+
+
+class PublishedRun(SQLModel, table=True):
+    """The published pointer: the run analysts read for each snapshot date."""
+
+    __tablename__ = "published_run"
+    __table_args__ = ({"comment": "Which run is published for each snapshot date"},)
+
+    snapshot_date: date = Field(primary_key=True)
+    run_id: str = Field(foreign_key="etl_run.run_id", max_length=36, unique=True)
+    published_at: datetime = Field(sa_column=_ts("When the pointer moved to this run"))
+
+
+class ModelFact(SQLModel, table=True):
+    """Per-model facts of a run (the enriched snapshot)."""
+
+    __tablename__ = "model_fact"
+    __table_args__ = ({"comment": "One row per public model per run"},)
+
+    run_id: str = Field(foreign_key="etl_run.run_id", primary_key=True, max_length=36)
+    model_oid: str = Field(
+        primary_key=True,
+        max_length=24,
+        sa_column_kwargs={"comment": "Hub _id (stable across renames)"},
+    )
+    model_id: str = Field(max_length=256, sa_column_kwargs={"comment": "Hub repo id"})
+    uploader: str = Field(max_length=128, sa_column_kwargs={"comment": "Namespace that uploaded"})
+    downloads_30d: int = Field(
+        sa_column=_c(BigInteger, "Hub downloads, trailing 30 days", nullable=False)
+    )
+    downloads_all_time: int | None = Field(
+        default=None, sa_column=_c(BigInteger, "Hub downloadsAllTime")
+    )
+    likes: int | None = Field(default=None)
+    created_at: datetime | None = Field(default=None, sa_column=_ts("Hub createdAt", True))
+    last_modified: datetime | None = Field(default=None, sa_column=_ts("Hub lastModified", True))
+    pipeline_tag: str | None = Field(default=None, max_length=64)
+    library_name: str | None = Field(default=None, max_length=64)
+    gated: str | None = Field(
+        default=None, max_length=8, sa_column_kwargs={"comment": "false | auto | manual"}
+    )
+    base_relation: str | None = Field(
+        default=None, max_length=64, sa_column_kwargs={"comment": "Declared base relation"}
+    )
+    base_models: str | None = Field(default=None, sa_column=_c(Text, "Declared base ids"))
+    uploader_bucket: str = Field(
+        max_length=8, sa_column_kwargs={"comment": "Uploader view: alpha-2|INTL|UNKNOWN"}
+    )
+
+
+class ModelOrigin(SQLModel, table=True):
+    """Origin view per model: the organisations behind its weights and their weight."""
+
+    __tablename__ = "model_origin"
+    __table_args__ = ({"comment": "Origin attribution; weights of a model sum to 1"},)
+
+    run_id: str = Field(foreign_key="etl_run.run_id", primary_key=True, max_length=36)
+    model_oid: str = Field(primary_key=True, max_length=24)
+    origin_org: str = Field(primary_key=True, max_length=128)
+    origin_bucket: str = Field(max_length=8)
+    weight: float = Field(sa_column=_c(Double, "Share of the model's downloads", nullable=False))
+    weight_num: int = Field(sa_column_kwargs={"comment": "Exact weight numerator"})
+    weight_den: int = Field(sa_column_kwargs={"comment": "Exact weight denominator"})
+
+
+class CountryShare(SQLModel, table=True):
+    """Share of downloads per bucket (country, INTL, UNKNOWN) and view."""
+
+    __tablename__ = "country_share"
+    __table_args__ = ({"comment": "Bucket shares per run and attribution view"},)
+
+    run_id: str = Field(foreign_key="etl_run.run_id", primary_key=True, max_length=36)
+    attribution: str = Field(
+        primary_key=True, max_length=16, sa_column_kwargs={"comment": "uploader | origin"}
+    )
+    bucket: str = Field(
+        primary_key=True, max_length=8, sa_column_kwargs={"comment": "ISO alpha-2 | INTL | UNKNOWN"}
+    )
+    downloads: int = Field(
+        sa_column=_c(BigInteger, "Downloads (30 days) in the bucket", nullable=False)
+    )
+    share: float = Field(sa_column=_c(Double, "downloads / population total", nullable=False))
+
+
+class OrgShare(SQLModel, table=True):
+    """Share of downloads per organisation (namespace) and view."""
+
+    __tablename__ = "org_share"
+    __table_args__ = ({"comment": "Organisation shares per run and attribution view"},)
+
+    run_id: str = Field(foreign_key="etl_run.run_id", primary_key=True, max_length=36)
+    attribution: str = Field(primary_key=True, max_length=16)
+    org: str = Field(primary_key=True, max_length=128)
+    bucket: str = Field(max_length=8)
+    downloads: int = Field(sa_column=_c(BigInteger, "Downloads (30 days)", nullable=False))
+    share: float = Field(sa_column=_c(Double, "downloads / population total", nullable=False))
+
+
+class QualityResult(SQLModel, table=True):
+    """Each quality-gate check of a run: why a run was published or rejected."""
+
+    __tablename__ = "quality_result"
+    __table_args__ = ({"comment": "Quality gate results per run"},)
+
+    run_id: str = Field(foreign_key="etl_run.run_id", primary_key=True, max_length=36)
+    check_no: int = Field(primary_key=True)
+    suite: str = Field(max_length=64)
+    expectation: str = Field(max_length=128)
+    column_name: str | None = Field(default=None, max_length=64)
+    success: bool
+    observed: str = Field(sa_column=_c(Text, "Observed value", nullable=False))
+    expected: str = Field(sa_column=_c(Text, "Bound the check enforces", nullable=False))
+
+
+#: BI views: the published run of each date, with its date and version next to the figures.
+VIEWS: dict[str, str] = {
+    "published_country_share": """
+        SELECT r.snapshot_date, r.version, r.run_id, s.attribution, s.bucket AS country,
+               s.downloads, s.share
+        FROM country_share s
+        JOIN published_run p ON p.run_id = s.run_id
+        JOIN etl_run r ON r.run_id = s.run_id""",
+    "published_org_share": """
+        SELECT r.snapshot_date, r.version, r.run_id, s.attribution, s.org, s.bucket AS country,
+               s.downloads, s.share
+        FROM org_share s
+        JOIN published_run p ON p.run_id = s.run_id
+        JOIN etl_run r ON r.run_id = s.run_id""",
+    "published_model_fact": """
+        SELECT r.snapshot_date, r.version, f.*
+        FROM model_fact f
+        JOIN published_run p ON p.run_id = f.run_id
+        JOIN etl_run r ON r.run_id = f.run_id""",
+    "latest_country_share": """
+        SELECT r.snapshot_date, r.version, r.run_id, s.attribution, s.bucket AS country,
+               s.downloads, s.share
+        FROM country_share s
+        JOIN published_run p ON p.run_id = s.run_id
+        JOIN etl_run r ON r.run_id = s.run_id
+        WHERE p.snapshot_date = (SELECT MAX(snapshot_date) FROM published_run)""",
+}
+
+FACT_TABLES = ("model_fact", "model_origin", "country_share", "org_share")
+
+
+def create_schema(connection: Connection) -> None:
+    """Create missing tables and (re)create the BI views. Idempotent."""
+    SQLModel.metadata.create_all(connection)
+    for name, select in VIEWS.items():
+        if connection.dialect.name == "postgresql":
+            connection.execute(text(f"CREATE OR REPLACE VIEW {name} AS {select}"))
+        else:
+            connection.execute(text(f"CREATE VIEW IF NOT EXISTS {name} AS {select}"))

@@ -1,0 +1,440 @@
+"""Extract: crawl `GET /api/models` page by page into files, then build the day's raw snapshot.
+
+Every page is written to disk (with the URL of the next one) before the next request, so a crawl
+that is killed and started again for the same date resumes from its last stored page. The
+snapshot is then built from the page files, not from memory.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import logging
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+import httpx2
+import orjson
+import polars as pl
+from huggingface_hub.errors import HfHubHTTPError
+from huggingface_hub.utils import (
+    build_hf_headers,
+    hf_raise_for_status,
+    http_backoff,
+    set_client_factory,
+)
+from huggingface_hub.utils._http import default_client_factory, hf_request_event_hook
+
+from hubshare.errors import (
+    ExtractError,
+    MalformedPageError,
+    SnapshotError,
+    TransientExtractError,
+)
+from hubshare.provenance import library_versions, package_version, sha256_file
+from hubshare.settings import Settings
+from schemas.frames import EXPAND_FIELDS, SNAPSHOT_SCHEMA
+
+log = logging.getLogger(__name__)
+
+#: How a page looks on the wire: timestamps as text, parsed once when the snapshot is built.
+WIRE_SCHEMA = pl.Schema(
+    {
+        name: (pl.String if dtype == SNAPSHOT_SCHEMA["createdAt"] else dtype)
+        for name, dtype in SNAPSHOT_SCHEMA.items()
+    }
+)
+SNAPSHOT_FILE = "snapshot.parquet"
+MANIFEST_FILE = "manifest.json"
+STATE_FILE = "state.json"
+
+
+# ----------------------------------------------------------------------------------------------
+# Where things live
+
+
+def day_dir(raw_dir: Path, snapshot_date: date) -> Path:
+    return raw_dir / snapshot_date.isoformat()
+
+
+def snapshot_path(raw_dir: Path, snapshot_date: date) -> Path:
+    return day_dir(raw_dir, snapshot_date) / SNAPSHOT_FILE
+
+
+def manifest_path(raw_dir: Path, snapshot_date: date) -> Path:
+    return day_dir(raw_dir, snapshot_date) / MANIFEST_FILE
+
+
+def _pages_dir(raw_dir: Path, snapshot_date: date) -> Path:
+    return day_dir(raw_dir, snapshot_date) / "pages"
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write via a temporary file and rename: a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        Path(tmp).replace(path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+# ----------------------------------------------------------------------------------------------
+# Crawl state
+
+
+@dataclass
+class CrawlState:
+    """Progress of one date's crawl, persisted after every page."""
+
+    endpoint: str
+    first_url: str
+    next_url: str | None
+    pages: int = 0
+    requests: int = 0
+    retries: int = 0
+    resumes: int = 0
+    started_at: str = field(default_factory=lambda: _now().isoformat())
+    finished_at: str | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.next_url is None
+
+    def save(self, path: Path) -> None:
+        write_atomically(path, orjson.dumps(asdict(self), option=orjson.OPT_INDENT_2))
+
+    @classmethod
+    def load(cls, path: Path) -> CrawlState:
+        return cls(**orjson.loads(path.read_bytes()))
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def public_endpoint(endpoint: str) -> str:
+    """The endpoint without any user:password part, safe to record."""
+    parts = urlsplit(endpoint)
+    netloc = parts.hostname or ""
+    if parts.port:
+        netloc = f"{netloc}:{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def first_page_url(endpoint: str, page_size: int) -> str:
+    """`sort=createdAt`: the only sort key that does not move while we crawl."""
+    params: list[tuple[str, str | int]] = [("limit", page_size), ("sort", "createdAt")]
+    params += [("expand", name) for name in EXPAND_FIELDS]
+    return f"{endpoint}/api/models?{urlencode(params)}"
+
+
+# ----------------------------------------------------------------------------------------------
+# HTTP through huggingface_hub's machinery
+
+
+class _AttemptCounter:
+    """Counts HTTP attempts (retries included): huggingface_hub's backoff does not report them."""
+
+    def __init__(self) -> None:
+        self.attempts = 0
+
+    def hook(self, request: httpx2.Request) -> None:
+        self.attempts += 1
+
+
+def _client_factory(settings: Settings, counter: _AttemptCounter) -> Callable[[], httpx2.Client]:
+    # huggingface_hub's default client has no timeout at all: a stalled server would hang us.
+    timeout = httpx2.Timeout(settings.http_read_timeout, connect=settings.http_connect_timeout)
+
+    def make() -> httpx2.Client:
+        return httpx2.Client(
+            event_hooks={"request": [hf_request_event_hook, counter.hook]},
+            follow_redirects=True,
+            timeout=timeout,
+        )
+
+    return make
+
+
+def _fetch_page(url: str, headers: dict[str, str], settings: Settings) -> httpx2.Response:
+    """GET one page; 429 (RateLimit/Retry-After), 5xx, timeouts and dropped connections are
+    retried by huggingface_hub's `http_backoff` with capped exponential backoff."""
+    try:
+        response = http_backoff(
+            "GET",
+            url,
+            headers=headers,
+            max_retries=settings.http_max_retries,
+            base_wait_time=settings.http_base_wait,
+            max_wait_time=settings.http_max_wait,
+        )
+        hf_raise_for_status(response)
+    except HfHubHTTPError as err:
+        status = err.response.status_code if err.response is not None else None
+        reason = str(err).splitlines()[0]
+        if status is not None and (status in (408, 429) or status >= 500):
+            raise TransientExtractError(
+                f"{public_endpoint(url)}: HTTP {status} after {settings.http_max_retries} retries "
+                f"({reason})"
+            ) from None
+        raise ExtractError(
+            f"{public_endpoint(url)}: the Hub refused the request: {reason}"
+        ) from None
+    except (httpx2.TransportError, httpx2.HTTPError) as err:
+        raise TransientExtractError(
+            f"{public_endpoint(url)}: {type(err).__name__}: {err or 'no response'} after "
+            f"{settings.http_max_retries} retries (is HF_ENDPOINT reachable?)"
+        ) from None
+    return response
+
+
+def _check_page(body: bytes, page_no: int, url: str) -> int:
+    """Fail loudly on anything but a JSON list of objects carrying `_id` and `id`."""
+    where = f"page {page_no} ({public_endpoint(url)})"
+    try:
+        items = orjson.loads(body)
+    except orjson.JSONDecodeError as err:
+        raise MalformedPageError(f"{where}: response is not valid JSON ({err})") from None
+    if not isinstance(items, list):
+        raise MalformedPageError(f"{where}: expected a JSON list, got {type(items).__name__}")
+    for position, item in enumerate(items):
+        if not isinstance(item, dict) or not item.get("_id") or not item.get("id"):
+            raise MalformedPageError(f"{where}: item {position} has no `_id`/`id`: {item!r:.120}")
+    return len(items)
+
+
+def crawl_pages(snapshot_date: date, settings: Settings) -> CrawlState:
+    """Fetch every listing page for `snapshot_date` into `raw/<date>/pages/`, resuming if asked
+    again after an interruption. Returns the final crawl state."""
+    pages_dir = _pages_dir(settings.raw_dir, snapshot_date)
+    state_path = pages_dir / STATE_FILE
+    endpoint = settings.hf_endpoint
+    if state_path.exists():
+        state = CrawlState.load(state_path)
+        if state.done:
+            return state
+        state.resumes += 1
+        log.info("Resuming the %s crawl at page %d", snapshot_date, state.pages + 1)
+    else:
+        url = first_page_url(endpoint, settings.page_size)
+        state = CrawlState(endpoint=public_endpoint(endpoint), first_url=url, next_url=url)
+    pages_dir.mkdir(parents=True, exist_ok=True)
+    state.save(state_path)
+
+    token = settings.hf_token.get_secret_value() if settings.hf_token else False
+    headers = build_hf_headers(
+        token=token, library_name="hubshare", library_version=package_version("hubshare")
+    )
+    counter = _AttemptCounter()
+    set_client_factory(_client_factory(settings, counter))
+    try:
+        while state.next_url is not None:
+            url = state.next_url
+            before = counter.attempts
+            response = _fetch_page(url, headers, settings)
+            page_no = state.pages + 1
+            count = _check_page(response.content, page_no, url)
+            write_atomically(
+                pages_dir / f"page-{page_no:06d}.json.gz", gzip.compress(response.content, mtime=0)
+            )
+            state.pages = page_no
+            state.requests += counter.attempts - before
+            state.retries += counter.attempts - before - 1
+            state.next_url = response.links.get("next", {}).get("url")
+            if state.next_url is None:
+                state.finished_at = _now().isoformat()
+            state.save(state_path)
+            log.info(
+                "Page %d: %d models%s", page_no, count, "" if state.next_url else " (last page)"
+            )
+    finally:
+        # Hand the process its default client back (this closes ours).
+        set_client_factory(default_client_factory)
+    return state
+
+
+# ----------------------------------------------------------------------------------------------
+# Snapshot
+
+
+@dataclass(frozen=True)
+class SnapshotManifest:
+    snapshot_date: str
+    source: str
+    endpoint: str
+    crawl_started_at: str | None
+    crawl_finished_at: str | None
+    pages: int
+    requests: int
+    retries: int
+    resumes: int
+    rows_listed: int
+    duplicates_dropped: int
+    private_dropped: int
+    row_count: int
+    sha256: str
+    schema: dict[str, str]
+    library_versions: dict[str, str]
+
+    @classmethod
+    def load(cls, path: Path) -> SnapshotManifest:
+        return cls(**orjson.loads(path.read_bytes()))
+
+
+def read_page(path: Path) -> pl.DataFrame:
+    body = gzip.decompress(path.read_bytes())
+    return pl.read_json(io.BytesIO(body), schema=WIRE_SCHEMA)
+
+
+def normalise_models(frame: pl.LazyFrame) -> pl.LazyFrame:
+    """Wire frame -> snapshot frame: parse timestamps, fill `author` from the id's namespace."""
+
+    def ts(name: str) -> pl.Expr:
+        return pl.col(name).str.to_datetime(time_zone="UTC", time_unit="us", strict=False)
+
+    return frame.with_columns(
+        ts("createdAt"),
+        ts("lastModified"),
+        pl.coalesce("author", pl.col("id").str.split("/").list.first()).alias("author"),
+        pl.col("tags").fill_null(pl.lit([], dtype=pl.List(pl.String))),
+        pl.col("private").fill_null(False),
+    )
+
+
+def finalise_snapshot(listed: pl.LazyFrame, out_path: Path) -> tuple[int, int, int, int]:
+    """Deduplicate (one row per `_id`, the later observation wins), drop private models, sort by
+    `_id` and write the parquet file deterministically. Returns (listed, duplicates, private, rows).
+
+    `listed` must carry `_order` (observation order across the crawl)."""
+    counts = listed.select(
+        pl.len().alias("listed"), pl.col("_id").n_unique().alias("unique")
+    ).collect()
+    n_listed, n_unique = int(counts["listed"][0]), int(counts["unique"][0])
+    deduped = listed.sort("_order").unique(subset="_id", keep="last").drop("_order")
+    frame = normalise_models(deduped).collect(engine="streaming")
+    n_private = int(frame["private"].sum())
+    frame = frame.filter(~pl.col("private")).sort("_id").select(list(SNAPSHOT_SCHEMA.names()))
+    frame = frame.cast(SNAPSHOT_SCHEMA)
+    buffer = io.BytesIO()
+    # Fixed writer settings so the same rows always give the same bytes (and SHA-256).
+    frame.write_parquet(
+        buffer, compression="zstd", compression_level=3, statistics=False, row_group_size=256_000
+    )
+    write_atomically(out_path, buffer.getvalue())
+    return n_listed, n_listed - n_unique, n_private, frame.height
+
+
+def build_snapshot(snapshot_date: date, settings: Settings, state: CrawlState) -> SnapshotManifest:
+    """Turn the stored pages of a finished crawl into the immutable snapshot and its manifest."""
+    pages_dir = _pages_dir(settings.raw_dir, snapshot_date)
+    page_files = sorted(pages_dir.glob("page-*.json.gz"))
+    if len(page_files) != state.pages:
+        raise SnapshotError(
+            f"{pages_dir}: {len(page_files)} page files but the crawl state "
+            f"records {state.pages}; delete the folder to crawl again"
+        )
+    # One lazy frame per page, tagged with its crawl order, so memory holds pages one at a time
+    # until the deduplicated frame is collected.
+    parts = [
+        pl.LazyFrame(read_page(path)).with_columns(
+            (pl.int_range(pl.len(), dtype=pl.Int64) + page_no * 1_000_000).alias("_order")
+        )
+        for page_no, path in enumerate(page_files)
+    ]
+    listed = (
+        pl.concat(parts)
+        if parts
+        else pl.LazyFrame(schema={**dict(WIRE_SCHEMA), "_order": pl.Int64})
+    )
+    out_path = snapshot_path(settings.raw_dir, snapshot_date)
+    n_listed, n_dups, n_private, n_rows = finalise_snapshot(listed, out_path)
+    manifest = SnapshotManifest(
+        snapshot_date=snapshot_date.isoformat(),
+        source="crawl",
+        endpoint=state.endpoint,
+        crawl_started_at=state.started_at,
+        crawl_finished_at=state.finished_at,
+        pages=state.pages,
+        requests=state.requests,
+        retries=state.retries,
+        resumes=state.resumes,
+        rows_listed=n_listed,
+        duplicates_dropped=n_dups,
+        private_dropped=n_private,
+        row_count=n_rows,
+        sha256=sha256_file(out_path),
+        schema={name: str(dtype) for name, dtype in SNAPSHOT_SCHEMA.items()},
+        library_versions=library_versions(),
+    )
+    write_atomically(
+        manifest_path(settings.raw_dir, snapshot_date),
+        orjson.dumps(asdict(manifest), option=orjson.OPT_INDENT_2),
+    )
+    return manifest
+
+
+def stored_snapshot(snapshot_date: date, settings: Settings) -> SnapshotManifest | None:
+    """The day's snapshot if one was built, after checking the file still has its recorded hash."""
+    m_path = manifest_path(settings.raw_dir, snapshot_date)
+    if not m_path.exists():
+        return None
+    manifest = SnapshotManifest.load(m_path)
+    s_path = snapshot_path(settings.raw_dir, snapshot_date)
+    if not s_path.exists():
+        raise SnapshotError(f"{s_path}: missing, but {m_path} records it")
+    actual = sha256_file(s_path)
+    if actual != manifest.sha256:
+        raise SnapshotError(
+            f"{s_path}: SHA-256 {actual[:12]}… differs from the manifest's "
+            f"{manifest.sha256[:12]}…; the raw snapshot was altered"
+        )
+    return manifest
+
+
+def extract_snapshot(
+    snapshot_date: date, settings: Settings, *, allow_backdated: bool = False
+) -> SnapshotManifest:
+    """The raw snapshot of `snapshot_date`: the stored one if it exists (snapshots are immutable),
+    otherwise crawl the Hub now (resuming an interrupted crawl) and build it."""
+    existing = stored_snapshot(snapshot_date, settings)
+    if existing is not None:
+        log.info(
+            "Using the stored %s snapshot (%d models, sha256 %s)",
+            snapshot_date,
+            existing.row_count,
+            existing.sha256[:12],
+        )
+        return existing
+    today = _now().date()
+    if snapshot_date != today and not allow_backdated:
+        raise SnapshotError(
+            f"no raw snapshot stored for {snapshot_date}, and the Hub keeps no history: a crawl "
+            f"now would record {today}'s counters. Run without --date (today, UTC), or pass "
+            f"--backdate to label today's crawl as {snapshot_date} on purpose"
+        )
+    state = crawl_pages(snapshot_date, settings)
+    return build_snapshot(snapshot_date, settings, state)
+
+
+def read_snapshot(snapshot_date: date, settings: Settings) -> pl.DataFrame:
+    path = snapshot_path(settings.raw_dir, snapshot_date)
+    try:
+        return pl.read_parquet(path)
+    except (OSError, pl.exceptions.PolarsError) as err:
+        raise SnapshotError(f"{path}: cannot read the raw snapshot ({err})") from None
+
+
+def manifest_dict(manifest: SnapshotManifest) -> dict[str, Any]:
+    return asdict(manifest)

@@ -1,0 +1,222 @@
+"""Load: one transaction per run writes the run row, its quality results and, when the gate
+passed, its facts and shares, and moves the published pointer. Facts go in bulk (COPY on
+PostgreSQL, the driver's executemany on SQLite), never row by row through the ORM."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+import polars as pl
+from sqlalchemy import Engine, Table, create_engine, func, select, text
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import SQLAlchemyError
+from sqlmodel import SQLModel
+
+from hubshare.errors import WarehouseError
+from schemas.warehouse import create_schema
+
+log = logging.getLogger(__name__)
+
+PUBLISHED = "published"
+REJECTED = "rejected"
+
+
+def warehouse_engine(url: str) -> Engine:
+    try:
+        return create_engine(url, pool_pre_ping=True)
+    except (SQLAlchemyError, ImportError, ValueError) as err:
+        raise WarehouseError(f"HUBSHARE_WAREHOUSE_URL: cannot use {_redact(url)} ({err})") from None
+
+
+def _redact(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except (ValueError, SQLAlchemyError):
+        return "<unparsable URL>"
+
+
+def ensure_schema(engine: Engine) -> None:
+    if engine.dialect.name == "sqlite" and engine.url.database:
+        Path(engine.url.database).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with engine.begin() as connection:
+            create_schema(connection)
+    except SQLAlchemyError as err:
+        raise WarehouseError(f"warehouse {_redact(str(engine.url))}: {_first_line(err)}") from None
+
+
+def _first_line(err: BaseException) -> str:
+    return str(err).splitlines()[0] if str(err) else type(err).__name__
+
+
+def _table(name: str) -> Table:
+    return SQLModel.metadata.tables[name]
+
+
+def bulk_insert(connection: Connection, table: Table, frame: pl.DataFrame) -> None:
+    """Insert a frame inside the caller's transaction, through the driver's bulk path."""
+    if frame.is_empty():
+        return
+    columns = frame.columns
+    names = ", ".join(columns)
+    raw: Any = connection.connection.driver_connection
+    if connection.dialect.name == "postgresql":
+        with raw.cursor() as cursor, cursor.copy(f"COPY {table.name} ({names}) FROM STDIN") as copy:
+            for row in frame.iter_rows():
+                copy.write_row(row)
+    elif connection.dialect.name == "sqlite":
+        # SQLAlchemy's SQLite DateTime reads "YYYY-MM-DD HH:MM:SS.ffffff" (UTC here).
+        frame = frame.with_columns(
+            pl.col(pl.Datetime).dt.convert_time_zone("UTC").dt.strftime("%Y-%m-%d %H:%M:%S%.6f")
+        )
+        placeholders = ", ".join("?" for _ in columns)
+        raw.cursor().executemany(
+            f"INSERT INTO {table.name} ({names}) VALUES ({placeholders})", frame.iter_rows()
+        )
+    else:  # any other SQLAlchemy dialect: Core executemany
+        connection.execute(table.insert(), frame.to_dicts())
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """Everything the run row holds but its version, status and finish time."""
+
+    run_id: str
+    snapshot_date: date
+    flow_run_id: str | None
+    started_at: datetime
+    code_version: str
+    definition: str
+    raw_sha256: str
+    mapping_sha256: str
+    shares_sha256: str
+    row_count: int
+    rows_listed: int
+    duplicates_dropped: int
+    private_dropped: int
+    total_downloads: int
+    parameters: dict[str, Any]
+    report: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    run_id: str
+    snapshot_date: date
+    version: int
+    status: str
+
+
+def _lock_date(connection: Connection, snapshot_date: date) -> None:
+    """Serialise version numbering of one date across concurrent runs on PostgreSQL (SQLite
+    has a single writer already)."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(
+            text("SELECT pg_advisory_xact_lock(:key)"),
+            {"key": 0x4855_0000_0000 + snapshot_date.toordinal()},
+        )
+
+
+def previous_row_count(engine: Engine, snapshot_date: date) -> int | None:
+    """Row count of the latest published snapshot on or before `snapshot_date`."""
+    ensure_schema(engine)
+    runs, pointer = _table("etl_run"), _table("published_run")
+    with engine.connect() as connection:
+        row = connection.execute(
+            select(runs.c.row_count)
+            .join(pointer, pointer.c.run_id == runs.c.run_id)
+            .where(pointer.c.snapshot_date <= snapshot_date)
+            .order_by(pointer.c.snapshot_date.desc())
+            .limit(1)
+        ).first()
+    return None if row is None else int(row[0])
+
+
+def load_run(
+    engine: Engine,
+    record: RunRecord,
+    facts: dict[str, pl.DataFrame],
+    quality: pl.DataFrame,
+    *,
+    published: bool,
+    reason: str | None,
+) -> LoadResult:
+    """Write the run atomically. Idempotent: a run_id already loaded is returned as it is."""
+    ensure_schema(engine)
+    status = PUBLISHED if published else REJECTED
+    runs = _table("etl_run")
+    try:
+        with engine.begin() as connection:
+            existing = connection.execute(
+                select(runs.c.version, runs.c.status).where(runs.c.run_id == record.run_id)
+            ).first()
+            if existing is not None:
+                log.info("Run %s is already loaded as version %d", record.run_id, existing[0])
+                return LoadResult(record.run_id, record.snapshot_date, existing[0], existing[1])
+            _lock_date(connection, record.snapshot_date)
+            last = connection.execute(
+                select(func.max(runs.c.version)).where(runs.c.snapshot_date == record.snapshot_date)
+            ).scalar()
+            version = int(last or 0) + 1
+            now = datetime.now(UTC)
+            row = asdict(record) | {
+                "version": version,
+                "status": status,
+                "status_reason": reason,
+                "finished_at": now,
+                "quality_failures": int((~quality["success"]).sum()),
+                "parameters": orjson.dumps(record.parameters, option=orjson.OPT_SORT_KEYS).decode(),
+                "report": orjson.dumps(record.report, option=orjson.OPT_SORT_KEYS).decode(),
+            }
+            connection.execute(runs.insert(), [row])
+            bulk_insert(
+                connection,
+                _table("quality_result"),
+                quality.select(
+                    pl.lit(record.run_id).alias("run_id"),
+                    pl.int_range(1, pl.len() + 1).alias("check_no"),
+                    "suite",
+                    "expectation",
+                    pl.col("column").alias("column_name"),
+                    "success",
+                    "observed",
+                    "expected",
+                ),
+            )
+            if published:
+                for name, frame in facts.items():
+                    bulk_insert(
+                        connection,
+                        _table(name),
+                        frame.select(pl.lit(record.run_id).alias("run_id"), pl.all()),
+                    )
+                pointer = _table("published_run")
+                connection.execute(
+                    pointer.delete().where(pointer.c.snapshot_date == record.snapshot_date)
+                )
+                connection.execute(
+                    pointer.insert(),
+                    [
+                        {
+                            "snapshot_date": record.snapshot_date,
+                            "run_id": record.run_id,
+                            "published_at": now,
+                        }
+                    ],
+                )
+    except SQLAlchemyError as err:
+        raise WarehouseError(
+            f"warehouse {_redact(str(engine.url))}: loading run {record.run_id} failed and was "
+            f"rolled back ({_first_line(err)})"
+        ) from None
+    log.info(
+        "Loaded run %s: %s version %d (%s)", record.run_id, record.snapshot_date, version, status
+    )
+    return LoadResult(record.run_id, record.snapshot_date, version, status)

@@ -1,0 +1,90 @@
+"""Shared fixtures: isolated settings per test, the fake Hub, one Prefect harness per session,
+and a throw-away PostgreSQL database when the server on 127.0.0.1:5432 is there."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+import hubshare  # noqa: F401  (sets the offline/telemetry defaults before prefect is imported)
+
+FIXTURES = Path(__file__).parent / "fixtures"
+HAND_MODELS = FIXTURES / "hand_models.jsonl"
+HAND_MAPPING = FIXTURES / "org_country.csv"
+PG_ADMIN_URL = os.environ.get("HUBSHARE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def read_models(path: Path) -> list[dict[str, Any]]:
+    return [orjson.loads(line) for line in path.read_bytes().splitlines() if line.strip()]
+
+
+@pytest.fixture
+def hand_models() -> list[dict[str, Any]]:
+    return read_models(HAND_MODELS)
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh data dir and SQLite warehouse; tiny HTTP waits; the hand-made mapping."""
+    data_dir = tmp_path / "data"
+    for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HUBSHARE_WAREHOUSE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HUBSHARE_DATA_DIR", str(data_dir))
+    monkeypatch.setenv("HUBSHARE_MAPPING", str(HAND_MAPPING))
+    monkeypatch.setenv("HUBSHARE_HTTP_BASE_WAIT", "0.01")
+    monkeypatch.setenv("HUBSHARE_HTTP_MAX_WAIT", "0.05")
+    monkeypatch.setenv("HUBSHARE_HTTP_MAX_RETRIES", "3")
+    monkeypatch.setenv("HUBSHARE_HTTP_READ_TIMEOUT", "10")
+    monkeypatch.setenv("HUBSHARE_PAGE_SIZE", "3")
+    # Tests run on dates of their choosing against fixed fake data.
+    monkeypatch.chdir(tmp_path)
+    return data_dir
+
+
+@pytest.fixture(scope="session")
+def prefect_harness() -> Iterator[None]:
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+def _pg_admin() -> Any:
+    import psycopg
+
+    try:
+        return psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as err:
+        if os.environ.get("HUBSHARE_REQUIRE_POSTGRES"):
+            pytest.fail(
+                f"HUBSHARE_REQUIRE_POSTGRES is set but {PG_ADMIN_URL} is unreachable: {err}"
+            )
+        pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN_URL}")
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A new, empty database on the local server, dropped afterwards."""
+    admin = _pg_admin()
+    name = f"hubshare_test_{uuid.uuid4().hex[:10]}"
+    admin.execute(f'CREATE DATABASE "{name}"')
+    base = PG_ADMIN_URL.rsplit("/", 1)[0]
+    try:
+        yield f"{base}/{name}"
+    finally:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def warehouse_url(request: pytest.FixtureRequest, env: Path) -> str:
+    """Each warehouse test runs on SQLite and on PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{env / 'warehouse.db'}"
+    return str(request.getfixturevalue("postgres_url"))

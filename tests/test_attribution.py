@@ -1,0 +1,176 @@
+"""Enrichment and shares on hand-computed fixtures (methodology.md, "Views" and "Buckets")."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+
+from tasks.enrich import MAX_DEPTH, attribute_origin, attribute_uploader, parse_lineage
+from tasks.extract import WIRE_SCHEMA, finalise_snapshot
+from tasks.mapping import load_mapping
+from tasks.shares import apportion, compute_shares, render_share_table
+from tests.conftest import HAND_MAPPING
+
+# Hand-computed from tests/fixtures/hand_models.jsonl (see the comments there by model):
+# uploader view: CN = Qwen 1000 + deepseek-ai 500; US = meta-llama 800 + cmu-lti 40;
+# INTL = bartowski 300 + TheBloke 200 + hobbyist 10; UNKNOWN = randomuser 90 + 70.
+EXPECTED_UPLOADER = {"CN": 1500, "US": 840, "INTL": 510, "UNKNOWN": 160}
+# origin view: Qwen 1000 + 300 (quantized) + 30 (1/3 of the merge) + 70 (base gone, namespace
+# `qwen`) + 10/3 (hobbyist's finetune of the merge) = 1403 1/3, meta-llama 833 1/3,
+# mistralai 33 1/3 (absent base, by namespace), deepseek-ai 500 + 200 (quantized copy; the
+# distillation stays Chinese: rule 2), cmu-lti 40 (developer org, rule 2). Largest remainder
+# gives the spare download to "Qwen" (ties broken by name).
+EXPECTED_ORIGIN_ORGS = {
+    "Qwen": 1404,
+    "meta-llama": 833,
+    "mistralai": 33,
+    "deepseek-ai": 700,
+    "cmu-lti": 40,
+}
+EXPECTED_ORIGIN = {"CN": 2104, "US": 873, "FR": 33}
+TOTAL = 3010
+
+
+def snapshot_of(models: list[dict[str, Any]], tmp_path: Path) -> pl.DataFrame:
+    listed = (
+        pl.LazyFrame(pl.DataFrame(models, schema=WIRE_SCHEMA, strict=False))
+        .with_row_index("_order")
+        .with_columns(pl.col("_order").cast(pl.Int64))
+    )
+    finalise_snapshot(listed, tmp_path / "snapshot.parquet")
+    return pl.read_parquet(tmp_path / "snapshot.parquet")
+
+
+def attribute(models: list[dict[str, Any]], tmp_path: Path, mapping: Path = HAND_MAPPING):
+    snapshot = snapshot_of(models, tmp_path)
+    frame = load_mapping(mapping).frame
+    fact = attribute_uploader(snapshot, frame)
+    origin, report = attribute_origin(snapshot, fact, frame)
+    return fact, origin, report
+
+
+def as_dict(frame: pl.DataFrame, attribution: str, key: str = "bucket") -> dict[str, int]:
+    return dict(frame.filter(pl.col("attribution") == attribution).select(key, "downloads").rows())
+
+
+def test_hand_fixture_shares_both_views(hand_models, tmp_path):
+    fact, origin, _ = attribute(hand_models, tmp_path)
+    countries, orgs = compute_shares(fact, origin)
+    assert as_dict(countries, "uploader") == EXPECTED_UPLOADER
+    assert as_dict(countries, "origin") == EXPECTED_ORIGIN
+    assert as_dict(orgs, "origin", "org") == EXPECTED_ORIGIN_ORGS
+    for view in ("uploader", "origin"):
+        rows = countries.filter(pl.col("attribution") == view)
+        assert rows["downloads"].sum() == TOTAL
+        assert rows["share"].sum() == pytest.approx(1.0, abs=1e-12)
+    cn_origin = countries.filter((pl.col("attribution") == "origin") & (pl.col("bucket") == "CN"))
+    assert cn_origin["share"][0] == pytest.approx(2104 / 3010)
+
+
+def test_share_table_text_is_canonical(hand_models, tmp_path):
+    fact, origin, _ = attribute(hand_models, tmp_path)
+    countries, _ = compute_shares(fact, origin)
+    text = render_share_table(countries.sample(fraction=1.0, shuffle=True, seed=7)).decode()
+    assert text.splitlines()[:2] == [
+        "definition,attribution,bucket,downloads,share",
+        "downloads_30d,origin,CN,2104,0.699003322259",
+    ]
+    assert render_share_table(countries) == text.encode()
+
+
+def test_private_models_never_count(hand_models, tmp_path):
+    fact, _, _ = attribute(hand_models, tmp_path)
+    assert "Qwen/secret" not in fact["model_id"].to_list()
+    assert fact.height == 9
+
+
+def test_merge_weights_are_exact(hand_models, tmp_path):
+    _, origin, report = attribute(hand_models, tmp_path)
+    hobbyist = origin.filter(pl.col("model_oid") == hand_models[8]["_id"])
+    assert sorted(hobbyist["origin_org"]) == ["Qwen", "meta-llama", "mistralai"]
+    assert set(zip(hobbyist["weight_num"], hobbyist["weight_den"], strict=True)) == {(1, 3)}
+    per_model = origin.group_by("model_oid").agg(
+        (pl.col("weight_num") / pl.col("weight_den")).sum().alias("total")
+    )
+    assert per_model["total"].to_list() == pytest.approx([1.0] * per_model.height)
+    assert report.bases_by_namespace == 2 and report.merges == 1 and report.quantized == 2
+
+
+def model(i: int, mid: str, downloads: int, tags: list[str] | None = None) -> dict[str, Any]:
+    return {
+        "_id": f"{i:024x}",
+        "id": mid,
+        "author": mid.split("/")[0],
+        "downloads": downloads,
+        "tags": tags or [],
+        "private": False,
+    }
+
+
+def test_lookup_is_case_insensitive_after_exact(tmp_path):
+    fact, _, _ = attribute(
+        [model(1, "qwen/lower-case-author", 5), model(2, "QWEN/upper", 7)], tmp_path
+    )
+    assert fact["uploader_bucket"].to_list() == ["CN", "CN"]
+
+
+def test_cycle_ends_at_the_model_where_it_closes(tmp_path):
+    models = [
+        model(1, "a/x", 10, ["base_model:finetune:b/y"]),
+        model(2, "b/y", 20, ["base_model:finetune:a/x"]),
+    ]
+    _, origin, report = attribute(models, tmp_path)
+    assert report.cycles >= 1
+    assert origin["weight"].sum() == pytest.approx(2.0)
+    assert set(origin["origin_org"]) <= {"a", "b"}
+
+
+def test_depth_is_capped(tmp_path):
+    chain = [model(0, "Qwen/root", 1)]
+    chain += [
+        model(
+            i,
+            f"u{i}/m",
+            1,
+            [f"base_model:finetune:u{i - 1}/m" if i > 1 else "base_model:finetune:Qwen/root"],
+        )
+        for i in range(1, MAX_DEPTH + 5)
+    ]
+    _, origin, report = attribute(chain, tmp_path)
+    assert report.depth_capped >= 1
+    deepest = origin.filter(pl.col("model_oid") == chain[-1]["_id"])
+    assert deepest["origin_org"].to_list() != ["Qwen"]  # too deep to reach the root
+    shallow = origin.filter(pl.col("model_oid") == chain[3]["_id"])
+    assert shallow["origin_org"].to_list() == ["Qwen"]
+
+
+def test_lineage_tags_are_parsed(tmp_path):
+    snapshot = snapshot_of(
+        [
+            model(
+                1,
+                "x/q",
+                1,
+                [
+                    "base_model:Org/A",
+                    "base_model:quantized:org/a",
+                    "base_model:merge:Org/B",
+                    "license:mit",
+                ],
+            )
+        ],
+        tmp_path,
+    )
+    row = parse_lineage(snapshot).row(0, named=True)
+    assert row["base_lower"] == ["org/a", "org/b"]
+    assert row["base_relation"] == "quantized"
+
+
+def test_apportion_sums_exactly_and_breaks_ties_by_name():
+    parts = {"b": Fraction(10, 3), "a": Fraction(10, 3), "c": Fraction(10, 3)}
+    assert apportion(parts, 10) == {"a": 4, "b": 3, "c": 3}
+    assert sum(apportion({"x": Fraction(1, 7), "y": Fraction(13, 7)}, 2).values()) == 2

@@ -1,0 +1,162 @@
+"""Extract against the project's fake Hub through huggingface_hub's real HTTP client."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from hubshare.errors import MalformedPageError, SnapshotError, TransientExtractError
+from hubshare.fakehub import FakeHub, Fault
+from hubshare.settings import Settings
+from tasks.extract import (
+    crawl_pages,
+    extract_snapshot,
+    manifest_path,
+    snapshot_path,
+)
+
+DAY = date(2024, 1, 15)
+TOKEN = "hf_TESTtokenNEVERwritten0123456789"  # noqa: S105 - a fake token to hunt for
+
+
+def settings_for(hub: FakeHub, data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    monkeypatch.setenv("HF_ENDPOINT", hub.url)
+    monkeypatch.setenv("HUBSHARE_DATA_DIR", str(data_dir))
+    return Settings()
+
+
+def files_containing(root: Path, needle: str) -> list[Path]:
+    return [
+        path for path in root.rglob("*") if path.is_file() and needle.encode() in path.read_bytes()
+    ]
+
+
+def test_faults_duplicates_and_private_models_give_the_clean_snapshot(
+    env, hand_models, tmp_path, monkeypatch
+):
+    with FakeHub(hand_models) as hub:
+        clean = extract_snapshot(
+            DAY, settings_for(hub, tmp_path / "clean", monkeypatch), allow_backdated=True
+        )
+    faults = [
+        Fault(2, "429", retry_after=0),
+        Fault(4, "503"),
+        Fault(5, "drop"),
+        Fault(6, "repeat_previous"),
+    ]
+    with FakeHub(hand_models, faults=faults, token=TOKEN) as hub:
+        monkeypatch.setenv("HF_TOKEN", TOKEN)
+        noisy_dir = tmp_path / "noisy"
+        noisy = extract_snapshot(
+            DAY, settings_for(hub, noisy_dir, monkeypatch), allow_backdated=True
+        )
+        assert all(request.had_auth for request in hub.requests)
+        served = [request.fault for request in hub.requests if request.fault]
+    assert sorted(served) == ["429", "503", "drop", "repeat_previous"]
+    assert noisy.sha256 == clean.sha256
+    assert (noisy.row_count, clean.row_count) == (9, 9)
+    assert (noisy.retries, noisy.duplicates_dropped, noisy.private_dropped) == (3, 1, 1)
+    assert (clean.retries, clean.duplicates_dropped, clean.private_dropped) == (0, 0, 0)
+    assert files_containing(noisy_dir, TOKEN) == []
+
+
+CRAWLER = """
+import sys
+from datetime import date
+from hubshare.settings import Settings
+from tasks.extract import crawl_pages
+crawl_pages(date.fromisoformat(sys.argv[1]), Settings())
+"""
+
+
+def test_killed_crawl_resumes_without_refetching_page_one(env, hand_models, monkeypatch):
+    # Page 3 hangs; the crawler process is SIGKILLed while waiting for it.
+    with FakeHub(hand_models, faults=[Fault(3, "slow", delay=30)]) as hub:
+        settings = settings_for(hub, env, monkeypatch)
+        pages = env / "raw" / DAY.isoformat() / "pages"
+        child = subprocess.Popen(  # noqa: S603 - our own interpreter and code
+            [sys.executable, "-c", CRAWLER, DAY.isoformat()],
+            env=os.environ.copy(),
+            cwd=Path(__file__).parent.parent,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        deadline = time.monotonic() + 60
+        while not (pages / "page-000002.json.gz").exists():
+            assert child.poll() is None, child.stderr.read().decode() if child.stderr else ""
+            assert time.monotonic() < deadline, "the crawler never stored page 2"
+            time.sleep(0.05)
+        while hub.list_request_count < 3:
+            time.sleep(0.05)
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=30)
+        before = len(hub.requests)
+        manifest = extract_snapshot(DAY, settings, allow_backdated=True)
+        resumed = hub.requests[before:]
+    first_page = [r for r in hub.requests if not any(k == "cursor" for k, _ in r.query)]
+    assert len(first_page) == 1  # page 1 was fetched by the killed process only
+    assert all(any(k == "cursor" for k, _ in r.query) for r in resumed)
+    assert manifest.resumes == 1 and manifest.row_count == 9
+    with FakeHub(hand_models) as hub:
+        clean = extract_snapshot(
+            DAY, settings_for(hub, env / "clean", monkeypatch), allow_backdated=True
+        )
+    assert manifest.sha256 == clean.sha256
+
+
+def test_retries_exhausted_keep_the_stored_pages(env, hand_models, monkeypatch):
+    faults = [Fault(n, "503") for n in range(2, 7)]  # page 2 fails 5 times; 3 retries allowed
+    with FakeHub(hand_models, faults=faults) as hub:
+        settings = settings_for(hub, env, monkeypatch)
+        with pytest.raises(TransientExtractError, match="HTTP 503 after 3 retries"):
+            crawl_pages(DAY, settings)
+        state = crawl_pages(DAY, settings)  # started again: resumes at page 2
+    assert state.done and state.resumes == 1
+    assert [r.status for r in hub.requests].count(200) == state.pages
+
+
+def test_malformed_page_is_a_clear_error(env, hand_models, monkeypatch):
+    with (
+        FakeHub(hand_models, faults=[Fault(2, "malformed")]) as hub,
+        pytest.raises(MalformedPageError, match="page 2 .*not valid JSON"),
+    ):
+        extract_snapshot(DAY, settings_for(hub, env, monkeypatch), allow_backdated=True)
+    assert not snapshot_path(env / "raw", DAY).exists()
+
+
+def test_unreachable_endpoint_is_a_clear_error(env, monkeypatch):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("HUBSHARE_HTTP_MAX_RETRIES", "1")
+    with pytest.raises(TransientExtractError, match=rf"127.0.0.1:{port}.*ConnectError"):
+        extract_snapshot(DAY, Settings(), allow_backdated=True)
+
+
+def test_stored_snapshot_is_reused_and_checked(env, hand_models, monkeypatch):
+    with FakeHub(hand_models) as hub:
+        settings = settings_for(hub, env, monkeypatch)
+        first = extract_snapshot(DAY, settings, allow_backdated=True)
+        served = hub.list_request_count
+        again = extract_snapshot(DAY, settings)  # no crawl, no backdating needed
+        assert hub.list_request_count == served
+    assert again == first
+    assert manifest_path(env / "raw", DAY).exists()
+    path = snapshot_path(env / "raw", DAY)
+    path.write_bytes(path.read_bytes() + b"tampered")
+    with pytest.raises(SnapshotError, match="altered"):
+        extract_snapshot(DAY, settings)
+
+
+def test_past_date_without_snapshot_needs_backdate(env, monkeypatch):
+    with pytest.raises(SnapshotError, match="keeps no history"):
+        extract_snapshot(DAY, Settings())
