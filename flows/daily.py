@@ -1,0 +1,270 @@
+"""The daily flow: Hub -> raw snapshot -> countries -> quality gate -> warehouse -> shares.
+
+Tasks pass dates, paths and ids; every intermediate result is a file in the run's folder
+(`<data dir>/runs/<run_id>/`), so a retried task reads what its predecessor wrote.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import asdict
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+import polars as pl
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.client.schemas.objects import State, TaskRun
+from prefect.runtime import flow_run
+from prefect.tasks import Task
+
+from hubshare.errors import GateFailedError, TransientExtractError
+from hubshare.provenance import code_version
+from hubshare.settings import Settings, get_settings
+from tasks.enrich import attribute_origin, attribute_uploader
+from tasks.extract import extract_snapshot, public_endpoint, read_snapshot
+from tasks.load import LoadResult, RunRecord, load_run, previous_row_count, warehouse_engine
+from tasks.mapping import load_mapping
+from tasks.quality import GateThresholds, check_quality
+from tasks.shares import DEFINITION, compute_shares, share_table_sha256
+
+FACT_FILES = ("model_fact", "model_origin", "country_share", "org_share")
+
+
+def today_utc() -> date:
+    return datetime.now(UTC).date()
+
+
+def run_dir(settings: Settings, run_id: str) -> Path:
+    return settings.runs_dir / run_id
+
+
+def _write(frame: pl.DataFrame, folder: Path, name: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.parquet"
+    frame.write_parquet(path)
+    return path
+
+
+def _read(folder: Path, name: str) -> pl.DataFrame:
+    return pl.read_parquet(folder / f"{name}.parquet")
+
+
+def _is_transient(task: Task[Any, Any], task_run: TaskRun, state: State[Any]) -> bool:
+    """Retry a crawl only for failures that may pass (network, 429/5xx beyond the HTTP retries):
+    the retry resumes from the last stored page."""
+    return isinstance(state.data, TransientExtractError)
+
+
+@task(name="extract-snapshot", retries=2, retry_delay_seconds=60, retry_condition_fn=_is_transient)
+def extract_task(run_date: date, backdate: bool) -> dict[str, Any]:
+    settings = get_settings()
+    manifest = extract_snapshot(run_date, settings, allow_backdated=backdate)
+    get_run_logger().info(
+        "Snapshot %s: %d public models from %d pages (%d retries, %d duplicates and %d private "
+        "dropped), sha256 %s",
+        run_date,
+        manifest.row_count,
+        manifest.pages,
+        manifest.retries,
+        manifest.duplicates_dropped,
+        manifest.private_dropped,
+        manifest.sha256[:12],
+    )
+    return asdict(manifest)
+
+
+@task(name="attribute-countries")
+def enrich_task(run_id: str, run_date: date) -> dict[str, Any]:
+    settings = get_settings()
+    mapping = load_mapping(settings.mapping_path)
+    snapshot = read_snapshot(run_date, settings)
+    model_fact = attribute_uploader(snapshot, mapping.frame)
+    model_origin, lineage = attribute_origin(snapshot, model_fact, mapping.frame)
+    folder = run_dir(settings, run_id)
+    _write(model_fact, folder, "model_fact")
+    _write(model_origin, folder, "model_origin")
+    get_run_logger().info(
+        "Attributed %d models with mapping %s (sha256 %s); %d declare a base, %d depth-capped, "
+        "%d cycles",
+        model_fact.height,
+        mapping.path.name,
+        mapping.sha256[:12],
+        lineage.models_with_base,
+        lineage.depth_capped,
+        lineage.cycles,
+    )
+    return {
+        "mapping_sha256": mapping.sha256,
+        "mapping_path": str(mapping.path),
+        "lineage": asdict(lineage),
+    }
+
+
+@task(name="compute-shares")
+def shares_task(run_id: str) -> dict[str, Any]:
+    folder = run_dir(get_settings(), run_id)
+    country_share, org_share = compute_shares(
+        _read(folder, "model_fact"), _read(folder, "model_origin")
+    )
+    _write(country_share, folder, "country_share")
+    _write(org_share, folder, "org_share")
+    uploader_view = country_share.filter(pl.col("attribution") == "uploader")
+    return {
+        "shares_sha256": share_table_sha256(country_share),
+        "total_downloads": int(uploader_view["downloads"].sum()),
+    }
+
+
+@task(name="check-quality")
+def quality_task(run_id: str, run_date: date) -> dict[str, Any]:
+    settings = get_settings()
+    folder = run_dir(settings, run_id)
+    thresholds = GateThresholds(
+        previous_row_count=previous_row_count(
+            warehouse_engine(settings.resolved_warehouse_url), run_date
+        ),
+        max_row_drop=settings.max_row_drop,
+        max_unknown_share=settings.max_unknown_share,
+    )
+    report = check_quality(
+        _read(folder, "model_fact"),
+        _read(folder, "model_origin"),
+        _read(folder, "country_share"),
+        thresholds,
+    )
+    _write(report.to_frame(), folder, "quality")
+    create_table_artifact(
+        key="daily-quality",
+        table=report.to_frame().with_columns(pl.col("success").cast(pl.String)).to_dicts(),
+        description=f"Quality gate for {run_date} (run {run_id}): {report.summary()}",
+    )
+    return {
+        "success": report.success,
+        "summary": report.summary(),
+        "previous_row_count": thresholds.previous_row_count,
+    }
+
+
+@task(name="load-warehouse", retries=2, retry_delay_seconds=10)
+def load_task(record: dict[str, Any], published: bool, reason: str | None) -> dict[str, Any]:
+    settings = get_settings()
+    folder = run_dir(settings, record["run_id"])
+    facts = {name: _read(folder, name) for name in FACT_FILES} if published else {}
+    result = load_run(
+        warehouse_engine(settings.resolved_warehouse_url),
+        RunRecord(**record),
+        facts,
+        _read(folder, "quality"),
+        published=published,
+        reason=reason,
+    )
+    return asdict(result)
+
+
+def share_table_markdown(country_share: pl.DataFrame, title: str, top: int = 15) -> str:
+    """Both views side by side, buckets ordered by the uploader view's downloads."""
+    wide = (
+        country_share.pivot(on="attribution", index="bucket", values="share")
+        .fill_null(0.0)
+        .sort(["uploader", "bucket"], descending=[True, False])
+    )
+    lines = [f"# {title}", "", "| country | uploader view | origin view |", "|---|---:|---:|"]
+    for bucket, uploader, origin in wide.select("bucket", "uploader", "origin").head(top).rows():
+        lines.append(f"| {bucket} | {uploader:.2%} | {origin:.2%} |")
+    if wide.height > top:
+        lines.append(f"| … {wide.height - top} more | | |")
+    return "\n".join(lines)
+
+
+def daily_run_name() -> str:
+    run_date = flow_run.parameters.get("run_date")
+    return f"daily-{run_date or today_utc()}"
+
+
+@flow(name="daily", flow_run_name=daily_run_name, log_prints=True)
+def daily(run_date: date | None = None, backdate: bool = False) -> dict[str, Any]:
+    """Run the pipeline for `run_date` (default: today, UTC). Publishes only if the quality gate
+    passes; a second run of a date becomes its next version."""
+    settings = get_settings()
+    day = run_date or today_utc()
+    run_id = str(uuid.uuid4())
+    started_at = datetime.now(UTC)
+    logger = get_run_logger()
+    logger.info("Run %s for %s against %s", run_id, day, public_endpoint(settings.hf_endpoint))
+
+    manifest = extract_task(day, backdate)
+    enriched = enrich_task(run_id, day)
+    shares = shares_task(run_id)
+    gate = quality_task(run_id, day)
+
+    record = RunRecord(
+        run_id=run_id,
+        snapshot_date=day,
+        flow_run_id=str(flow_run.id) if flow_run.id else None,
+        started_at=started_at,
+        code_version=code_version(),
+        definition=DEFINITION,
+        raw_sha256=manifest["sha256"],
+        mapping_sha256=enriched["mapping_sha256"],
+        shares_sha256=shares["shares_sha256"],
+        row_count=manifest["row_count"],
+        rows_listed=manifest["rows_listed"],
+        duplicates_dropped=manifest["duplicates_dropped"],
+        private_dropped=manifest["private_dropped"],
+        total_downloads=shares["total_downloads"],
+        parameters={
+            "run_date": day.isoformat(),
+            "backdate": backdate,
+            "endpoint": public_endpoint(settings.hf_endpoint),
+            "mapping": enriched["mapping_path"],
+            "page_size": settings.page_size,
+            "max_row_drop": settings.max_row_drop,
+            "max_unknown_share": settings.max_unknown_share,
+            "previous_row_count": gate["previous_row_count"],
+        },
+        report={
+            "lineage": enriched["lineage"],
+            "crawl": {
+                key: manifest[key]
+                for key in (
+                    "source",
+                    "pages",
+                    "requests",
+                    "retries",
+                    "resumes",
+                    "crawl_started_at",
+                    "crawl_finished_at",
+                )
+            },
+        },
+    )
+    loaded = LoadResult(
+        **load_task(asdict(record), gate["success"], None if gate["success"] else gate["summary"])
+    )
+    folder = run_dir(settings, run_id)
+    (folder / "run.json").write_bytes(
+        orjson.dumps(asdict(record) | asdict(loaded), option=orjson.OPT_INDENT_2, default=str)
+    )
+
+    status = "published" if gate["success"] else "REJECTED by the quality gate"
+    create_markdown_artifact(
+        key="daily-shares",
+        markdown=share_table_markdown(
+            _read(folder, "country_share"),
+            f"Download share by developer country, {day} (v{loaded.version}, {status})",
+        )
+        + f"\n\nRun `{run_id}` · {record.row_count:,} public models · "
+        f"{record.total_downloads:,} downloads (30 days) · raw `{record.raw_sha256[:12]}` · "
+        f"mapping `{record.mapping_sha256[:12]}` · shares `{record.shares_sha256[:12]}`",
+        description=f"Shares for {day}, version {loaded.version}",
+    )
+    if not gate["success"]:
+        raise GateFailedError(
+            f"{day} run {run_id} (version {loaded.version}) was rejected by the quality gate and "
+            f"nothing was published: {gate['summary']}"
+        )
+    logger.info("Published %s version %d (run %s)", day, loaded.version, run_id)
+    return asdict(loaded) | {"shares_sha256": record.shares_sha256, "raw_sha256": record.raw_sha256}

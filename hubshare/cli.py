@@ -1,0 +1,221 @@
+"""`hubshare` command line. Data goes to stdout; logs and errors go to stderr."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import sys
+from datetime import date, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import orjson
+import polars as pl
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from hubshare.errors import HubshareError
+from hubshare.settings import PROJECT_ROOT, get_settings
+
+app = typer.Typer(
+    help="Daily share of Hugging Face Hub downloads by developer country.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+stdout = Console()
+stderr = Console(stderr=True)
+
+DEMO_SAMPLE = PROJECT_ROOT / "data" / "samples" / "hub-2024-09-20.jsonl.gz"
+DEMO_DATE = date(2024, 9, 20)
+
+
+class Attribution(StrEnum):
+    uploader = "uploader"
+    origin = "origin"
+
+
+class SharesFormat(StrEnum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+class RunsFormat(StrEnum):
+    table = "table"
+    json = "json"
+
+
+def _parse_date(value: str | None) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value) if len(value) == 10 else _bad_date(value)
+    except ValueError:
+        return _bad_date(value)
+
+
+def _bad_date(value: str) -> date:
+    raise typer.BadParameter(f"{value!r} is not a date in the form YYYY-MM-DD")
+
+
+DateOption = Annotated[
+    str | None,
+    typer.Option("--date", help="Snapshot date, YYYY-MM-DD.", show_default=False),
+]
+
+
+def _fail(err: HubshareError) -> typer.Exit:
+    stderr.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+    return typer.Exit(code=1)
+
+
+def _engine() -> Any:
+    from tasks.load import warehouse_engine
+
+    return warehouse_engine(get_settings().resolved_warehouse_url)
+
+
+def _jsonable(frame: pl.DataFrame) -> list[dict[str, Any]]:
+    def convert(value: Any) -> Any:
+        return value.isoformat() if isinstance(value, date | datetime) else value
+
+    return [{key: convert(value) for key, value in row.items()} for row in frame.to_dicts()]
+
+
+def _run_daily(run_date: date | None, backdate: bool) -> dict[str, Any]:
+    from flows.daily import daily
+
+    return daily(run_date=run_date, backdate=backdate)
+
+
+@app.command()
+def run(
+    date_: DateOption = None,
+    backdate: Annotated[
+        bool,
+        typer.Option(
+            "--backdate",
+            help="Allow crawling now for a past --date that has no stored snapshot "
+            "(the Hub keeps no history: the counters will be today's).",
+        ),
+    ] = False,
+) -> None:
+    """Run the daily flow. Exit 0 only if the run was published."""
+    run_date = _parse_date(date_)
+    try:
+        outcome = _run_daily(run_date, backdate)
+    except HubshareError as err:
+        raise _fail(err) from None
+    stderr.print(
+        f"Published {outcome['snapshot_date']} version {outcome['version']} "
+        f"(run {outcome['run_id']}, shares sha256 {outcome['shares_sha256'][:12]})"
+    )
+
+
+@app.command()
+def shares(
+    date_: DateOption = None,
+    attribution: Annotated[Attribution, typer.Option(help="Which view.")] = Attribution.uploader,
+    format_: Annotated[SharesFormat, typer.Option("--format")] = SharesFormat.table,
+) -> None:
+    """The published shares of a date (default: the latest published date)."""
+    from hubshare.read_warehouse import published_shares
+
+    try:
+        frame = published_shares(_engine(), _parse_date(date_), attribution.value)
+    except HubshareError as err:
+        raise _fail(err) from None
+    rows = frame.select(
+        "snapshot_date", "version", "run_id", "attribution", "country", "downloads", "share"
+    )
+    if format_ is SharesFormat.json:
+        sys.stdout.write(orjson.dumps(_jsonable(rows), option=orjson.OPT_INDENT_2).decode() + "\n")
+    elif format_ is SharesFormat.csv:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(rows.columns)
+        writer.writerows(row.values() for row in _jsonable(rows))
+        sys.stdout.write(buffer.getvalue())
+    else:
+        first = rows.row(0, named=True)
+        table = Table(
+            title=f"Download share by developer country — {first['snapshot_date']} "
+            f"v{first['version']}, {attribution.value} view"
+        )
+        table.add_column("country")
+        table.add_column("downloads (30 d)", justify="right")
+        table.add_column("share", justify="right")
+        for country, downloads, share in rows.select("country", "downloads", "share").rows():
+            table.add_row(country, f"{downloads:,}", f"{share:.2%}")
+        stdout.print(table)
+
+
+@app.command()
+def runs(
+    date_: DateOption = None,
+    format_: Annotated[RunsFormat, typer.Option("--format")] = RunsFormat.table,
+) -> None:
+    """Every run (published or rejected), oldest first."""
+    from hubshare.read_warehouse import list_runs
+
+    try:
+        frame = list_runs(_engine(), _parse_date(date_))
+    except HubshareError as err:
+        raise _fail(err) from None
+    if format_ is RunsFormat.json:
+        sys.stdout.write(orjson.dumps(_jsonable(frame), option=orjson.OPT_INDENT_2).decode() + "\n")
+        return
+    table = Table(title="hubshare runs")
+    for column in (
+        "snapshot_date",
+        "version",
+        "status",
+        "run_id",
+        "row_count",
+        "shares_sha256",
+        "status_reason",
+    ):
+        table.add_column(column, overflow="fold")
+    for row in frame.iter_rows(named=True):
+        table.add_row(
+            str(row["snapshot_date"]),
+            str(row["version"]),
+            row["status"] + (" *" if row["published"] else ""),
+            row["run_id"],
+            f"{row['row_count']:,}",
+            row["shares_sha256"][:12],
+            row["status_reason"] or "",
+        )
+    stdout.print(table)
+    stderr.print("* = the published run of its date")
+
+
+@app.command()
+def demo(
+    data_dir: Annotated[
+        Path, typer.Option(help="Where the demo keeps its data and warehouse.")
+    ] = Path("var/demo"),
+) -> None:
+    """Offline demo: run the daily flow against a real 2024-09-20 sample on a local fake Hub."""
+    from hubshare.fakehub import FakeHub
+
+    with FakeHub.from_file(DEMO_SAMPLE) as hub:
+        os.environ["HF_ENDPOINT"] = hub.url
+        os.environ["HF_TOKEN"] = ""  # never send a real token to the demo server
+        os.environ["HUBSHARE_DATA_DIR"] = str(data_dir)
+        os.environ["HUBSHARE_WAREHOUSE_URL"] = f"sqlite:///{(data_dir / 'warehouse.db').resolve()}"
+        stderr.print(f"Fake Hub serving {DEMO_SAMPLE.name} at {hub.url}")
+        try:
+            _run_daily(DEMO_DATE, backdate=True)
+        except HubshareError as err:
+            raise _fail(err) from None
+    for view in Attribution:
+        shares(date_=DEMO_DATE.isoformat(), attribution=view, format_=SharesFormat.table)
+
+
+if __name__ == "__main__":
+    app()

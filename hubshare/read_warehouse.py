@@ -1,0 +1,91 @@
+"""Read published figures and run history back from the warehouse (for the CLI and tests)."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import polars as pl
+from sqlalchemy import Engine, text
+
+from hubshare.errors import WarehouseError
+from tasks.load import ensure_schema
+
+
+def _query(engine: Engine, sql: str, params: dict[str, object]) -> pl.DataFrame:
+    ensure_schema(engine)
+    with engine.connect() as connection:
+        result = connection.execute(text(sql), params)
+        columns = list(result.keys())
+        rows = result.fetchall()
+    frame = pl.DataFrame([tuple(row) for row in rows], schema=columns, orient="row")
+    # SQLite hands dates back as text; PostgreSQL as dates. Give callers one type.
+    if "snapshot_date" in frame.columns and frame.schema["snapshot_date"] == pl.String:
+        frame = frame.with_columns(pl.col("snapshot_date").str.to_date())
+    return frame
+
+
+def published_shares(engine: Engine, snapshot_date: date | None, attribution: str) -> pl.DataFrame:
+    """The published bucket shares of a date (default: the latest published date), largest
+    first: snapshot_date, version, run_id, attribution, country, downloads, share."""
+    where = (
+        "snapshot_date = :day"
+        if snapshot_date
+        else ("snapshot_date = (SELECT MAX(snapshot_date) FROM published_run)")
+    )
+    frame = _query(
+        engine,
+        f"""
+        SELECT snapshot_date, version, run_id, attribution, country, downloads, share
+        FROM published_country_share
+        WHERE attribution = :attribution AND {where}
+        ORDER BY downloads DESC, country""",  # noqa: S608 - `where` is one of two literals
+        {"attribution": attribution, "day": snapshot_date},
+    )
+    if frame.is_empty():
+        what = f"for {snapshot_date}" if snapshot_date else "at all"
+        raise WarehouseError(
+            f"no published shares {what} in {engine.url.render_as_string()}; "
+            "run `hubshare run` (or `hubshare runs` to see what was rejected)"
+        )
+    return frame
+
+
+RUN_COLUMNS = (
+    "run_id",
+    "snapshot_date",
+    "version",
+    "status",
+    "published",
+    "raw_sha256",
+    "mapping_sha256",
+    "shares_sha256",
+    "code_version",
+    "row_count",
+    "total_downloads",
+    "quality_failures",
+    "status_reason",
+    "flow_run_id",
+    "started_at",
+    "finished_at",
+)
+
+
+def list_runs(engine: Engine, snapshot_date: date | None) -> pl.DataFrame:
+    where = "WHERE r.snapshot_date = :day" if snapshot_date else ""
+    columns = ", ".join(f"r.{name}" for name in RUN_COLUMNS if name != "published")
+    frame = _query(
+        engine,
+        f"""
+        SELECT {columns}, CASE WHEN p.run_id IS NULL THEN 0 ELSE 1 END AS published
+        FROM etl_run r LEFT JOIN published_run p ON p.run_id = r.run_id
+        {where}
+        ORDER BY r.snapshot_date, r.version""",  # noqa: S608 - fixed fragments only
+        {"day": snapshot_date},
+    )
+    return (
+        frame.select(pl.col(name) for name in RUN_COLUMNS).with_columns(
+            pl.col("published").cast(pl.Boolean)
+        )
+        if not frame.is_empty()
+        else frame
+    )

@@ -1,0 +1,148 @@
+"""The real daily flow (Prefect test harness, huggingface_hub client, fake Hub on loopback),
+loading SQLite and PostgreSQL warehouses."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+from sqlalchemy import create_engine, text
+
+from hubshare.errors import GateFailedError
+from hubshare.fakehub import FakeHub, Fault
+from hubshare.read_warehouse import list_runs, published_shares
+from tests.test_attribution import EXPECTED_ORIGIN, EXPECTED_UPLOADER
+
+DAY = date(2024, 1, 15)
+TOKEN = "hf_FLOWtokenMUSTnotLEAK987654321"  # noqa: S105 - a fake token to hunt for
+
+pytestmark = [pytest.mark.flow, pytest.mark.usefixtures("prefect_harness")]
+
+
+@pytest.fixture
+def hub(hand_models, monkeypatch):
+    with FakeHub(hand_models, token=TOKEN) as fake:
+        monkeypatch.setenv("HF_ENDPOINT", fake.url)
+        yield fake
+
+
+def run_daily(day: date = DAY) -> dict[str, Any]:
+    from flows.daily import daily
+
+    return daily(run_date=day, backdate=True)
+
+
+def shares_of(url: str, attribution: str, day: date = DAY) -> dict[str, int]:
+    frame = published_shares(create_engine(url), day, attribution)
+    return dict(frame.select("country", "downloads").rows())
+
+
+def count(url: str, sql: str) -> int:
+    with create_engine(url).connect() as connection:
+        return int(connection.execute(text(sql)).scalar_one())
+
+
+def test_daily_publishes_exact_shares_and_reruns_as_version_two(hub, warehouse_url, monkeypatch):
+    monkeypatch.setenv("HUBSHARE_WAREHOUSE_URL", warehouse_url)
+    first = run_daily()
+    assert (first["version"], first["status"]) == (1, "published")
+    assert shares_of(warehouse_url, "uploader") == EXPECTED_UPLOADER
+    assert shares_of(warehouse_url, "origin") == EXPECTED_ORIGIN
+
+    second = run_daily()
+    assert (second["version"], second["status"]) == (2, "published")
+    assert second["shares_sha256"] == first["shares_sha256"]
+    runs = list_runs(create_engine(warehouse_url), DAY)
+    assert runs["version"].to_list() == [1, 2]
+    assert runs["published"].to_list() == [False, True]
+    assert runs["run_id"].n_unique() == 2
+    # Earlier versions stay queryable; each run holds its own facts.
+    assert count(warehouse_url, "SELECT COUNT(DISTINCT run_id) FROM model_fact") == 2
+    assert count(warehouse_url, "SELECT COUNT(*) FROM model_fact") == 18
+
+
+def test_failing_gate_publishes_nothing(hub, warehouse_url, monkeypatch):
+    monkeypatch.setenv("HUBSHARE_WAREHOUSE_URL", warehouse_url)
+    published = run_daily()
+    before = published_shares(create_engine(warehouse_url), DAY, "uploader")
+
+    monkeypatch.setenv("HUBSHARE_MAX_UNKNOWN_SHARE", "0.01")  # UNKNOWN is 5.3 % here
+    with pytest.raises(GateFailedError, match="rejected by the quality gate.*UNKNOWN"):
+        run_daily()
+    runs = list_runs(create_engine(warehouse_url), DAY)
+    assert runs.select("version", "status", "published").rows() == [
+        (1, "published", True),
+        (2, "rejected", False),
+    ]
+    assert "UNKNOWN" in runs["status_reason"][1]
+    rejected = runs["run_id"][1]
+    for table in ("model_fact", "model_origin", "country_share", "org_share"):
+        assert (
+            count(warehouse_url, f"SELECT COUNT(*) FROM {table} WHERE run_id = '{rejected}'") == 0
+        )
+    assert (
+        count(
+            warehouse_url,
+            f"SELECT COUNT(*) FROM quality_result WHERE run_id = '{rejected}' AND NOT success",
+        )
+        >= 1
+    )
+    after = published_shares(create_engine(warehouse_url), DAY, "uploader")
+    assert after.equals(before)
+    assert published["run_id"] == after["run_id"][0]
+
+
+def test_token_is_never_written(hand_models, env, monkeypatch, caplog, capfd):
+    import logging
+
+    from prefect.settings import PREFECT_API_DATABASE_CONNECTION_URL
+
+    caplog.set_level(logging.DEBUG)
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    faults = [Fault(1, "429", retry_after=0), Fault(3, "503")]
+    with FakeHub(hand_models, token=TOKEN, faults=faults) as fake:
+        monkeypatch.setenv("HF_ENDPOINT", fake.url)
+        outcome = run_daily()
+        assert all(request.had_auth for request in fake.requests)
+    assert outcome["status"] == "published"
+    leaks = [p for p in env.rglob("*") if p.is_file() and TOKEN.encode() in p.read_bytes()]
+    assert leaks == []
+    assert TOKEN not in caplog.text
+    captured = capfd.readouterr()
+    assert TOKEN not in captured.out + captured.err
+    prefect_db = PREFECT_API_DATABASE_CONNECTION_URL.value().split("///")[-1]
+    for path in Path(prefect_db).parent.glob(Path(prefect_db).name + "*"):
+        assert TOKEN.encode() not in path.read_bytes()
+
+
+def test_flow_run_name_and_artifacts(hub, env, monkeypatch):
+    from prefect import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    outcome = run_daily()
+
+    async def read() -> tuple[str, list[Any]]:
+        async with get_client() as client:
+            runs = await client.read_flow_runs()
+            run = next(r for r in runs if str(r.id) == outcome_flow_run_id())
+            artifacts = await client.read_artifacts(
+                artifact_filter=ArtifactFilter(
+                    key=ArtifactFilterKey(any_=["daily-shares", "daily-quality"])
+                )
+            )
+            return run.name, [a for a in artifacts if a.flow_run_id == run.id]
+
+    def outcome_flow_run_id() -> str:
+        runs = list_runs(create_engine(f"sqlite:///{env / 'warehouse.db'}"), DAY)
+        return str(runs.filter(pl.col("run_id") == outcome["run_id"])["flow_run_id"][0])
+
+    name, artifacts = asyncio.run(read())
+    assert name == f"daily-{DAY}"
+    by_key = {artifact.key: artifact for artifact in artifacts}
+    assert set(by_key) == {"daily-shares", "daily-quality"}
+    assert "| CN | 49.83% | 69.90% |" in by_key["daily-shares"].data
+    assert by_key["daily-quality"].type == "table"
