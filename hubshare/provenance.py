@@ -12,8 +12,15 @@ from pathlib import Path
 
 from hubshare.settings import PROJECT_ROOT
 
-TRACKED_LIBRARIES = ("hubshare", "huggingface-hub", "polars", "prefect", "great-expectations",
-                     "sqlmodel", "sqlalchemy")
+TRACKED_LIBRARIES = (
+    "hubshare",
+    "huggingface-hub",
+    "polars",
+    "prefect",
+    "great-expectations",
+    "sqlmodel",
+    "sqlalchemy",
+)
 
 
 def sha256_file(path: Path) -> str:
@@ -48,11 +55,19 @@ def code_version() -> str:
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "--short=12", "HEAD"],  # noqa: S607 - git from PATH on purpose
-            cwd=PROJECT_ROOT, capture_output=True, text=True, check=True, timeout=10,
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
         ).stdout.strip()
         dirty = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no"],  # noqa: S607
-            cwd=PROJECT_ROOT, capture_output=True, text=True, check=True, timeout=10,
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return base

@@ -28,20 +28,20 @@ EXPAND_FIELDS: tuple[str, ...] = (
 #: One row per public model, as listed by the Hub on the crawl (raw snapshot parquet).
 SNAPSHOT_SCHEMA = pl.Schema(
     {
-        "_id": pl.String,
-        "id": pl.String,
-        "author": pl.String,
-        "downloads": pl.Int64,
-        "downloadsAllTime": pl.Int64,
-        "likes": pl.Int64,
+        "_id": pl.String(),
+        "id": pl.String(),
+        "author": pl.String(),
+        "downloads": pl.Int64(),
+        "downloadsAllTime": pl.Int64(),
+        "likes": pl.Int64(),
         "createdAt": UTC_TS,
         "lastModified": UTC_TS,
-        "pipeline_tag": pl.String,
-        "library_name": pl.String,
-        "tags": pl.List(pl.String),
+        "pipeline_tag": pl.String(),
+        "library_name": pl.String(),
+        "tags": pl.List(pl.String()),
         # false | "auto" | "manual" on the wire; stored as text ("false", "auto", "manual").
-        "gated": pl.String,
-        "private": pl.Boolean,
+        "gated": pl.String(),
+        "private": pl.Boolean(),
     }
 )
 SNAPSHOT_REQUIRED: tuple[str, ...] = ("_id", "id", "author", "downloads", "private", "tags")
@@ -49,20 +49,20 @@ SNAPSHOT_REQUIRED: tuple[str, ...] = ("_id", "id", "author", "downloads", "priva
 #: Per model facts of one run (enriched snapshot), table `model_fact`.
 MODEL_FACT_SCHEMA = pl.Schema(
     {
-        "model_oid": pl.String,
-        "model_id": pl.String,
-        "uploader": pl.String,
-        "downloads_30d": pl.Int64,
-        "downloads_all_time": pl.Int64,
-        "likes": pl.Int64,
+        "model_oid": pl.String(),
+        "model_id": pl.String(),
+        "uploader": pl.String(),
+        "downloads_30d": pl.Int64(),
+        "downloads_all_time": pl.Int64(),
+        "likes": pl.Int64(),
         "created_at": UTC_TS,
         "last_modified": UTC_TS,
-        "pipeline_tag": pl.String,
-        "library_name": pl.String,
-        "gated": pl.String,
-        "base_relation": pl.String,
-        "base_models": pl.String,  # space-separated declared base ids, as tagged
-        "uploader_bucket": pl.String,
+        "pipeline_tag": pl.String(),
+        "library_name": pl.String(),
+        "gated": pl.String(),
+        "base_relation": pl.String(),
+        "base_models": pl.String(),  # space-separated declared base ids, as tagged
+        "uploader_bucket": pl.String(),
     }
 )
 
@@ -70,33 +70,33 @@ MODEL_FACT_SCHEMA = pl.Schema(
 #: per model (merges split their downloads equally among their bases), table `model_origin`.
 MODEL_ORIGIN_SCHEMA = pl.Schema(
     {
-        "model_oid": pl.String,
-        "origin_org": pl.String,
-        "origin_bucket": pl.String,
-        "weight": pl.Float64,  # for reading; the exact weight is weight_num / weight_den
-        "weight_num": pl.Int64,
-        "weight_den": pl.Int64,
+        "model_oid": pl.String(),
+        "origin_org": pl.String(),
+        "origin_bucket": pl.String(),
+        "weight": pl.Float64(),  # for reading; the exact weight is weight_num / weight_den
+        "weight_num": pl.Int64(),
+        "weight_den": pl.Int64(),
     }
 )
 
 #: Bucket shares per view (attribution), table `country_share`.
 COUNTRY_SHARE_SCHEMA = pl.Schema(
     {
-        "attribution": pl.String,  # uploader | origin
-        "bucket": pl.String,  # alpha-2 | INTL | UNKNOWN
-        "downloads": pl.Int64,
-        "share": pl.Float64,
+        "attribution": pl.String(),  # uploader | origin
+        "bucket": pl.String(),  # alpha-2 | INTL | UNKNOWN
+        "downloads": pl.Int64(),
+        "share": pl.Float64(),
     }
 )
 
 #: Organisation shares per view, table `org_share`.
 ORG_SHARE_SCHEMA = pl.Schema(
     {
-        "attribution": pl.String,
-        "org": pl.String,
-        "bucket": pl.String,
-        "downloads": pl.Int64,
-        "share": pl.Float64,
+        "attribution": pl.String(),
+        "org": pl.String(),
+        "bucket": pl.String(),
+        "downloads": pl.Int64(),
+        "share": pl.Float64(),
     }
 )
 

@@ -47,23 +47,39 @@ def validate_rows(rows: list[dict[str, str]]) -> list[MappingProblem]:
             problems.append(MappingProblem(line, f"org {org!r} is not a Hub namespace"))
         key = org.lower()
         if key in seen:
-            problems.append(MappingProblem(
-                line, f"org {org!r} duplicates line {seen[key]} (namespaces are case-insensitive)"))
+            problems.append(
+                MappingProblem(
+                    line,
+                    f"org {org!r} duplicates line {seen[key]} (namespaces are case-insensitive)",
+                )
+            )
         seen.setdefault(key, line)
         if row["country"] not in buckets:
-            problems.append(MappingProblem(
-                line, f"country {row['country']!r} for {org!r} is not an ISO 3166-1 alpha-2 code, "
-                      "INTL or UNKNOWN"))
+            problems.append(
+                MappingProblem(
+                    line,
+                    f"country {row['country']!r} for {org!r} is not an ISO 3166-1 alpha-2 code, "
+                    "INTL or UNKNOWN",
+                )
+            )
         if row["org_type"] not in ORG_TYPES:
-            problems.append(MappingProblem(
-                line, f"org_type {row['org_type']!r} for {org!r} is not one of "
-                      f"{', '.join(sorted(ORG_TYPES))}"))
+            problems.append(
+                MappingProblem(
+                    line,
+                    f"org_type {row['org_type']!r} for {org!r} is not one of "
+                    f"{', '.join(sorted(ORG_TYPES))}",
+                )
+            )
         if not row["source"].strip():
             problems.append(MappingProblem(line, f"source is empty for {org!r}: name the evidence"))
         sort_key = (key, org)
         if previous is not None and sort_key < previous:
-            problems.append(MappingProblem(
-                line, f"org {org!r} is out of order (rows are sorted by org, case-insensitively)"))
+            problems.append(
+                MappingProblem(
+                    line,
+                    f"org {org!r} is out of order (rows are sorted by org, case-insensitively)",
+                )
+            )
         previous = sort_key
     return problems
 
@@ -76,12 +92,14 @@ def read_rows(path: Path) -> list[dict[str, str]]:
             if header != MAPPING_COLUMNS:
                 raise MappingError(
                     f"{path}: line 1: header is {','.join(header) or '(empty)'}; expected "
-                    f"{','.join(MAPPING_COLUMNS)}")
+                    f"{','.join(MAPPING_COLUMNS)}"
+                )
             rows: list[dict[str, str]] = []
             for row in reader:
                 if None in row or any(value is None for value in row.values()):
-                    raise MappingError(f"{path}: line {reader.line_num}: expected "
-                                       f"{len(MAPPING_COLUMNS)} fields")
+                    raise MappingError(
+                        f"{path}: line {reader.line_num}: expected {len(MAPPING_COLUMNS)} fields"
+                    )
                 rows.append({name: row[name] for name in MAPPING_COLUMNS})
     except (OSError, UnicodeDecodeError, csv.Error) as err:
         raise MappingError(f"{path}: cannot read the mapping file ({err})") from None
@@ -109,7 +127,9 @@ def load_mapping(path: Path) -> Mapping:
         raise MappingError(f"{path}: {shown}{more}")
     frame = pl.DataFrame(rows, schema=MAPPING_SCHEMA).with_columns(
         pl.col("org").str.to_lowercase().alias("org_lower"),
-        (pl.col("org_type").is_in(list(DEVELOPER_ORG_TYPES))
-         & pl.col("country").is_in(list(alpha2_codes()))).alias("is_developer"),
+        (
+            pl.col("org_type").is_in(list(DEVELOPER_ORG_TYPES))
+            & pl.col("country").is_in(list(alpha2_codes()))
+        ).alias("is_developer"),
     )
     return Mapping(path=path, sha256=sha256_file(path), frame=frame)

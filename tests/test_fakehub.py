@@ -25,7 +25,7 @@ import orjson
 import pytest
 from huggingface_hub import HfApi, constants
 from huggingface_hub.errors import BadRequestError, HfHubHTTPError, RepositoryNotFoundError
-from huggingface_hub.utils import (  # type: ignore[attr-defined]
+from huggingface_hub.utils import (
     get_session,
     hf_raise_for_status,
     http_backoff,
