@@ -184,7 +184,7 @@ def daily_run_name() -> str:
     return f"daily-{run_date or today_utc()}"
 
 
-@flow(name="daily", flow_run_name=daily_run_name, log_prints=True)
+@flow(name="daily", flow_run_name=daily_run_name)
 def daily(run_date: date | None = None, backdate: bool = False) -> dict[str, Any]:
     """Run the pipeline for `run_date` (default: today, UTC). Publishes only if the quality gate
     passes; a second run of a date becomes its next version."""
@@ -195,7 +195,10 @@ def daily(run_date: date | None = None, backdate: bool = False) -> dict[str, Any
     logger = get_run_logger()
     logger.info("Run %s for %s against %s", run_id, day, public_endpoint(settings.hf_endpoint))
 
-    manifest = extract_task(day, backdate)
+    manifest = extract_task.with_options(
+        retries=settings.extract_task_retries,
+        retry_delay_seconds=settings.extract_task_retry_delay,
+    )(day, backdate)
     enriched = enrich_task(run_id, day)
     shares = shares_task(run_id)
     gate = quality_task(run_id, day)

@@ -50,16 +50,20 @@ class RunsFormat(StrEnum):
 
 
 def _parse_date(value: str | None) -> date | None:
+    """Strict YYYY-MM-DD; a bad value is a one-line usage error (exit 2)."""
     if value is None:
         return None
     try:
-        return date.fromisoformat(value) if len(value) == 10 else _bad_date(value)
+        if len(value) == 10:
+            return date.fromisoformat(value)
     except ValueError:
-        return _bad_date(value)
-
-
-def _bad_date(value: str) -> date:
-    raise typer.BadParameter(f"{value!r} is not a date in the form YYYY-MM-DD")
+        pass
+    stderr.print(
+        f"[bold red]error:[/] --date {value!r} is not a date in the form YYYY-MM-DD",
+        highlight=False,
+        soft_wrap=True,
+    )
+    raise typer.Exit(code=2)
 
 
 DateOption = Annotated[
@@ -169,23 +173,16 @@ def runs(
     if format_ is RunsFormat.json:
         sys.stdout.write(orjson.dumps(_jsonable(frame), option=orjson.OPT_INDENT_2).decode() + "\n")
         return
-    table = Table(title="hubshare runs")
-    for column in (
-        "snapshot_date",
-        "version",
-        "status",
-        "run_id",
-        "row_count",
-        "shares_sha256",
-        "status_reason",
-    ):
-        table.add_column(column, overflow="fold")
+    table = Table(title="hubshare runs (--format json for full ids and checksums)")
+    for column in ("date", "v", "status", "run", "models", "shares sha256"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("reason", overflow="fold")
     for row in frame.iter_rows(named=True):
         table.add_row(
             str(row["snapshot_date"]),
             str(row["version"]),
             row["status"] + (" *" if row["published"] else ""),
-            row["run_id"],
+            row["run_id"][:8],
             f"{row['row_count']:,}",
             row["shares_sha256"][:12],
             row["status_reason"] or "",
@@ -213,8 +210,61 @@ def demo(
             _run_daily(DEMO_DATE, backdate=True)
         except HubshareError as err:
             raise _fail(err) from None
-    for view in Attribution:
-        shares(date_=DEMO_DATE.isoformat(), attribution=view, format_=SharesFormat.table)
+    _print_both_views(DEMO_DATE)
+    stderr.print(
+        f"More: hubshare shares --date {DEMO_DATE} --attribution origin --format json "
+        f"(with HUBSHARE_DATA_DIR={data_dir})"
+    )
+
+
+def _print_both_views(day: date, top: int = 15) -> None:
+    """Both views side by side, the largest buckets first, the rest summed in one row."""
+    from hubshare.read_warehouse import published_shares
+
+    engine = _engine()
+    views = {view: published_shares(engine, day, view.value) for view in Attribution}
+    uploader, origin = views[Attribution.uploader], views[Attribution.origin]
+    wide = (
+        uploader.select("country", "downloads", "share")
+        .join(
+            origin.select(
+                "country",
+                pl.col("downloads").alias("o_downloads"),
+                pl.col("share").alias("o_share"),
+            ),
+            on="country",
+            how="full",
+            coalesce=True,
+        )
+        .fill_null(0)
+        .sort(["downloads", "country"], descending=[True, False])
+    )
+    first = uploader.row(0, named=True)
+    table = Table(
+        title=f"Share of Hub downloads (30 days) by developer country, {day} v{first['version']}",
+        caption="uploader: who uploaded the model; "
+        "origin: who made the weights (through base-model lineage)",
+    )
+    for name, justify in (
+        ("country", "left"),
+        ("uploader view", "right"),
+        ("origin view", "right"),
+    ):
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for row in wide.head(top).iter_rows(named=True):
+        table.add_row(row["country"], f"{row['share']:.2%}", f"{row['o_share']:.2%}")
+    rest = wide.slice(top)
+    if rest.height:
+        table.add_row(
+            f"{rest.height} others", f"{rest['share'].sum():.2%}", f"{rest['o_share'].sum():.2%}"
+        )
+    table.add_row(
+        "total downloads",
+        f"{wide['downloads'].sum():,}",
+        f"{wide['o_downloads'].sum():,}",
+        style="bold",
+    )
+    stdout.print(table)
 
 
 if __name__ == "__main__":

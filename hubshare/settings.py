@@ -31,6 +31,12 @@ class Settings(BaseSettings):
     http_connect_timeout: float = Field(default=30.0, gt=0, alias="HUBSHARE_HTTP_CONNECT_TIMEOUT")
     http_read_timeout: float = Field(default=120.0, gt=0, alias="HUBSHARE_HTTP_READ_TIMEOUT")
 
+    # Prefect task retries of the whole crawl after the HTTP retries gave up (it resumes).
+    extract_task_retries: int = Field(default=2, ge=0, alias="HUBSHARE_EXTRACT_TASK_RETRIES")
+    extract_task_retry_delay: float = Field(
+        default=60.0, ge=0, alias="HUBSHARE_EXTRACT_TASK_RETRY_DELAY"
+    )
+
     # Quality gate.
     max_row_drop: float = Field(default=0.05, ge=0, le=1, alias="HUBSHARE_MAX_ROW_DROP")
     max_unknown_share: float = Field(default=0.5, ge=0, le=1, alias="HUBSHARE_MAX_UNKNOWN_SHARE")

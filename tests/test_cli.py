@@ -1,0 +1,183 @@
+"""The CLI contract: exact forms scripts rely on, and bad input that leaves the warehouse as it
+was (real flow under the Prefect harness, fake Hub on loopback)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, inspect, text
+
+from hubshare.fakehub import FakeHub, Fault
+from tests.conftest import HAND_MAPPING
+from tests.test_attribution import EXPECTED_ORIGIN, EXPECTED_UPLOADER, TOTAL
+
+pytestmark = [pytest.mark.flow, pytest.mark.usefixtures("prefect_harness")]
+DAY = "2024-01-15"
+
+
+def invoke(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """The real `hubshare` command in its own process, talking to the session's Prefect server."""
+    from prefect.settings import PREFECT_API_URL
+
+    env = os.environ | {"PREFECT_API_URL": str(PREFECT_API_URL.value())} | (env or {})
+    return subprocess.run(  # noqa: S603 - our own interpreter and module
+        [sys.executable, "-m", "hubshare.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def last_line(text_: str) -> str:
+    return [line for line in text_.splitlines() if line.strip()][-1]
+
+
+@pytest.fixture
+def hub(hand_models: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeHub]:
+    with FakeHub(hand_models) as fake:
+        monkeypatch.setenv("HF_ENDPOINT", fake.url)
+        yield fake
+
+
+@pytest.fixture(scope="module")
+def published_once(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One published run of DAY (hand fixture, fake Hub), made once per module."""
+    from tests.conftest import HAND_MODELS, read_models
+
+    data_dir = tmp_path_factory.mktemp("published") / "data"
+    with FakeHub(read_models(HAND_MODELS)) as fake:
+        result = invoke(
+            "run",
+            "--date",
+            DAY,
+            "--backdate",
+            env={
+                "HF_ENDPOINT": fake.url,
+                "HUBSHARE_DATA_DIR": str(data_dir),
+                "HUBSHARE_MAPPING": str(HAND_MAPPING),
+                "HUBSHARE_PAGE_SIZE": "3",
+                "HF_TOKEN": "",
+                "HUBSHARE_WAREHOUSE_URL": f"sqlite:///{data_dir / 'warehouse.db'}",
+            },
+        )
+    assert result.returncode == 0, result.stderr
+    return data_dir
+
+
+@pytest.fixture
+def published(published_once: Path, hub: FakeHub, env: Path) -> Path:
+    """A fresh copy of that data dir as this test's: returns its warehouse file."""
+    shutil.copytree(published_once, env)
+    return env / "warehouse.db"
+
+
+def dump(db: Path) -> dict[str, list[tuple[Any, ...]]]:
+    engine = create_engine(f"sqlite:///{db}")
+    with engine.connect() as connection:
+        return {
+            table: sorted(map(tuple, connection.execute(text(f"SELECT * FROM {table}"))))
+            for table in inspect(engine).get_table_names()
+        }
+
+
+def test_shares_json_and_csv(published):
+    result = invoke("shares", "--format", "json")
+    assert result.returncode == 0
+    rows = json.loads(result.stdout)  # only data on stdout
+    assert {row["country"]: row["downloads"] for row in rows} == EXPECTED_UPLOADER
+    assert sum(row["downloads"] for row in rows) == TOTAL
+    assert sum(row["share"] for row in rows) == pytest.approx(1.0)
+    assert {row["snapshot_date"] for row in rows} == {DAY}
+
+    result = invoke("shares", "--date", DAY, "--attribution", "origin", "--format", "csv")
+    assert result.returncode == 0
+    parsed = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert {row["country"]: int(row["downloads"]) for row in parsed} == EXPECTED_ORIGIN
+
+
+def test_runs_json_lists_every_version(published):
+    assert invoke("run", "--date", DAY).returncode == 0  # the stored snapshot: no --backdate
+    result = invoke("runs", "--date", DAY, "--format", "json")
+    runs = json.loads(result.stdout)
+    assert [run["version"] for run in runs] == [1, 2]
+    for run in runs:
+        assert {
+            "run_id",
+            "snapshot_date",
+            "version",
+            "status",
+            "raw_sha256",
+            "mapping_sha256",
+            "code_version",
+            "shares_sha256",
+        } <= set(run)
+        assert run["status"] == "published" and len(run["raw_sha256"]) == 64
+    assert runs[0]["shares_sha256"] == runs[1]["shares_sha256"]
+
+
+def test_rejected_run_exits_non_zero(published, monkeypatch):
+    monkeypatch.setenv("HUBSHARE_MAX_UNKNOWN_SHARE", "0.0")
+    result = invoke("run", "--date", DAY)
+    assert result.returncode == 1
+    assert last_line(result.stderr).startswith("error:")
+    assert "quality gate" in last_line(result.stderr)
+
+
+def test_no_published_shares_is_a_clear_error(env):
+    result = invoke("shares", "--date", DAY)
+    assert result.returncode == 1
+    assert f"no published shares for {DAY}" in last_line(result.stderr)
+    assert result.stdout == ""
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.parametrize("case", ["unreachable", "malformed", "mapping", "date"])
+def test_bad_input_exits_non_zero_and_leaves_the_warehouse(
+    case, published, hand_models, monkeypatch, tmp_path
+):
+    before = dump(published)
+    args = ["run", "--date", "2024-01-16", "--backdate"]
+    expected = {
+        "unreachable": "ConnectError",
+        "malformed": "not valid JSON",
+        "mapping": "line 3: country 'XX'",
+        "date": "not a date",
+    }[case]
+    monkeypatch.setenv("HUBSHARE_EXTRACT_TASK_RETRIES", "0")
+    monkeypatch.setenv("HUBSHARE_HTTP_MAX_RETRIES", "1")
+    if case == "unreachable":
+        monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{closed_port()}")
+    elif case == "mapping":
+        bad = tmp_path / "bad_mapping.csv"
+        bad.write_text(HAND_MAPPING.read_text().replace("cmu-lti,US,", "cmu-lti,XX,"))
+        monkeypatch.setenv("HUBSHARE_MAPPING", str(bad))
+    elif case == "date":
+        args = ["run", "--date", "2024-02-30"]
+    if case == "malformed":
+        with FakeHub(hand_models, faults=[Fault(2, "malformed")]) as fake:
+            monkeypatch.setenv("HF_ENDPOINT", fake.url)
+            result = invoke(*args)
+    else:
+        result = invoke(*args)
+    assert result.returncode != 0
+    reason = last_line(result.stderr)
+    assert expected in reason
+    assert dump(published) == before
