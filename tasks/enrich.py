@@ -19,6 +19,7 @@ from schemas.frames import MODEL_FACT_SCHEMA, MODEL_ORIGIN_SCHEMA
 #: Declared relations in `base_model:<relation>:<id>` tags.
 RELATIONS = ("adapter", "finetune", "merge", "quantized")
 MAX_DEPTH = 10
+ONE = Fraction(1)
 UNKNOWN = "UNKNOWN"
 
 
@@ -170,14 +171,17 @@ class _OriginResolver:
             return cached
         node = self.nodes.get(key)
         if node is None:  # in the snapshot, no declared base: its uploader
-            return _Walk({self.org(self.uploader_of[key]): Fraction(1)})
+            return _Walk({self.org(self.uploader_of[key]): ONE})
         if not self.follows_base(node):
-            walk = _Walk({self.org(node.uploader): Fraction(1)})
+            walk = _Walk({self.org(node.uploader): ONE})
         elif budget <= 0:
             self.report.depth_capped += 1
             if len(self.report.capped_examples) < 5:
                 self.report.capped_examples.append(key)
-            return _Walk({self.org(node.uploader): Fraction(1)}, truncated=True)
+            return _Walk({self.org(node.uploader): ONE}, truncated=True)
+        elif len(node.bases) == 1:  # the common case: no splitting, no fraction arithmetic
+            sub = self._walk_base(node.bases[0], key, path)
+            walk = _Walk(sub.weights, sub.hops + 1, sub.truncated)
         else:
             weights: dict[str, Fraction] = {}
             hops, truncated = 0, False
@@ -199,16 +203,16 @@ class _OriginResolver:
             self.report.cycles += 1
             if len(self.report.cycle_examples) < 5:
                 self.report.cycle_examples.append(child)
-            return _Walk({self.org(self.nodes[child].uploader): Fraction(1)}, truncated=True)
+            return _Walk({self.org(self.nodes[child].uploader): ONE}, truncated=True)
         if base in self.nodes or base in self.uploader_of:
             self.report.bases_in_snapshot += 1
             return self._walk(base, (*path, base))
         if "/" in base:  # absent from the snapshot: resolve through its namespace
             self.report.bases_by_namespace += 1
-            return _Walk({self.org(base.split("/", 1)[0]): Fraction(1)})
+            return _Walk({self.org(base.split("/", 1)[0]): ONE})
         # A bare legacy id (e.g. "gpt2") that is not listed: nothing to resolve it through.
         self.report.bases_unresolvable += 1
-        return _Walk({self.org(self.nodes[child].uploader): Fraction(1)})
+        return _Walk({self.org(self.nodes[child].uploader): ONE})
 
 
 def _frame_rows(frame: pl.DataFrame, *columns: str) -> Iterable[tuple[Any, ...]]:

@@ -96,26 +96,53 @@ def test_failing_gate_publishes_nothing(hub, warehouse_url, monkeypatch):
     assert published["run_id"] == after["run_id"][0]
 
 
-def test_token_is_never_written(hand_models, env, monkeypatch, caplog, capfd):
+def test_noisy_crawl_with_token_matches_a_clean_run_and_never_writes_the_token(
+    hand_models, env, monkeypatch, caplog, capfd
+):
+    """429 + 503 + dropped connection + a model repeated across pages + private models visible
+    to the token: the same raw snapshot and shares as a clean run, and the token nowhere."""
     import logging
 
     from prefect.settings import PREFECT_API_DATABASE_CONNECTION_URL
 
     caplog.set_level(logging.DEBUG)
+    with FakeHub(hand_models) as fake:
+        monkeypatch.setenv("HF_ENDPOINT", fake.url)
+        monkeypatch.setenv("HUBSHARE_DATA_DIR", str(env / "clean"))
+        clean = run_daily()
+
     monkeypatch.setenv("HF_TOKEN", TOKEN)
-    faults = [Fault(1, "429", retry_after=0), Fault(3, "503")]
+    monkeypatch.setenv("HUBSHARE_DATA_DIR", str(env / "noisy"))
+    faults = [
+        Fault(1, "429", retry_after=0),
+        Fault(3, "503"),
+        Fault(4, "drop"),
+        Fault(5, "repeat_previous"),
+    ]
     with FakeHub(hand_models, token=TOKEN, faults=faults) as fake:
         monkeypatch.setenv("HF_ENDPOINT", fake.url)
-        outcome = run_daily()
+        noisy = run_daily()
         assert all(request.had_auth for request in fake.requests)
-    assert outcome["status"] == "published"
+        assert sorted(r.fault for r in fake.requests if r.fault) == [
+            "429",
+            "503",
+            "drop",
+            "repeat_previous",
+        ]
+    assert noisy["raw_sha256"] == clean["raw_sha256"]
+    assert noisy["shares_sha256"] == clean["shares_sha256"]
+    runs = list_runs(create_engine(f"sqlite:///{env / 'noisy' / 'warehouse.db'}"), DAY)
+    assert runs.select("row_count").item() == 9
+
     leaks = [p for p in env.rglob("*") if p.is_file() and TOKEN.encode() in p.read_bytes()]
     assert leaks == []
     assert TOKEN not in caplog.text
     captured = capfd.readouterr()
     assert TOKEN not in captured.out + captured.err
-    prefect_db = PREFECT_API_DATABASE_CONNECTION_URL.value().split("///")[-1]
-    for path in Path(prefect_db).parent.glob(Path(prefect_db).name + "*"):
+    prefect_db = Path(PREFECT_API_DATABASE_CONNECTION_URL.value().split("///")[-1])
+    prefect_files = list(prefect_db.parent.glob(prefect_db.name + "*"))
+    assert prefect_files, f"the harness database was not found at {prefect_db}"
+    for path in prefect_files:  # Prefect's run logs and parameters live there
         assert TOKEN.encode() not in path.read_bytes()
 
 

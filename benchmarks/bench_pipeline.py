@@ -1,0 +1,121 @@
+"""Everything but the network, at Hub scale: stored pages -> snapshot -> enrich -> shares ->
+quality gate -> SQLite load.
+
+    uv run python benchmarks/bench_pipeline.py --models 3000000
+
+Synthetic models, 1,000 per stored page as the crawl writes them; authors drawn from the real
+mapping plus a long tail of individuals; a third declare a base (finetunes, quantized copies,
+merges of two). Prints wall time and the process's peak RSS after each step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import random
+import resource
+import tempfile
+import time
+from dataclasses import asdict
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import orjson
+import polars as pl
+
+from hubshare.settings import DEFAULT_MAPPING, Settings
+from tasks.enrich import attribute_origin, attribute_uploader
+from tasks.extract import CrawlState, build_snapshot, day_dir
+from tasks.load import RunRecord, load_run, warehouse_engine
+from tasks.mapping import load_mapping
+from tasks.quality import GateThresholds, check_quality
+from tasks.shares import compute_shares, share_table_sha256
+
+DAY = date(2026, 11, 29)
+
+
+def write_pages(raw_dir: Path, n_models: int, seed: int = 7) -> CrawlState:
+    rng = random.Random(seed)
+    orgs = pl.read_csv(DEFAULT_MAPPING)["org"].to_list()
+    individuals = [f"user{i}" for i in range(max(n_models // 20, 1))]
+    pages = day_dir(raw_dir, DAY) / "pages"
+    pages.mkdir(parents=True)
+    ids: list[str] = []
+    page: list[dict[str, object]] = []
+    page_no = 0
+    for i in range(n_models):
+        author = rng.choice(orgs) if rng.random() < 0.3 else rng.choice(individuals)
+        model_id = f"{author}/model-{i}"
+        tags = ["transformers", "safetensors"]
+        if ids and rng.random() < 0.33:
+            kind = rng.choice(("finetune", "quantized", "adapter", "merge"))
+            bases = rng.sample(ids[-50_000:], 2 if kind == "merge" else 1)
+            tags += [f"base_model:{kind}:{base}" for base in bases]
+        ids.append(model_id)
+        page.append({
+            "_id": f"{i:024x}", "id": model_id, "author": author,
+            "downloads": int(rng.paretovariate(1.2)) - 1,
+            "downloadsAllTime": int(rng.paretovariate(1.1) * 10),
+            "likes": rng.randrange(50), "createdAt": "2025-01-01T00:00:00.000Z",
+            "lastModified": "2025-06-01T00:00:00.000Z", "pipeline_tag": "text-generation",
+            "library_name": "transformers", "tags": tags, "gated": False, "private": False,
+        })
+        if len(page) == 1000 or i == n_models - 1:
+            page_no += 1
+            (pages / f"page-{page_no:06d}.json.gz").write_bytes(
+                gzip.compress(orjson.dumps(page), compresslevel=1, mtime=0))
+            page = []
+    now = datetime.now(UTC).isoformat()
+    return CrawlState(endpoint="synthetic", first_url="", next_url=None, pages=page_no,
+                      requests=page_no, started_at=now, finished_at=now)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", type=int, default=300_000)
+    args = parser.parse_args()
+    steps: list[tuple[str, float, float]] = []
+    clock = time.perf_counter()
+
+    def step(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        rss_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+        steps.append((name, now - clock, rss_gb))
+        print(f"{name:<28} {now - clock:7.2f} s   peak RSS {rss_gb:5.2f} GB", flush=True)
+        clock = time.perf_counter()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = Settings(HUBSHARE_DATA_DIR=Path(tmp))  # type: ignore[call-arg]
+        state = write_pages(settings.raw_dir, args.models)
+        step(f"(setup: {args.models:,} models)")
+        manifest = build_snapshot(DAY, settings, state)
+        step("build snapshot")
+        snapshot = pl.read_parquet(day_dir(settings.raw_dir, DAY) / "snapshot.parquet")
+        mapping = load_mapping(DEFAULT_MAPPING)
+        fact = attribute_uploader(snapshot, mapping.frame)
+        step("attribute uploader")
+        origin, _ = attribute_origin(snapshot, fact, mapping.frame)
+        step("attribute origin")
+        countries, orgs = compute_shares(fact, origin)
+        step("compute shares")
+        report = check_quality(fact, origin, countries, GateThresholds(None, 0.05, 1.0))
+        step("quality gate (GX)")
+        record = RunRecord(
+            run_id="bench", snapshot_date=DAY, flow_run_id=None, started_at=datetime.now(UTC),
+            code_version="bench", definition="downloads_30d", raw_sha256=manifest.sha256,
+            mapping_sha256=mapping.sha256, shares_sha256=share_table_sha256(countries),
+            row_count=manifest.row_count, rows_listed=manifest.rows_listed,
+            duplicates_dropped=0, private_dropped=0,
+            total_downloads=int(fact["downloads_30d"].sum()), parameters={},
+            report={"manifest": asdict(manifest)})
+        load_run(warehouse_engine(settings.resolved_warehouse_url), record,
+                 {"model_fact": fact, "model_origin": origin, "country_share": countries,
+                  "org_share": orgs}, report.to_frame(), published=True, reason=None)
+        step("load SQLite")
+    total = sum(seconds for name, seconds, _ in steps if not name.startswith("("))
+    print(f"{'total (excluding setup)':<28} {total:7.2f} s   peak RSS {steps[-1][2]:5.2f} GB")
+
+
+if __name__ == "__main__":
+    main()
