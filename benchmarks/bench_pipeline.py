@@ -52,22 +52,39 @@ def write_pages(raw_dir: Path, n_models: int, seed: int = 7) -> CrawlState:
             bases = rng.sample(ids[-50_000:], 2 if kind == "merge" else 1)
             tags += [f"base_model:{kind}:{base}" for base in bases]
         ids.append(model_id)
-        page.append({
-            "_id": f"{i:024x}", "id": model_id, "author": author,
-            "downloads": int(rng.paretovariate(1.2)) - 1,
-            "downloadsAllTime": int(rng.paretovariate(1.1) * 10),
-            "likes": rng.randrange(50), "createdAt": "2025-01-01T00:00:00.000Z",
-            "lastModified": "2025-06-01T00:00:00.000Z", "pipeline_tag": "text-generation",
-            "library_name": "transformers", "tags": tags, "gated": False, "private": False,
-        })
+        page.append(
+            {
+                "_id": f"{i:024x}",
+                "id": model_id,
+                "author": author,
+                "downloads": int(rng.paretovariate(1.2)) - 1,
+                "downloadsAllTime": int(rng.paretovariate(1.1) * 10),
+                "likes": rng.randrange(50),
+                "createdAt": "2025-01-01T00:00:00.000Z",
+                "lastModified": "2025-06-01T00:00:00.000Z",
+                "pipeline_tag": "text-generation",
+                "library_name": "transformers",
+                "tags": tags,
+                "gated": False,
+                "private": False,
+            }
+        )
         if len(page) == 1000 or i == n_models - 1:
             page_no += 1
             (pages / f"page-{page_no:06d}.json.gz").write_bytes(
-                gzip.compress(orjson.dumps(page), compresslevel=1, mtime=0))
+                gzip.compress(orjson.dumps(page), compresslevel=1, mtime=0)
+            )
             page = []
     now = datetime.now(UTC).isoformat()
-    return CrawlState(endpoint="synthetic", first_url="", next_url=None, pages=page_no,
-                      requests=page_no, started_at=now, finished_at=now)
+    return CrawlState(
+        endpoint="synthetic",
+        first_url="",
+        next_url=None,
+        pages=page_no,
+        requests=page_no,
+        started_at=now,
+        finished_at=now,
+    )
 
 
 def main() -> None:
@@ -86,7 +103,7 @@ def main() -> None:
         clock = time.perf_counter()
 
     with tempfile.TemporaryDirectory() as tmp:
-        settings = Settings(HUBSHARE_DATA_DIR=Path(tmp))  # type: ignore[call-arg]
+        settings = Settings(HUBSHARE_DATA_DIR=Path(tmp))
         state = write_pages(settings.raw_dir, args.models)
         step(f"(setup: {args.models:,} models)")
         manifest = build_snapshot(DAY, settings, state)
@@ -102,16 +119,36 @@ def main() -> None:
         report = check_quality(fact, origin, countries, GateThresholds(None, 0.05, 1.0))
         step("quality gate (GX)")
         record = RunRecord(
-            run_id="bench", snapshot_date=DAY, flow_run_id=None, started_at=datetime.now(UTC),
-            code_version="bench", definition="downloads_30d", raw_sha256=manifest.sha256,
-            mapping_sha256=mapping.sha256, shares_sha256=share_table_sha256(countries),
-            row_count=manifest.row_count, rows_listed=manifest.rows_listed,
-            duplicates_dropped=0, private_dropped=0,
-            total_downloads=int(fact["downloads_30d"].sum()), parameters={},
-            report={"manifest": asdict(manifest)})
-        load_run(warehouse_engine(settings.resolved_warehouse_url), record,
-                 {"model_fact": fact, "model_origin": origin, "country_share": countries,
-                  "org_share": orgs}, report.to_frame(), published=True, reason=None)
+            run_id="bench",
+            snapshot_date=DAY,
+            flow_run_id=None,
+            started_at=datetime.now(UTC),
+            code_version="bench",
+            definition="downloads_30d",
+            raw_sha256=manifest.sha256,
+            mapping_sha256=mapping.sha256,
+            shares_sha256=share_table_sha256(countries),
+            row_count=manifest.row_count,
+            rows_listed=manifest.rows_listed,
+            duplicates_dropped=0,
+            private_dropped=0,
+            total_downloads=int(fact["downloads_30d"].sum()),
+            parameters={},
+            report={"manifest": asdict(manifest)},
+        )
+        load_run(
+            warehouse_engine(settings.resolved_warehouse_url),
+            record,
+            {
+                "model_fact": fact,
+                "model_origin": origin,
+                "country_share": countries,
+                "org_share": orgs,
+            },
+            report.to_frame(),
+            published=True,
+            reason=None,
+        )
         step("load SQLite")
     total = sum(seconds for name, seconds, _ in steps if not name.startswith("("))
     print(f"{'total (excluding setup)':<28} {total:7.2f} s   peak RSS {steps[-1][2]:5.2f} GB")

@@ -26,7 +26,7 @@ from hubshare.settings import Settings, get_settings
 from tasks.enrich import attribute_origin, attribute_uploader
 from tasks.extract import extract_snapshot, public_endpoint, read_snapshot
 from tasks.load import LoadResult, RunRecord, load_run, previous_row_count, warehouse_engine
-from tasks.mapping import load_mapping
+from tasks.mapping import archive_mapping, load_mapping
 from tasks.quality import GateThresholds, check_quality
 from tasks.shares import DEFINITION, compute_shares, share_table_sha256
 
@@ -80,6 +80,7 @@ def extract_task(run_date: date, backdate: bool) -> dict[str, Any]:
 def enrich_task(run_id: str, run_date: date) -> dict[str, Any]:
     settings = get_settings()
     mapping = load_mapping(settings.mapping_path)
+    archive_mapping(mapping, settings.data_dir)  # so `hubshare mapping diff` can find it again
     snapshot = read_snapshot(run_date, settings)
     model_fact = attribute_uploader(snapshot, mapping.frame)
     model_origin, lineage = attribute_origin(snapshot, model_fact, mapping.frame)

@@ -26,8 +26,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-stdout = Console()
-stderr = Console(stderr=True)
+stdout = Console(soft_wrap=True)  # long lines (paths, hashes) stay whole for scripts
+stderr = Console(stderr=True, soft_wrap=True)
 
 DEMO_SAMPLE = PROJECT_ROOT / "data" / "samples" / "hub-2024-09-20.jsonl.gz"
 DEMO_DATE = date(2024, 9, 20)
@@ -189,6 +189,102 @@ def runs(
         )
     stdout.print(table)
     stderr.print("* = the published run of its date")
+
+
+mapping_app = typer.Typer(
+    help="Check and compare the org-to-country mapping.", no_args_is_help=True
+)
+app.add_typer(mapping_app, name="mapping")
+
+
+@mapping_app.command("check")
+def mapping_check(
+    snapshot: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--snapshot",
+            help="Snapshot file or folder (run parquet, upstream CSV, JSON/JSONL, "
+            "trending payloads); repeat to pool several.",
+        ),
+    ] = None,
+    mapping: Annotated[
+        Path | None,
+        typer.Option(help="Mapping file (default: HUBSHARE_MAPPING, else data/org_country.csv)."),
+    ] = None,
+    min_coverage: Annotated[
+        float | None,
+        typer.Option(help="Exit 1 if less than this share of downloads is classified."),
+    ] = None,
+    top: Annotated[int, typer.Option(help="How many unmapped uploaders to list.")] = 15,
+) -> None:
+    """Validate the mapping file; with --snapshot, measure the downloads it classifies."""
+    from tasks.mapping import load_mapping, mapping_coverage, read_uploads, validate_mapping
+
+    path = mapping or get_settings().mapping_path
+    try:
+        problems = validate_mapping(path)
+        if problems:
+            for problem in problems:
+                stderr.print(f"{path}: {problem}", highlight=False, soft_wrap=True)
+            raise _fail(
+                HubshareError(f"{path}: {len(problems)} problem(s), first on {problems[0]}")
+            )
+        loaded = load_mapping(path)
+        stdout.print(
+            f"{path}: {loaded.frame.height} namespaces, valid (sha256 {loaded.sha256})",
+            highlight=False,
+        )
+        if not snapshot:
+            return
+        report = mapping_coverage(loaded.frame, read_uploads(snapshot), top=top)
+    except HubshareError as err:
+        raise _fail(err) from None
+    stdout.print(
+        f"classified: {report.share:.2%} of {report.total_downloads:,} downloads "
+        f"({report.classified_uploaders:,} of {report.uploaders:,} uploaders) in "
+        f"{', '.join(map(str, snapshot))}",
+        highlight=False,
+    )
+    if report.top_unmapped.height:
+        table = Table(title="Top unmapped uploaders (absent from the file, or UNKNOWN)")
+        for column in ("uploader", "downloads", "share", "status"):
+            table.add_column(
+                column, justify="right" if column in ("downloads", "share") else "left"
+            )
+        for uploader, downloads, share, status in report.top_unmapped.rows():
+            table.add_row(uploader, f"{downloads:,}", f"{share:.3%}", status)
+        stdout.print(table)
+    if min_coverage is not None and report.share < min_coverage:
+        raise _fail(
+            HubshareError(f"coverage {report.share:.2%} is below --min-coverage {min_coverage:.2%}")
+        )
+
+
+@mapping_app.command("diff")
+def mapping_diff(
+    old: Annotated[str, typer.Argument(help="Mapping file, or a recorded mapping_sha256.")],
+    new: Annotated[str, typer.Argument(help="Mapping file, or a recorded mapping_sha256.")],
+) -> None:
+    """The rows that changed between two mappings (files or versions recorded by runs)."""
+    from tasks.mapping import diff_mappings, read_rows, resolve_mapping_version
+
+    data_dir = get_settings().data_dir
+    try:
+        old_path = resolve_mapping_version(old, data_dir)
+        new_path = resolve_mapping_version(new, data_dir)
+        changes = diff_mappings(read_rows(old_path), read_rows(new_path))
+    except HubshareError as err:
+        raise _fail(err) from None
+    for change in changes:
+        sys.stdout.write(f"{change}\n")
+    counts = {
+        kind: sum(c.kind == kind for c in changes) for kind in ("added", "removed", "changed")
+    }
+    stderr.print(
+        f"{old_path} -> {new_path}: {counts['added']} added, {counts['removed']} "
+        f"removed, {counts['changed']} changed",
+        highlight=False,
+    )
 
 
 @app.command()
