@@ -287,6 +287,8 @@ class SnapshotManifest:
     sha256: str
     schema: dict[str, str]
     library_versions: dict[str, str]
+    #: SHA-256 of the archive file an imported snapshot was built from (None for a crawl).
+    input_sha256: str | None = None
 
     @classmethod
     def load(cls, path: Path) -> SnapshotManifest:
@@ -313,27 +315,35 @@ def normalise_models(frame: pl.LazyFrame) -> pl.LazyFrame:
     )
 
 
-def finalise_snapshot(listed: pl.LazyFrame, out_path: Path) -> tuple[int, int, int, int]:
+def finalise_snapshot(
+    listed: pl.LazyFrame | pl.DataFrame, out_path: Path
+) -> tuple[int, int, int, int]:
     """Deduplicate (one row per `_id`, the later observation wins), drop private models, sort by
     `_id` and write the parquet file deterministically. Returns (listed, duplicates, private, rows).
 
     `listed` must carry `_order` (observation order across the crawl)."""
-    counts = listed.select(
-        pl.len().alias("listed"), pl.col("_id").n_unique().alias("unique")
-    ).collect()
-    n_listed, n_unique = int(counts["listed"][0]), int(counts["unique"][0])
-    deduped = listed.sort("_order").unique(subset="_id", keep="last").drop("_order")
-    frame = normalise_models(deduped).collect(engine="streaming")
-    n_private = int(frame["private"].sum())
-    frame = frame.filter(~pl.col("private")).sort("_id").select(list(SNAPSHOT_SCHEMA.names()))
-    frame = frame.cast(SNAPSHOT_SCHEMA)
+    # Eager on purpose: a lazy plan over thousands of page frames costs far more than the data.
+    frame = listed.collect() if isinstance(listed, pl.LazyFrame) else listed
+    n_listed = frame.height
+    deduped = frame.sort("_order").unique(subset="_id", keep="last").drop("_order")
+    n_unique = deduped.height
+    del frame
+    deduped = normalise_models(deduped.lazy()).collect()
+    n_private = int(deduped["private"].sum())
+    snapshot = (
+        deduped.filter(~pl.col("private"))
+        .sort("_id")
+        .select(list(SNAPSHOT_SCHEMA.names()))
+        .cast(SNAPSHOT_SCHEMA)
+    )
+    del deduped
     buffer = io.BytesIO()
     # Fixed writer settings so the same rows always give the same bytes (and SHA-256).
-    frame.write_parquet(
+    snapshot.write_parquet(
         buffer, compression="zstd", compression_level=3, statistics=False, row_group_size=256_000
     )
     write_atomically(out_path, buffer.getvalue())
-    return n_listed, n_listed - n_unique, n_private, frame.height
+    return n_listed, n_listed - n_unique, n_private, snapshot.height
 
 
 def build_snapshot(snapshot_date: date, settings: Settings, state: CrawlState) -> SnapshotManifest:
@@ -345,19 +355,20 @@ def build_snapshot(snapshot_date: date, settings: Settings, state: CrawlState) -
             f"{pages_dir}: {len(page_files)} page files but the crawl state "
             f"records {state.pages}; delete the folder to crawl again"
         )
-    # One lazy frame per page, tagged with its crawl order, so memory holds pages one at a time
-    # until the deduplicated frame is collected.
+    # Pages are parsed one at a time into compact columns (the JSON text is never all in
+    # memory), tagged with their crawl order for "the later observation wins".
     parts = [
-        pl.LazyFrame(read_page(path)).with_columns(
+        read_page(path).with_columns(
             (pl.int_range(pl.len(), dtype=pl.Int64) + page_no * 1_000_000).alias("_order")
         )
         for page_no, path in enumerate(page_files)
     ]
     listed = (
-        pl.concat(parts)
+        pl.concat(parts, rechunk=True)
         if parts
-        else pl.LazyFrame(schema={**dict(WIRE_SCHEMA), "_order": pl.Int64})
+        else pl.DataFrame(schema={**dict(WIRE_SCHEMA), "_order": pl.Int64})
     )
+    del parts
     out_path = snapshot_path(settings.raw_dir, snapshot_date)
     n_listed, n_dups, n_private, n_rows = finalise_snapshot(listed, out_path)
     manifest = SnapshotManifest(
@@ -428,10 +439,12 @@ def extract_snapshot(
     return build_snapshot(snapshot_date, settings, state)
 
 
-def read_snapshot(snapshot_date: date, settings: Settings) -> pl.DataFrame:
+def read_snapshot(
+    snapshot_date: date, settings: Settings, columns: list[str] | None = None
+) -> pl.DataFrame:
     path = snapshot_path(settings.raw_dir, snapshot_date)
     try:
-        return pl.read_parquet(path)
+        return pl.read_parquet(path, columns=columns)
     except (OSError, pl.exceptions.PolarsError) as err:
         raise SnapshotError(f"{path}: cannot read the raw snapshot ({err})") from None
 
