@@ -21,6 +21,10 @@ class SnapshotError(HubshareError):
     """A stored raw snapshot is missing, altered, or cannot be read."""
 
 
+class ArchiveImportError(HubshareError):
+    """An archive file to import fits no known layout or holds a row that cannot be read."""
+
+
 class MappingError(HubshareError):
     """The org-to-country mapping file cannot be read or is invalid."""
 
