@@ -24,27 +24,48 @@ def _query(engine: Engine, sql: str, params: dict[str, object]) -> pl.DataFrame:
     return frame
 
 
-def published_shares(engine: Engine, snapshot_date: date | None, attribution: str) -> pl.DataFrame:
-    """The published bucket shares of a date (default: the latest published date), largest
-    first: snapshot_date, version, run_id, attribution, country, downloads, share."""
+def published_shares(
+    engine: Engine,
+    snapshot_date: date | None,
+    attribution: str,
+    definition: str = "downloads_30d",
+    cohort: str = "all",
+) -> pl.DataFrame:
+    """The published bucket shares of a date (default: the latest published date) under one
+    definition, largest first: snapshot_date, version, run_id, definition, cohort, attribution,
+    country, downloads, share."""
     where = (
         "snapshot_date = :day"
         if snapshot_date
-        else ("snapshot_date = (SELECT MAX(snapshot_date) FROM published_run)")
+        else "snapshot_date = (SELECT MAX(snapshot_date) FROM published_run)"
     )
     frame = _query(
         engine,
         f"""
-        SELECT snapshot_date, version, run_id, attribution, country, downloads, share
+        SELECT snapshot_date, version, run_id, definition, cohort, attribution, country,
+               downloads, share
         FROM published_country_share
-        WHERE attribution = :attribution AND {where}
+        WHERE attribution = :attribution AND definition = :definition AND cohort = :cohort
+          AND {where}
         ORDER BY downloads DESC, country""",  # noqa: S608 - `where` is one of two literals
-        {"attribution": attribution, "day": snapshot_date},
+        {
+            "attribution": attribution,
+            "day": snapshot_date,
+            "definition": definition,
+            "cohort": cohort,
+        },
     )
     if frame.is_empty():
         what = f"for {snapshot_date}" if snapshot_date else "at all"
+        extra = ""
+        if definition != "downloads_30d":
+            days = definition.removeprefix("window_").removesuffix("d")
+            extra = (
+                f" under {definition}/{cohort} (a {days}-day window needs the raw snapshot "
+                f"{days} days before the date)"
+            )
         raise WarehouseError(
-            f"no published shares {what} in {engine.url.render_as_string()}; "
+            f"no published shares {what}{extra} in {engine.url.render_as_string()}; "
             "run `hubshare run` (or `hubshare runs` to see what was rejected)"
         )
     return frame

@@ -79,9 +79,11 @@ MODEL_ORIGIN_SCHEMA = pl.Schema(
     }
 )
 
-#: Bucket shares per view (attribution), table `country_share`.
+#: Bucket shares per definition and view (attribution), table `country_share`.
 COUNTRY_SHARE_SCHEMA = pl.Schema(
     {
+        "definition": pl.String(),  # downloads_30d | window_7d | window_30d | window_365d
+        "cohort": pl.String(),  # all | first_year
         "attribution": pl.String(),  # uploader | origin
         "bucket": pl.String(),  # alpha-2 | INTL | UNKNOWN
         "downloads": pl.Int64(),
@@ -89,14 +91,39 @@ COUNTRY_SHARE_SCHEMA = pl.Schema(
     }
 )
 
-#: Organisation shares per view, table `org_share`.
+#: Bucket shares of one definition (both views): the frame the quality gate validates.
+VIEW_SHARE_SCHEMA = pl.Schema(
+    {
+        name: dtype
+        for name, dtype in COUNTRY_SHARE_SCHEMA.items()
+        if name not in ("definition", "cohort")
+    }
+)
+
+#: Organisation shares per definition and view, table `org_share`.
 ORG_SHARE_SCHEMA = pl.Schema(
     {
+        "definition": pl.String(),
+        "cohort": pl.String(),
         "attribution": pl.String(),
         "org": pl.String(),
         "bucket": pl.String(),
         "downloads": pl.Int64(),
         "share": pl.Float64(),
+    }
+)
+
+#: Concentration of downloads over organisations, per definition and view, table
+#: `concentration`.
+CONCENTRATION_SCHEMA = pl.Schema(
+    {
+        "definition": pl.String(),
+        "cohort": pl.String(),
+        "attribution": pl.String(),
+        "orgs": pl.Int64(),
+        "hhi": pl.Float64(),  # Herfindahl-Hirschman index, 0-10,000
+        "gini": pl.Float64(),
+        "top10_share": pl.Float64(),
     }
 )
 

@@ -138,12 +138,20 @@ class ModelOrigin(SQLModel, table=True):
 
 
 class CountryShare(SQLModel, table=True):
-    """Share of downloads per bucket (country, INTL, UNKNOWN) and view."""
+    """Share of downloads per bucket (country, INTL, UNKNOWN), definition and view."""
 
     __tablename__ = "country_share"
-    __table_args__ = ({"comment": "Bucket shares per run and attribution view"},)
+    __table_args__ = ({"comment": "Bucket shares per run, definition, cohort and view"},)
 
     run_id: str = Field(foreign_key="etl_run.run_id", primary_key=True, max_length=36)
+    definition: str = Field(
+        primary_key=True,
+        max_length=32,
+        sa_column_kwargs={"comment": "downloads_30d | window_7d | window_30d | window_365d"},
+    )
+    cohort: str = Field(
+        primary_key=True, max_length=16, sa_column_kwargs={"comment": "all | first_year"}
+    )
     attribution: str = Field(
         primary_key=True, max_length=16, sa_column_kwargs={"comment": "uploader | origin"}
     )
@@ -151,23 +159,45 @@ class CountryShare(SQLModel, table=True):
         primary_key=True, max_length=8, sa_column_kwargs={"comment": "ISO alpha-2 | INTL | UNKNOWN"}
     )
     downloads: int = Field(
-        sa_column=_c(BigInteger, "Downloads (30 days) in the bucket", nullable=False)
+        sa_column=_c(BigInteger, "Downloads in the bucket under the definition", nullable=False)
     )
     share: float = Field(sa_column=_c(Double, "downloads / population total", nullable=False))
 
 
 class OrgShare(SQLModel, table=True):
-    """Share of downloads per organisation (namespace) and view."""
+    """Share of downloads per organisation (namespace), definition and view."""
 
     __tablename__ = "org_share"
-    __table_args__ = ({"comment": "Organisation shares per run and attribution view"},)
+    __table_args__ = ({"comment": "Organisation shares per run, definition, cohort and view"},)
 
     run_id: str = Field(foreign_key="etl_run.run_id", primary_key=True, max_length=36)
+    definition: str = Field(primary_key=True, max_length=32)
+    cohort: str = Field(primary_key=True, max_length=16)
     attribution: str = Field(primary_key=True, max_length=16)
     org: str = Field(primary_key=True, max_length=128)
     bucket: str = Field(max_length=8)
-    downloads: int = Field(sa_column=_c(BigInteger, "Downloads (30 days)", nullable=False))
+    downloads: int = Field(
+        sa_column=_c(BigInteger, "Downloads under the definition", nullable=False)
+    )
     share: float = Field(sa_column=_c(Double, "downloads / population total", nullable=False))
+
+
+class Concentration(SQLModel, table=True):
+    """How concentrated downloads are over organisations (the study's measures)."""
+
+    __tablename__ = "concentration"
+    __table_args__ = ({"comment": "HHI, Gini and top-10 share over organisations"},)
+
+    run_id: str = Field(foreign_key="etl_run.run_id", primary_key=True, max_length=36)
+    definition: str = Field(primary_key=True, max_length=32)
+    cohort: str = Field(primary_key=True, max_length=16)
+    attribution: str = Field(primary_key=True, max_length=16)
+    orgs: int = Field(sa_column_kwargs={"comment": "Organisations in the population"})
+    hhi: float = Field(sa_column=_c(Double, "Herfindahl-Hirschman index, 0-10,000", nullable=False))
+    gini: float = Field(sa_column=_c(Double, "Gini of organisation downloads", nullable=False))
+    top10_share: float = Field(
+        sa_column=_c(Double, "Share of the 10 largest organisations", nullable=False)
+    )
 
 
 class QualityResult(SQLModel, table=True):
@@ -189,14 +219,14 @@ class QualityResult(SQLModel, table=True):
 #: BI views: the published run of each date, with its date and version next to the figures.
 VIEWS: dict[str, str] = {
     "published_country_share": """
-        SELECT r.snapshot_date, r.version, r.run_id, s.attribution, s.bucket AS country,
-               s.downloads, s.share
+        SELECT r.snapshot_date, r.version, r.run_id, s.definition, s.cohort, s.attribution,
+               s.bucket AS country, s.downloads, s.share
         FROM country_share s
         JOIN published_run p ON p.run_id = s.run_id
         JOIN etl_run r ON r.run_id = s.run_id""",
     "published_org_share": """
-        SELECT r.snapshot_date, r.version, r.run_id, s.attribution, s.org, s.bucket AS country,
-               s.downloads, s.share
+        SELECT r.snapshot_date, r.version, r.run_id, s.definition, s.cohort, s.attribution,
+               s.org, s.bucket AS country, s.downloads, s.share
         FROM org_share s
         JOIN published_run p ON p.run_id = s.run_id
         JOIN etl_run r ON r.run_id = s.run_id""",
@@ -205,16 +235,22 @@ VIEWS: dict[str, str] = {
         FROM model_fact f
         JOIN published_run p ON p.run_id = f.run_id
         JOIN etl_run r ON r.run_id = f.run_id""",
+    "published_concentration": """
+        SELECT r.snapshot_date, r.version, r.run_id, c.definition, c.cohort, c.attribution,
+               c.orgs, c.hhi, c.gini, c.top10_share
+        FROM concentration c
+        JOIN published_run p ON p.run_id = c.run_id
+        JOIN etl_run r ON r.run_id = c.run_id""",
     "latest_country_share": """
-        SELECT r.snapshot_date, r.version, r.run_id, s.attribution, s.bucket AS country,
-               s.downloads, s.share
+        SELECT r.snapshot_date, r.version, r.run_id, s.definition, s.cohort, s.attribution,
+               s.bucket AS country, s.downloads, s.share
         FROM country_share s
         JOIN published_run p ON p.run_id = s.run_id
         JOIN etl_run r ON r.run_id = s.run_id
         WHERE p.snapshot_date = (SELECT MAX(snapshot_date) FROM published_run)""",
 }
 
-FACT_TABLES = ("model_fact", "model_origin", "country_share", "org_share")
+FACT_TABLES = ("model_fact", "model_origin", "country_share", "org_share", "concentration")
 
 
 def create_schema(connection: Connection) -> None:

@@ -1,23 +1,30 @@
-"""Shares: downloads per organisation and per bucket, for each view (methodology.md).
+"""Shares: downloads per organisation and per bucket, for each view and definition
+(methodology.md).
 
-Organisation downloads in the origin view are exact fractions (merges split a model's downloads
-equally among its bases); they are apportioned to whole downloads by largest remainder, so that
-organisations and buckets of a view sum to exactly the population total.
+Per-model metrics are exact rationals (`num / den`: merges split a model's downloads equally among
+its bases, the first-year cohort prorates window downloads). Organisation totals are summed
+exactly and apportioned to whole downloads by largest remainder, so that the organisations and
+the buckets of a view sum to exactly the population total.
 """
 
 from __future__ import annotations
 
+from dataclasses import asdict
+from datetime import date, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 from fractions import Fraction
+from typing import Any
 
 import polars as pl
 
 from hubshare.provenance import sha256_bytes
-from schemas.frames import COUNTRY_SHARE_SCHEMA, ORG_SHARE_SCHEMA
+from schemas.frames import CONCENTRATION_SCHEMA, COUNTRY_SHARE_SCHEMA, ORG_SHARE_SCHEMA
+from tasks.windows import COHORTS, HEADLINE, STANDARD_WINDOWS, Definition, model_metric
 
 #: The metric of the daily headline: the Hub's trailing-30-day counter at the snapshot.
-DEFINITION = "downloads_30d"
+DEFINITION = HEADLINE
 SHARE_DECIMALS = 12
+TOP_ORGS = 10
 
 
 def apportion(exact: dict[str, Fraction], total: int) -> dict[str, int]:
@@ -25,48 +32,27 @@ def apportion(exact: dict[str, Fraction], total: int) -> dict[str, int]:
     (ties broken by name) until the parts sum to `total`."""
     floors = {key: value.numerator // value.denominator for key, value in exact.items()}
     missing = total - sum(floors.values())
-    by_remainder = sorted(exact, key=lambda key: (-(exact[key] - floors[key]), key))
+    fractional = [key for key, value in exact.items() if value.denominator != 1]
+    by_remainder = sorted(fractional, key=lambda key: (-(exact[key] - floors[key]), key))
     for key in by_remainder[:missing]:
         floors[key] += 1
     return floors
 
 
-def _org_frame(attribution: str, org_downloads: pl.DataFrame, total: int) -> pl.DataFrame:
-    return org_downloads.select(
-        pl.lit(attribution).alias("attribution"),
-        "org",
-        "bucket",
-        "downloads",
-        (pl.col("downloads") / total if total else pl.lit(0.0)).alias("share"),
-    )
+def _round_half_even(value: Fraction) -> int:
+    return round(value)  # Fraction.__round__ rounds half to even
 
 
-def org_downloads_uploader(model_fact: pl.DataFrame) -> pl.DataFrame:
-    return (
-        model_fact.group_by("uploader")
-        .agg(
-            pl.col("downloads_30d").sum().alias("downloads"),
-            pl.col("uploader_bucket").first().alias("bucket"),
-        )
-        .rename({"uploader": "org"})
-    )
-
-
-def org_downloads_origin(
-    model_fact: pl.DataFrame, model_origin: pl.DataFrame, total: int
-) -> pl.DataFrame:
-    parts = (
-        model_origin.join(model_fact.select("model_oid", "downloads_30d"), on="model_oid")
-        .group_by("origin_org", "weight_den")
-        .agg(
-            (pl.col("downloads_30d") * pl.col("weight_num")).sum().alias("numerator"),
-            pl.col("origin_bucket").first().alias("bucket"),
-        )
+def _org_totals(rows: pl.DataFrame, total: int) -> pl.DataFrame:
+    """`rows` (org, bucket, num, den) -> (org, bucket, downloads) apportioned to `total`."""
+    grouped = rows.group_by("org", "den").agg(
+        pl.col("num").cast(pl.Int128).sum(), pl.col("bucket").first()
     )
     exact: dict[str, Fraction] = {}
     bucket_of: dict[str, str] = {}
-    for org, den, numerator, bucket in parts.iter_rows():
-        exact[org] = exact.get(org, Fraction(0)) + Fraction(numerator, den)
+    for org, den, num, bucket in grouped.iter_rows():
+        part = Fraction(num, den) if den != 1 else Fraction(num)
+        exact[org] = exact[org] + part if org in exact else part
         bucket_of[org] = bucket
     whole = apportion(exact, total)
     return pl.DataFrame(
@@ -79,30 +65,127 @@ def org_downloads_origin(
     )
 
 
-def compute_shares(
-    model_fact: pl.DataFrame, model_origin: pl.DataFrame
-) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(country_share, org_share) for both views, sorted by (attribution, bucket/org)."""
-    total = int(model_fact["downloads_30d"].sum())
-    orgs = (
-        pl.concat(
-            [
-                _org_frame("uploader", org_downloads_uploader(model_fact), total),
-                _org_frame("origin", org_downloads_origin(model_fact, model_origin, total), total),
-            ]
-        )
-        .cast(ORG_SHARE_SCHEMA)
-        .sort("attribution", "org")
+def headline_metric(model_fact: pl.DataFrame) -> pl.DataFrame:
+    return model_fact.select(
+        "model_oid", pl.col("downloads_30d").alias("num"), pl.lit(1, pl.Int64).alias("den")
     )
+
+
+def compute_shares(
+    model_fact: pl.DataFrame, model_origin: pl.DataFrame, metric: pl.DataFrame | None = None
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(country_share, org_share) of one metric for both views, sorted. `metric` is
+    (model_oid, num, den) per model; by default the headline 30-day counter."""
+    metric = headline_metric(model_fact) if metric is None else metric
+    uploader_rows = metric.join(
+        model_fact.select("model_oid", "uploader", "uploader_bucket"), on="model_oid"
+    ).select(
+        pl.col("uploader").alias("org"), pl.col("uploader_bucket").alias("bucket"), "num", "den"
+    )
+    origin_rows = metric.join(model_origin, on="model_oid").select(
+        pl.col("origin_org").alias("org"),
+        pl.col("origin_bucket").alias("bucket"),
+        (pl.col("num") * pl.col("weight_num")).alias("num"),
+        (pl.col("den") * pl.col("weight_den")).alias("den"),
+    )
+    exact_total = sum(
+        (
+            Fraction(num, den)
+            for den, num in uploader_rows.group_by("den")
+            .agg(pl.col("num").cast(pl.Int128).sum())
+            .iter_rows()
+        ),
+        Fraction(0),
+    )
+    total = _round_half_even(exact_total)
+
+    def with_share(attribution: str, orgs: pl.DataFrame) -> pl.DataFrame:
+        return orgs.select(
+            pl.lit(attribution).alias("attribution"),
+            "org",
+            "bucket",
+            "downloads",
+            (pl.col("downloads") / total if total else pl.lit(0.0)).alias("share"),
+        )
+
+    orgs = pl.concat(
+        [
+            with_share("uploader", _org_totals(uploader_rows, total)),
+            with_share("origin", _org_totals(origin_rows, total)),
+        ]
+    ).sort("attribution", "org")
     countries = (
         orgs.group_by("attribution", "bucket")
         .agg(pl.col("downloads").sum())
         .with_columns((pl.col("downloads") / total if total else pl.lit(0.0)).alias("share"))
-        .select(list(COUNTRY_SHARE_SCHEMA.names()))
-        .cast(COUNTRY_SHARE_SCHEMA)
         .sort("attribution", "bucket")
     )
     return countries, orgs
+
+
+def concentration(org_share: pl.DataFrame) -> pl.DataFrame:
+    """The study's concentration measures over organisations, per definition and view: HHI on
+    the 0-10,000 scale, Gini of organisation downloads, and the top-10 organisations' share."""
+    keys = ["definition", "cohort", "attribution"]
+    ordered = pl.col("downloads").sort()
+    rank = pl.int_range(1, pl.len() + 1)
+    return (
+        org_share.group_by(keys)
+        .agg(
+            pl.len().alias("orgs"),
+            ((pl.col("share") * 100) ** 2).sum().alias("hhi"),
+            pl.when(pl.col("downloads").sum() > 0)
+            .then(
+                ((2 * rank - pl.len() - 1) * ordered).sum() / (pl.len() * pl.col("downloads").sum())
+            )
+            .otherwise(0.0)
+            .alias("gini"),
+            pl.col("share").top_k(TOP_ORGS).sum().alias("top10_share"),
+        )
+        .sort(keys)
+        .cast(CONCENTRATION_SCHEMA)
+        .select(list(CONCENTRATION_SCHEMA.names()))
+    )
+
+
+def definitions_for(day: date, starts: dict[date, pl.DataFrame]) -> list[Definition]:
+    """The headline, and each standard window whose start snapshot is stored; both cohorts."""
+    found = [Definition.headline(day, cohort) for cohort in COHORTS]
+    for days in STANDARD_WINDOWS:
+        start = day - timedelta(days=days)
+        if start in starts:
+            found += [Definition.window(start, day, cohort) for cohort in COHORTS]
+    return found
+
+
+def compute_all_shares(
+    day: date,
+    snapshot: pl.DataFrame,
+    model_fact: pl.DataFrame,
+    model_origin: pl.DataFrame,
+    starts: dict[date, pl.DataFrame],
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, dict[str, Any]]:
+    """Every definition of one run: (country_share, org_share, concentration, report). `starts`
+    are the stored snapshots of earlier dates that windows can start from."""
+    country_parts, org_parts = [], []
+    report: dict[str, Any] = {}
+    for definition in definitions_for(day, starts):
+        metric, metric_report = model_metric(definition, snapshot, starts.get(definition.start))
+        countries, orgs = compute_shares(model_fact, model_origin, metric)
+        tag = [
+            pl.lit(definition.metric).alias("definition"),
+            pl.lit(definition.cohort).alias("cohort"),
+        ]
+        country_parts.append(countries.select(*tag, pl.all()))
+        org_parts.append(orgs.select(*tag, pl.all()))
+        if definition.metric != HEADLINE and definition.cohort == "all":
+            report[definition.metric] = {
+                "start": definition.start.isoformat(),
+                **asdict(metric_report),
+            }
+    country_share = pl.concat(country_parts).cast(COUNTRY_SHARE_SCHEMA)
+    org_share = pl.concat(org_parts).cast(ORG_SHARE_SCHEMA)
+    return country_share, org_share, concentration(org_share), report
 
 
 def render_share(downloads: int, total: int) -> str:
@@ -118,13 +201,17 @@ def render_share(downloads: int, total: int) -> str:
 def render_share_table(country_share: pl.DataFrame) -> bytes:
     """The canonical text of a share table (sorted rows, fixed decimals): what `shares_sha256`
     hashes, so that a recomputation proves a published table bit for bit."""
-    lines = ["definition,attribution,bucket,downloads,share"]
-    totals = dict(country_share.group_by("attribution").agg(pl.col("downloads").sum()).iter_rows())
-    for attribution, bucket, downloads, _share in country_share.sort(
-        "attribution", "bucket"
-    ).iter_rows():
-        share = render_share(downloads, totals[attribution])
-        lines.append(f"{DEFINITION},{attribution},{bucket},{downloads},{share}")
+    keys = ["definition", "cohort", "attribution"]
+    lines = [",".join([*keys, "bucket", "downloads", "share"])]
+    totals = {
+        tuple(row[:3]): row[3]
+        for row in country_share.group_by(keys).agg(pl.col("downloads").sum()).iter_rows()
+    }
+    for definition, cohort, attribution, bucket, downloads in (
+        country_share.sort([*keys, "bucket"]).select(*keys, "bucket", "downloads").iter_rows()
+    ):
+        share = render_share(downloads, totals[(definition, cohort, attribution)])
+        lines.append(f"{definition},{cohort},{attribution},{bucket},{downloads},{share}")
     return ("\n".join(lines) + "\n").encode()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ import pytest
 from tasks.enrich import MAX_DEPTH, attribute_origin, attribute_uploader, parse_lineage
 from tasks.extract import WIRE_SCHEMA, finalise_snapshot
 from tasks.mapping import load_mapping
-from tasks.shares import apportion, compute_shares, render_share_table
+from tasks.shares import apportion, compute_all_shares, compute_shares, render_share_table
 from tests.conftest import HAND_MAPPING
 
 # Hand-computed from tests/fixtures/hand_models.jsonl (see the comments there by model):
@@ -72,12 +73,13 @@ def test_hand_fixture_shares_both_views(hand_models, tmp_path):
 
 
 def test_share_table_text_is_canonical(hand_models, tmp_path):
+    snapshot = snapshot_of(hand_models, tmp_path)
     fact, origin, _ = attribute(hand_models, tmp_path)
-    countries, _ = compute_shares(fact, origin)
+    countries, _, _, _ = compute_all_shares(date(2024, 1, 15), snapshot, fact, origin, {})
     text = render_share_table(countries.sample(fraction=1.0, shuffle=True, seed=7)).decode()
     assert text.splitlines()[:2] == [
-        "definition,attribution,bucket,downloads,share",
-        "downloads_30d,origin,CN,2104,0.699003322259",
+        "definition,cohort,attribution,bucket,downloads,share",
+        "downloads_30d,all,origin,CN,2104,0.699003322259",
     ]
     assert render_share_table(countries) == text.encode()
 

@@ -13,7 +13,7 @@ import polars as pl
 import pycountry
 import pytest
 
-from schemas.frames import COUNTRY_SHARE_SCHEMA, MODEL_FACT_SCHEMA, MODEL_ORIGIN_SCHEMA
+from schemas.frames import MODEL_FACT_SCHEMA, MODEL_ORIGIN_SCHEMA, VIEW_SHARE_SCHEMA
 from schemas.quality import SUITE_NAMES, known_buckets, load_suite, suite_path
 from tasks.quality import (
     QUALITY_REPORT_SCHEMA,
@@ -75,7 +75,7 @@ def _country_share() -> pl.DataFrame:
             "downloads": [400, 200, 150, 50, 525, 275],
             "share": [0.5, 0.25, 0.1875, 0.0625, 0.65625, 0.34375],
         },
-        schema=COUNTRY_SHARE_SCHEMA,
+        schema=VIEW_SHARE_SCHEMA,
     )
 
 
