@@ -6,9 +6,10 @@ Tasks pass dates, paths and ids; every intermediate result is a file in the run'
 
 from __future__ import annotations
 
+import threading
 import uuid
 from dataclasses import asdict
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,14 +24,18 @@ from prefect.tasks import Task
 from hubshare.errors import GateFailedError, TransientExtractError
 from hubshare.provenance import code_version
 from hubshare.settings import Settings, get_settings
+from schemas.warehouse import FACT_TABLES
 from tasks.enrich import attribute_origin, attribute_uploader
-from tasks.extract import extract_snapshot, public_endpoint, read_snapshot
+from tasks.extract import extract_snapshot, public_endpoint, read_snapshot, stored_snapshot
 from tasks.load import LoadResult, RunRecord, load_run, previous_row_count, warehouse_engine
 from tasks.mapping import archive_mapping, load_mapping
-from tasks.quality import GateThresholds, check_quality
-from tasks.shares import DEFINITION, compute_shares, share_table_sha256
+from tasks.quality import GateThresholds, QualityCheck, QualityReport, check_quality
+from tasks.shares import DEFINITION, compute_all_shares, share_table_sha256
+from tasks.windows import STANDARD_WINDOWS
 
-FACT_FILES = ("model_fact", "model_origin", "country_share", "org_share")
+#: great_expectations keeps one current project per process: concurrent runs (backfills) gate
+#: one at a time.
+GATE_LOCK = threading.Lock()
 
 
 def today_utc() -> date:
@@ -104,19 +109,79 @@ def enrich_task(run_id: str, run_date: date) -> dict[str, Any]:
     }
 
 
+def window_starts(settings: Settings, day: date) -> tuple[dict[date, pl.DataFrame], dict[str, str]]:
+    """The stored snapshots that standard windows ending on `day` start from, and their SHA-256
+    (inputs of the run, recorded so that `reproduce` can check them)."""
+    starts: dict[date, pl.DataFrame] = {}
+    inputs: dict[str, str] = {}
+    for days in STANDARD_WINDOWS:
+        start = day - timedelta(days=days)
+        manifest = stored_snapshot(start, settings)
+        if manifest is not None:
+            starts[start] = read_snapshot(start, settings, columns=["_id", "downloadsAllTime"])
+            inputs[start.isoformat()] = manifest.sha256
+    return starts, inputs
+
+
 @task(name="compute-shares")
-def shares_task(run_id: str) -> dict[str, Any]:
-    folder = run_dir(get_settings(), run_id)
-    country_share, org_share = compute_shares(
-        _read(folder, "model_fact"), _read(folder, "model_origin")
+def shares_task(run_id: str, run_date: date) -> dict[str, Any]:
+    settings = get_settings()
+    folder = run_dir(settings, run_id)
+    starts, inputs = window_starts(settings, run_date)
+    snapshot = read_snapshot(run_date, settings)
+    country_share, org_share, concentration, windows = compute_all_shares(
+        run_date, snapshot, _read(folder, "model_fact"), _read(folder, "model_origin"), starts
     )
     _write(country_share, folder, "country_share")
     _write(org_share, folder, "org_share")
-    uploader_view = country_share.filter(pl.col("attribution") == "uploader")
+    _write(concentration, folder, "concentration")
+    headline = headline_shares(country_share)
+    if windows:
+        get_run_logger().info(
+            "Windows computed: %s",
+            ", ".join(
+                f"{name} from {info['start']} ({info['negative_differences']} negative differences "
+                "counted as 0)"
+                for name, info in windows.items()
+            ),
+        )
     return {
         "shares_sha256": share_table_sha256(country_share),
-        "total_downloads": int(uploader_view["downloads"].sum()),
+        "total_downloads": int(
+            headline.filter(pl.col("attribution") == "uploader")["downloads"].sum()
+        ),
+        "window_inputs": inputs,
+        "windows": windows,
     }
+
+
+def headline_shares(country_share: pl.DataFrame) -> pl.DataFrame:
+    return country_share.filter(
+        (pl.col("definition") == DEFINITION) & (pl.col("cohort") == "all")
+    ).drop("definition", "cohort")
+
+
+def definition_sums(country_share: pl.DataFrame) -> tuple[QualityCheck, ...]:
+    """Every (definition, cohort, view) table sums to 1 (or is empty of downloads)."""
+    checks = []
+    sums = (
+        country_share.group_by("definition", "cohort", "attribution")
+        .agg(pl.col("share").sum(), pl.col("downloads").sum().alias("total"))
+        .sort("definition", "cohort", "attribution")
+    )
+    for definition, cohort, attribution, total_share, total in sums.iter_rows():
+        ok = abs(total_share - 1) <= 1e-9 or total == 0
+        checks.append(
+            QualityCheck(
+                suite=f"country_share[{definition}/{cohort}/{attribution}]",
+                expectation="shares_sum_to_one",
+                column="share",
+                success=ok,
+                observed=f"share sum {total_share:.12g}",
+                expected="1 ± 1e-09 (or no downloads)",
+            )
+        )
+    return tuple(checks)
 
 
 @task(name="check-quality")
@@ -130,12 +195,15 @@ def quality_task(run_id: str, run_date: date) -> dict[str, Any]:
         max_row_drop=settings.max_row_drop,
         max_unknown_share=settings.max_unknown_share,
     )
-    report = check_quality(
-        _read(folder, "model_fact"),
-        _read(folder, "model_origin"),
-        _read(folder, "country_share"),
-        thresholds,
-    )
+    country_share = _read(folder, "country_share")
+    with GATE_LOCK:  # great_expectations keeps one current project per process
+        gate = check_quality(
+            _read(folder, "model_fact"),
+            _read(folder, "model_origin"),
+            headline_shares(country_share),
+            thresholds,
+        )
+    report = QualityReport(gate.checks + definition_sums(country_share))
     _write(report.to_frame(), folder, "quality")
     create_table_artifact(
         key="daily-quality",
@@ -153,7 +221,7 @@ def quality_task(run_id: str, run_date: date) -> dict[str, Any]:
 def load_task(record: dict[str, Any], published: bool, reason: str | None) -> dict[str, Any]:
     settings = get_settings()
     folder = run_dir(settings, record["run_id"])
-    facts = {name: _read(folder, name) for name in FACT_FILES} if published else {}
+    facts = {name: _read(folder, name) for name in FACT_TABLES} if published else {}
     result = load_run(
         warehouse_engine(settings.resolved_warehouse_url),
         RunRecord(**record),
@@ -180,6 +248,20 @@ def share_table_markdown(country_share: pl.DataFrame, title: str, top: int = 15)
     return "\n".join(lines)
 
 
+def concentration_markdown(concentration: pl.DataFrame) -> str:
+    rows = concentration.filter((pl.col("definition") == DEFINITION) & (pl.col("cohort") == "all"))
+    parts = [
+        f"{attribution} view: HHI {hhi:,.0f}, Gini {gini:.3f}, top-10 organisations "
+        f"{top10:.1%} of {orgs:,}"
+        for attribution, orgs, hhi, gini, top10 in rows.select(
+            "attribution", "orgs", "hhi", "gini", "top10_share"
+        )
+        .sort("attribution", descending=True)
+        .rows()
+    ]
+    return "\n\nConcentration over organisations — " + "; ".join(parts) if parts else ""
+
+
 def daily_run_name() -> str:
     run_date = flow_run.parameters.get("run_date")
     return f"daily-{run_date or today_utc()}"
@@ -201,7 +283,7 @@ def daily(run_date: date | None = None, backdate: bool = False) -> dict[str, Any
         retry_delay_seconds=settings.extract_task_retry_delay,
     )(day, backdate)
     enriched = enrich_task(run_id, day)
-    shares = shares_task(run_id)
+    shares = shares_task(run_id, day)
     gate = quality_task(run_id, day)
 
     record = RunRecord(
@@ -228,8 +310,10 @@ def daily(run_date: date | None = None, backdate: bool = False) -> dict[str, Any
             "max_row_drop": settings.max_row_drop,
             "max_unknown_share": settings.max_unknown_share,
             "previous_row_count": gate["previous_row_count"],
+            "window_inputs": shares["window_inputs"],
         },
         report={
+            "windows": shares["windows"],
             "lineage": enriched["lineage"],
             "crawl": {
                 key: manifest[key]
@@ -257,9 +341,10 @@ def daily(run_date: date | None = None, backdate: bool = False) -> dict[str, Any
     create_markdown_artifact(
         key="daily-shares",
         markdown=share_table_markdown(
-            _read(folder, "country_share"),
+            headline_shares(_read(folder, "country_share")),
             f"Download share by developer country, {day} (v{loaded.version}, {status})",
         )
+        + concentration_markdown(_read(folder, "concentration"))
         + f"\n\nRun `{run_id}` · {record.row_count:,} public models · "
         f"{record.total_downloads:,} downloads (30 days) · raw `{record.raw_sha256[:12]}` · "
         f"mapping `{record.mapping_sha256[:12]}` · shares `{record.shares_sha256[:12]}`",

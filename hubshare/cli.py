@@ -44,6 +44,34 @@ class SharesFormat(StrEnum):
     csv = "csv"
 
 
+class Cohort(StrEnum):
+    all = "all"
+    first_year = "first_year"
+
+
+def _window_days(value: str) -> int:
+    if value in ("7d", "30d", "365d"):
+        return int(value[:-1])
+    stderr.print(
+        f"[bold red]error:[/] --window {value!r}: expected 7d, 30d, 365d or YYYY-MM-DD..YYYY-MM-DD",
+        highlight=False,
+    )
+    raise typer.Exit(code=2)
+
+
+def _parse_span(value: str) -> tuple[date, date]:
+    first, _, second = value.partition("..")
+    start, end = _parse_date(first), _parse_date(second)
+    assert start is not None and end is not None
+    if start >= end:
+        stderr.print(
+            f"[bold red]error:[/] --window {value!r}: the start must precede the end",
+            highlight=False,
+        )
+        raise typer.Exit(code=2)
+    return start, end
+
+
 class RunsFormat(StrEnum):
     table = "table"
     json = "json"
@@ -125,16 +153,49 @@ def shares(
     date_: DateOption = None,
     attribution: Annotated[Attribution, typer.Option(help="Which view.")] = Attribution.uploader,
     format_: Annotated[SharesFormat, typer.Option("--format")] = SharesFormat.table,
+    window: Annotated[
+        str | None,
+        typer.Option(
+            help="7d | 30d | 365d (stored with the run), or D1..D2 (computed now from the raw "
+            "snapshots of D1 and D2). Default: the Hub's 30-day counter."
+        ),
+    ] = None,
+    cohort: Annotated[
+        Cohort,
+        typer.Option(
+            help="all, or first_year: only downloads within a year of each model's creation."
+        ),
+    ] = Cohort.all,
 ) -> None:
     """The published shares of a date (default: the latest published date)."""
     from hubshare.read_warehouse import published_shares
 
     try:
-        frame = published_shares(_engine(), _parse_date(date_), attribution.value)
+        day = _parse_date(date_)
+        custom = _parse_span(window) if window and ".." in window else None
+        if custom is not None:
+            from flows.recompute import window_shares_now
+
+            frame = window_shares_now(custom[0], custom[1], cohort.value, attribution.value)
+            stderr.print(
+                f"Computed now from the raw snapshots of {custom[0]} and {custom[1]} "
+                "with the current mapping (not stored)."
+            )
+        else:
+            definition = "downloads_30d" if window is None else f"window_{_window_days(window)}d"
+            frame = published_shares(_engine(), day, attribution.value, definition, cohort.value)
     except HubshareError as err:
         raise _fail(err) from None
     rows = frame.select(
-        "snapshot_date", "version", "run_id", "attribution", "country", "downloads", "share"
+        "snapshot_date",
+        "version",
+        "run_id",
+        "definition",
+        "cohort",
+        "attribution",
+        "country",
+        "downloads",
+        "share",
     )
     if format_ is SharesFormat.json:
         sys.stdout.write(orjson.dumps(_jsonable(rows), option=orjson.OPT_INDENT_2).decode() + "\n")
@@ -148,10 +209,11 @@ def shares(
         first = rows.row(0, named=True)
         table = Table(
             title=f"Download share by developer country — {first['snapshot_date']} "
-            f"v{first['version']}, {attribution.value} view"
+            f"v{first['version']}, {attribution.value} view, {first['definition']}"
+            + (f" ({first['cohort']})" if first["cohort"] != "all" else "")
         )
         table.add_column("country")
-        table.add_column("downloads (30 d)", justify="right")
+        table.add_column("downloads", justify="right")
         table.add_column("share", justify="right")
         for country, downloads, share in rows.select("country", "downloads", "share").rows():
             table.add_row(country, f"{downloads:,}", f"{share:.2%}")
@@ -189,6 +251,97 @@ def runs(
         )
     stdout.print(table)
     stderr.print("* = the published run of its date")
+
+
+@app.command("import")
+def import_(
+    date_: Annotated[str, typer.Option("--date", help="Snapshot date, YYYY-MM-DD.")],
+    file: Annotated[
+        Path,
+        typer.Option(
+            help="JSON Lines of Hub model objects, an upstream CSV "
+            "layout, or a hub-stats models.parquet."
+        ),
+    ],
+) -> None:
+    """Turn a dump of the model list into that date's raw snapshot (once: snapshots are
+    immutable)."""
+    from tasks.import_archive import import_snapshot
+
+    day = _parse_date(date_)
+    assert day is not None
+    try:
+        manifest = import_snapshot(day, file, get_settings())
+    except HubshareError as err:
+        raise _fail(err) from None
+    stderr.print(
+        f"Imported {file} as the {day} snapshot ({manifest.source}): "
+        f"{manifest.row_count:,} public models, sha256 {manifest.sha256}",
+        highlight=False,
+    )
+
+
+@app.command()
+def backfill(
+    start: Annotated[str, typer.Option(help="First date, YYYY-MM-DD.")],
+    end: Annotated[str, typer.Option(help="Last date (included), YYYY-MM-DD.")],
+    force: Annotated[
+        bool, typer.Option(help="Re-run dates already done with the same inputs.")
+    ] = False,
+    mapping_only: Annotated[
+        bool,
+        typer.Option(
+            "--mapping-only",
+            help="Re-run only dates whose published run used another mapping "
+            "(or other raw inputs); a code change alone is not enough.",
+        ),
+    ] = False,
+) -> None:
+    """Re-run every date of a range from its stored raw snapshot (never re-crawling the past).
+    Exit 0 only if every date run was published."""
+    from flows.backfill import backfill_with_limit
+
+    first, last = _parse_date(start), _parse_date(end)
+    assert first is not None and last is not None
+    try:
+        summary = backfill_with_limit(first, last, force, mapping_only)
+    except HubshareError as err:
+        raise _fail(err) from None
+    for run in summary["runs"]:
+        detail = f"version {run['version']}" if "version" in run else run.get("reason", "")
+        stderr.print(f"{run['snapshot_date']}: {run['status']} {detail}", highlight=False)
+    stderr.print(
+        f"{len(summary['runs'])} date(s) re-run, {len(summary['skipped'])} already done "
+        f"with the same inputs, {len(summary['missing'])} without a raw snapshot"
+        + (f" ({', '.join(summary['missing'])})" if summary["missing"] else ""),
+        highlight=False,
+    )
+    if summary["failed"]:
+        raise _fail(HubshareError(f"{summary['failed']} date(s) were not published"))
+
+
+@app.command()
+def reproduce(
+    run_id: Annotated[str, typer.Argument(help="A run_id from `hubshare runs`.")],
+) -> None:
+    """Recompute a stored run from its recorded inputs; exit 0 only if its share table's
+    SHA-256 matches."""
+    from flows.recompute import reproduce_run
+
+    try:
+        result = reproduce_run(run_id)
+    except HubshareError as err:
+        raise _fail(err) from None
+    if result.ok:
+        stdout.print(
+            f"reproduced: run {run_id} ({result.snapshot_date}) share table sha256 "
+            f"{result.recomputed_sha256}",
+            highlight=False,
+        )
+        return
+    for problem in result.problems:
+        stderr.print(f"differs: {problem}", highlight=False)
+    raise _fail(HubshareError(f"run {run_id} was not reproduced: {result.problems[0]}"))
 
 
 mapping_app = typer.Typer(

@@ -37,6 +37,9 @@ class Settings(BaseSettings):
         default=60.0, ge=0, alias="HUBSHARE_EXTRACT_TASK_RETRY_DELAY"
     )
 
+    # Backfill: dates run at once on PostgreSQL (SQLite always runs one at a time).
+    backfill_concurrency: int = Field(default=2, ge=1, alias="HUBSHARE_BACKFILL_CONCURRENCY")
+
     # Quality gate.
     max_row_drop: float = Field(default=0.05, ge=0, le=1, alias="HUBSHARE_MAX_ROW_DROP")
     max_unknown_share: float = Field(default=0.5, ge=0, le=1, alias="HUBSHARE_MAX_UNKNOWN_SHARE")

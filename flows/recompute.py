@@ -1,0 +1,137 @@
+"""Recompute shares outside a scheduled run: ad-hoc windows, and `reproduce` of a stored run.
+
+Plain functions (no Prefect run): they compose the same tasks as the daily flow, reading only
+stored inputs (raw snapshots, archived mappings) and writing nothing to the warehouse.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import orjson
+import polars as pl
+from sqlalchemy import text
+
+from hubshare.errors import HubshareError, SnapshotError
+from hubshare.provenance import code_version, sha256_file
+from hubshare.settings import Settings, get_settings
+from tasks.enrich import attribute_origin, attribute_uploader
+from tasks.extract import read_snapshot, snapshot_path, stored_snapshot
+from tasks.load import warehouse_engine
+from tasks.mapping import load_mapping
+from tasks.shares import compute_all_shares, compute_shares, share_table_sha256
+from tasks.windows import Definition, model_metric
+
+
+def _snapshot(day: date, settings: Settings) -> pl.DataFrame:
+    if stored_snapshot(day, settings) is None:
+        raise SnapshotError(
+            f"no raw snapshot stored for {day} in {settings.raw_dir} "
+            "(crawl it that day, or `hubshare import` an archive)"
+        )
+    return read_snapshot(day, settings)
+
+
+def window_shares_now(start: date, end: date, cohort: str, attribution: str) -> pl.DataFrame:
+    """Bucket shares over [start, end) from the two raw snapshots and the current mapping."""
+    settings = get_settings()
+    end_snapshot, start_snapshot = _snapshot(end, settings), _snapshot(start, settings)
+    mapping = load_mapping(settings.mapping_path)
+    fact = attribute_uploader(end_snapshot, mapping.frame)
+    origin, _ = attribute_origin(end_snapshot, fact, mapping.frame)
+    definition = Definition.window(start, end, cohort)
+    metric, _ = model_metric(definition, end_snapshot, start_snapshot)
+    countries, _ = compute_shares(fact, origin, metric)
+    return (
+        countries.filter(pl.col("attribution") == attribution)
+        .rename({"bucket": "country"})
+        .select(
+            pl.lit(end).alias("snapshot_date"),
+            pl.lit(None, pl.Int64).alias("version"),
+            pl.lit(None, pl.String).alias("run_id"),
+            pl.lit(f"window_{start}..{end}").alias("definition"),
+            pl.lit(cohort).alias("cohort"),
+            pl.all(),
+        )
+        .sort(["downloads", "country"], descending=[True, False])
+    )
+
+
+@dataclass(frozen=True)
+class Reproduction:
+    run_id: str
+    snapshot_date: date
+    recorded_sha256: str
+    recomputed_sha256: str | None
+    problems: tuple[str, ...]  # each names the input that differs
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems and self.recomputed_sha256 == self.recorded_sha256
+
+
+def reproduce_run(run_id: str, settings: Settings | None = None) -> Reproduction:
+    """Recompute a stored run's share table from its recorded inputs: the raw snapshot (and the
+    window start snapshots), the archived mapping, the definition. The inputs are checked
+    against their recorded SHA-256 first; a differing one is named, not recomputed around."""
+    settings = settings or get_settings()
+    engine = warehouse_engine(settings.resolved_warehouse_url)
+    with engine.connect() as connection:
+        row = connection.execute(
+            text(
+                "SELECT snapshot_date, raw_sha256, mapping_sha256, shares_sha256, code_version, "
+                "parameters FROM etl_run WHERE run_id = :run_id"
+            ),
+            {"run_id": run_id},
+        ).first()
+    if row is None:
+        raise HubshareError(f"run {run_id}: not in the warehouse (see `hubshare runs`)")
+    day = row[0] if isinstance(row[0], date) else date.fromisoformat(str(row[0]))
+    raw_sha, mapping_sha, recorded, run_code = row[1], row[2], row[3], row[4]
+    parameters = orjson.loads(row[5])
+    problems: list[str] = []
+
+    def check(path: Path, expected: str, what: str) -> None:
+        if not path.exists():
+            problems.append(f"{what} {path} is missing (recorded sha256 {expected[:12]}…)")
+            return
+        actual = sha256_file(path)
+        if actual != expected:
+            problems.append(
+                f"{what} {path} has sha256 {actual[:12]}…, the run recorded {expected[:12]}…"
+            )
+
+    check(snapshot_path(settings.raw_dir, day), raw_sha, "raw snapshot")
+    window_inputs: dict[str, str] = parameters.get("window_inputs", {})
+    for start, sha in sorted(window_inputs.items()):
+        check(
+            snapshot_path(settings.raw_dir, date.fromisoformat(start)),
+            sha,
+            f"window start snapshot of {start}",
+        )
+    mapping_file = settings.data_dir / "mappings" / f"{mapping_sha}.csv"
+    check(mapping_file, mapping_sha, "mapping")
+    if problems:
+        return Reproduction(run_id, day, recorded, None, tuple(problems))
+
+    snapshot = pl.read_parquet(snapshot_path(settings.raw_dir, day))
+    starts = {
+        date.fromisoformat(start): pl.read_parquet(
+            snapshot_path(settings.raw_dir, date.fromisoformat(start)),
+            columns=["_id", "downloadsAllTime"],
+        )
+        for start in window_inputs
+    }
+    mapping = load_mapping(mapping_file)
+    fact = attribute_uploader(snapshot, mapping.frame)
+    origin, _ = attribute_origin(snapshot, fact, mapping.frame)
+    country_share, _, _, _ = compute_all_shares(day, snapshot, fact, origin, starts)
+    recomputed = share_table_sha256(country_share)
+    if recomputed != recorded:
+        problems.append(
+            f"share table sha256 {recomputed[:12]}… differs from the recorded {recorded[:12]}… "
+            f"with identical inputs: the code changed (run: {run_code}, now: {code_version()})"
+        )
+    return Reproduction(run_id, day, recorded, recomputed, tuple(problems))
