@@ -15,6 +15,7 @@ from hubshare.fakehub import FakeHub
 from hubshare.read_warehouse import list_runs
 from hubshare.settings import Settings
 from tests.conftest import HAND_MAPPING, HAND_MODELS, read_models
+from tests.test_cli import invoke
 
 pytestmark = [pytest.mark.flow, pytest.mark.usefixtures("prefect_harness")]
 # Weekly, so that later dates also carry a 7-day window over stored snapshots.
@@ -89,6 +90,9 @@ def test_backfill_after_a_mapping_change_equals_fresh_runs(
     monkeypatch.setenv("HUBSHARE_WAREHOUSE_URL", warehouse_url)
     again = backfill_with_limit(DATES[0], DATES[-1], False, True)
     assert again["runs"] == [] and len(again["skipped"]) == 5
+    forced = backfill_with_limit(DATES[0], DATES[0], True, True)
+    assert [(r["snapshot_date"], r["version"]) for r in forced["runs"]] == [(str(DATES[0]), 3)]
+    runs = list_runs(create_engine(warehouse_url), None)
 
     # Every run of the database reproduces; an altered raw file is named.
     settings = Settings()
@@ -108,3 +112,12 @@ def test_backfill_after_a_mapping_change_equals_fresh_runs(
             assert f"window start snapshot of {DATES[2]}" in result.problems[0]
         else:
             assert result.ok
+
+    # The command: exit 0 only when reproduced, else the differing input in one line.
+    altered_run = next(r for r, d in by_date.items() if d == DATES[2])
+    intact_run = next(r for r, d in by_date.items() if d == DATES[0])
+    ok = invoke("reproduce", intact_run)
+    assert ok.returncode == 0 and "reproduced" in ok.stdout
+    failed = invoke("reproduce", altered_run)
+    assert failed.returncode == 1
+    assert f"raw snapshot {raw} has sha256" in failed.stderr.strip().splitlines()[-1]

@@ -399,3 +399,32 @@ def test_nctu6_all_time_differences_match_the_30_day_counter(env):
             assert abs(relative) <= 0.04
             found[earlier, later] = round(relative * 100, 1)
     assert found == NCTU6_PAIRS
+
+
+def test_import_command(env, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    def hubshare(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(  # noqa: S603 - our own interpreter and module
+            [sys.executable, "-m", "hubshare.cli", *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+            env=dict(os.environ),
+        )
+
+    first = hubshare("import", "--date", "2024-07-01", "--file", str(HAND_MODELS))
+    assert first.returncode == 0, first.stderr
+    assert "9 public models" in first.stderr
+    assert snapshot_path(env / "raw", date(2024, 7, 1)).exists()
+    again = hubshare("import", "--date", "2024-07-01", "--file", str(HAND_MODELS))
+    assert again.returncode == 1
+    assert "2024-07-01" in again.stderr.strip().splitlines()[-1]
+    bad = tmp_path / "bad.csv"
+    bad.write_text("name,size\na,1\n")
+    refused = hubshare("import", "--date", "2024-07-02", "--file", str(bad))
+    assert refused.returncode == 1
+    assert "no column" in refused.stderr.strip().splitlines()[-1]
