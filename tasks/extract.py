@@ -294,6 +294,41 @@ class SnapshotManifest:
     def load(cls, path: Path) -> SnapshotManifest:
         return cls(**orjson.loads(path.read_bytes()))
 
+    def save(self, path: Path) -> None:
+        write_atomically(path, orjson.dumps(asdict(self), option=orjson.OPT_INDENT_2))
+
+
+def describe_snapshot(
+    snapshot_date: date,
+    path: Path,
+    counts: tuple[int, int, int, int],
+    source: str,
+    endpoint: str,
+    crawl: CrawlState | None = None,
+    input_sha256: str | None = None,
+) -> SnapshotManifest:
+    """The manifest of a snapshot file just written by `finalise_snapshot` (its `counts`)."""
+    rows_listed, duplicates, private, rows = counts
+    return SnapshotManifest(
+        snapshot_date=snapshot_date.isoformat(),
+        source=source,
+        endpoint=endpoint,
+        crawl_started_at=crawl.started_at if crawl else None,
+        crawl_finished_at=crawl.finished_at if crawl else None,
+        pages=crawl.pages if crawl else 0,
+        requests=crawl.requests if crawl else 0,
+        retries=crawl.retries if crawl else 0,
+        resumes=crawl.resumes if crawl else 0,
+        rows_listed=rows_listed,
+        duplicates_dropped=duplicates,
+        private_dropped=private,
+        row_count=rows,
+        sha256=sha256_file(path),
+        schema={name: str(dtype) for name, dtype in SNAPSHOT_SCHEMA.items()},
+        library_versions=library_versions(),
+        input_sha256=input_sha256,
+    )
+
 
 def read_page(path: Path) -> pl.DataFrame:
     body = gzip.decompress(path.read_bytes())
@@ -370,29 +405,9 @@ def build_snapshot(snapshot_date: date, settings: Settings, state: CrawlState) -
     )
     del parts
     out_path = snapshot_path(settings.raw_dir, snapshot_date)
-    n_listed, n_dups, n_private, n_rows = finalise_snapshot(listed, out_path)
-    manifest = SnapshotManifest(
-        snapshot_date=snapshot_date.isoformat(),
-        source="crawl",
-        endpoint=state.endpoint,
-        crawl_started_at=state.started_at,
-        crawl_finished_at=state.finished_at,
-        pages=state.pages,
-        requests=state.requests,
-        retries=state.retries,
-        resumes=state.resumes,
-        rows_listed=n_listed,
-        duplicates_dropped=n_dups,
-        private_dropped=n_private,
-        row_count=n_rows,
-        sha256=sha256_file(out_path),
-        schema={name: str(dtype) for name, dtype in SNAPSHOT_SCHEMA.items()},
-        library_versions=library_versions(),
-    )
-    write_atomically(
-        manifest_path(settings.raw_dir, snapshot_date),
-        orjson.dumps(asdict(manifest), option=orjson.OPT_INDENT_2),
-    )
+    counts = finalise_snapshot(listed, out_path)
+    manifest = describe_snapshot(snapshot_date, out_path, counts, "crawl", state.endpoint, state)
+    manifest.save(manifest_path(settings.raw_dir, snapshot_date))
     return manifest
 
 

@@ -60,17 +60,16 @@ import logging
 import shutil
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TypeVar
 
-import orjson
 import polars as pl
 
 from hubshare.errors import ArchiveImportError, SnapshotError
 from hubshare.fakehub import synthetic_object_id
-from hubshare.provenance import library_versions, sha256_file
+from hubshare.provenance import sha256_file
 from hubshare.settings import Settings
 from schemas.frames import SNAPSHOT_SCHEMA
 from tasks.extract import (
@@ -79,10 +78,10 @@ from tasks.extract import (
     WIRE_SCHEMA,
     SnapshotManifest,
     day_dir,
+    describe_snapshot,
     finalise_snapshot,
     manifest_path,
     snapshot_path,
-    write_atomically,
 )
 
 log = logging.getLogger(__name__)
@@ -531,31 +530,16 @@ def _write(
     staging.mkdir(parents=True)
     try:
         out_path = staging / SNAPSHOT_FILE
-        n_listed, n_dups, n_private, n_rows = _read_guard(
-            file, layout, lambda: finalise_snapshot(wire, out_path)
-        )
-        manifest = SnapshotManifest(
-            snapshot_date=snapshot_date.isoformat(),
-            source=f"import:{layout}",
-            endpoint=file.name,
-            crawl_started_at=None,
-            crawl_finished_at=None,
-            pages=0,
-            requests=0,
-            retries=0,
-            resumes=0,
-            rows_listed=n_listed,
-            duplicates_dropped=n_dups,
-            private_dropped=n_private,
-            row_count=n_rows,
-            sha256=sha256_file(out_path),
-            schema={name: str(dtype) for name, dtype in SNAPSHOT_SCHEMA.items()},
-            library_versions=library_versions(),
+        counts = _read_guard(file, layout, lambda: finalise_snapshot(wire, out_path))
+        manifest = describe_snapshot(
+            snapshot_date,
+            out_path,
+            counts,
+            f"import:{layout}",
+            file.name,
             input_sha256=input_sha256,
         )
-        write_atomically(
-            staging / MANIFEST_FILE, orjson.dumps(asdict(manifest), option=orjson.OPT_INDENT_2)
-        )
+        manifest.save(staging / MANIFEST_FILE)
         _refuse_existing(snapshot_date, settings)
         target = day_dir(raw_dir, snapshot_date)
         try:
@@ -576,9 +560,9 @@ def _write(
         file.name,
         snapshot_date,
         layout,
-        n_rows,
-        n_dups,
-        n_private,
+        manifest.row_count,
+        manifest.duplicates_dropped,
+        manifest.private_dropped,
         manifest.sha256[:12],
     )
     return manifest

@@ -4,6 +4,8 @@ and a throw-away PostgreSQL database when the server on 127.0.0.1:5432 is there.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +20,23 @@ FIXTURES = Path(__file__).parent / "fixtures"
 HAND_MODELS = FIXTURES / "hand_models.jsonl"
 HAND_MAPPING = FIXTURES / "org_country.csv"
 PG_ADMIN_URL = os.environ.get("HUBSHARE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def run_hubshare(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """The real `hubshare` command in its own process, with this process's environment (and the
+    session's Prefect server, when the harness runs, so flows need no server of their own)."""
+    from prefect.settings import PREFECT_API_URL
+
+    api = PREFECT_API_URL.value()
+    full_env = os.environ | ({"PREFECT_API_URL": str(api)} if api else {}) | (env or {})
+    return subprocess.run(  # noqa: S603 - our own interpreter and module
+        [sys.executable, "-m", "hubshare.cli", *args],
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
 
 
 def read_models(path: Path) -> list[dict[str, Any]]:

@@ -6,11 +6,8 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import shutil
 import socket
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,26 +16,14 @@ import pytest
 from sqlalchemy import create_engine, inspect, text
 
 from hubshare.fakehub import FakeHub, Fault
-from tests.conftest import HAND_MAPPING
+from tests.conftest import HAND_MAPPING, run_hubshare
 from tests.test_attribution import EXPECTED_ORIGIN, EXPECTED_UPLOADER, TOTAL
 
 pytestmark = [pytest.mark.flow, pytest.mark.usefixtures("prefect_harness")]
 DAY = "2024-01-15"
 
 
-def invoke(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """The real `hubshare` command in its own process, talking to the session's Prefect server."""
-    from prefect.settings import PREFECT_API_URL
-
-    env = os.environ | {"PREFECT_API_URL": str(PREFECT_API_URL.value())} | (env or {})
-    return subprocess.run(  # noqa: S603 - our own interpreter and module
-        [sys.executable, "-m", "hubshare.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+invoke = run_hubshare
 
 
 def last_line(text_: str) -> str:

@@ -17,7 +17,7 @@ from hubshare.settings import Settings
 from schemas.frames import SNAPSHOT_SCHEMA
 from tasks.extract import SnapshotManifest, extract_snapshot, manifest_path, snapshot_path
 from tasks.import_archive import import_snapshot
-from tests.conftest import FIXTURES, HAND_MODELS
+from tests.conftest import FIXTURES, HAND_MODELS, run_hubshare
 
 DAY = date(2024, 7, 1)
 KBLAB = FIXTURES / "kb-labb"
@@ -304,12 +304,10 @@ def test_a_file_that_does_not_fit_is_refused_and_nothing_is_written(env, tmp_pat
 
 def test_a_failure_while_writing_leaves_no_half_written_date(env, monkeypatch):
     """The snapshot is written, then writing the manifest fails: raw/ is left as it was."""
-    import tasks.import_archive
-
-    def broken_write(path: Path, data: bytes) -> None:
+    def broken_save(manifest: SnapshotManifest, path: Path) -> None:
         raise OSError(f"disk full writing {path.name}")
 
-    monkeypatch.setattr(tasks.import_archive, "write_atomically", broken_write)
+    monkeypatch.setattr(SnapshotManifest, "save", broken_save)
     settings = Settings()
     with pytest.raises(OSError, match=r"disk full writing manifest\.json"):
         import_snapshot(DAY, HAND_MODELS, settings)
@@ -402,19 +400,7 @@ def test_nctu6_all_time_differences_match_the_30_day_counter(env):
 
 
 def test_import_command(env, tmp_path):
-    import os
-    import subprocess
-    import sys
-
-    def hubshare(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(  # noqa: S603 - our own interpreter and module
-            [sys.executable, "-m", "hubshare.cli", *args],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-            env=dict(os.environ),
-        )
+    hubshare = run_hubshare
 
     first = hubshare("import", "--date", "2024-07-01", "--file", str(HAND_MODELS))
     assert first.returncode == 0, first.stderr

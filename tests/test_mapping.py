@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import polars as pl
@@ -22,7 +20,7 @@ from tasks.mapping import (
     resolve_mapping_version,
     validate_mapping,
 )
-from tests.conftest import FIXTURES, HAND_MAPPING, HAND_MODELS
+from tests.conftest import FIXTURES, HAND_MAPPING, HAND_MODELS, run_hubshare
 
 EUROPE = {
     "AT",
@@ -222,14 +220,7 @@ def test_diff_lists_changed_rows_and_finds_recorded_versions(tmp_path):
 
 
 def hubshare(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(  # noqa: S603 - our own interpreter and module
-        [sys.executable, "-m", "hubshare.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        env=os.environ | {"HUBSHARE_MAPPING": str(DEFAULT_MAPPING)},
-    )
+    return run_hubshare(*args, env={"HUBSHARE_MAPPING": str(DEFAULT_MAPPING)})
 
 
 def test_mapping_check_command(tmp_path):
