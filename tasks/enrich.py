@@ -1,16 +1,14 @@
 """Enrich: give every model its uploader bucket and its origin (methodology.md, "Views").
 
-Vectorised in polars for the many models without lineage; only models that declare a base are
-walked up their lineage, in Python with memoisation, keeping exact fractional weights so that
-merges split downloads without rounding drift.
+All in polars: models that declare a base are walked up their lineage together, one step per
+generation of bases, keeping exact fractional weights (numerator, denominator) so that merges
+split downloads without rounding drift.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Any
 
 import polars as pl
 
@@ -19,13 +17,13 @@ from schemas.frames import MODEL_FACT_SCHEMA, MODEL_ORIGIN_SCHEMA
 #: Declared relations in `base_model:<relation>:<id>` tags.
 RELATIONS = ("adapter", "finetune", "merge", "quantized")
 MAX_DEPTH = 10
-ONE = Fraction(1)
 UNKNOWN = "UNKNOWN"
 
 
 @dataclass
 class LineageReport:
-    """What the lineage walk met: counted in the run's report."""
+    """What the lineage walk met, in the run's report: models (declaring a base, quantized,
+    merges, whose walk hit the depth cap or a cycle) and distinct base ids by how they resolved."""
 
     models_with_base: int = 0
     quantized: int = 0
@@ -120,103 +118,146 @@ def attribute_uploader(snapshot: pl.DataFrame, mapping: pl.DataFrame) -> pl.Data
     )
 
 
-@dataclass(frozen=True)
-class _Walk:
-    weights: dict[str, Fraction]
-    hops: int = 0  # longest chain of base links followed
-    truncated: bool = False  # cut by the depth cap or a cycle somewhere below
-
-
-@dataclass(frozen=True)
-class _Node:
-    uploader: str
-    is_developer: bool
-    quantized: bool
-    bases: tuple[str, ...]
-
-
-class _OriginResolver:
-    """Walks lineage up to MAX_DEPTH; results are exact fractions of one model's downloads."""
-
-    def __init__(
-        self,
-        nodes: dict[str, _Node],
-        uploader_of: dict[str, str],
-        is_developer: dict[str, bool],
-        canonical: dict[str, str],
-    ) -> None:
-        self.nodes = nodes
-        self.uploader_of = uploader_of  # base id (lower) in the snapshot -> its uploader
-        self.is_developer = is_developer
-        self.canonical = canonical  # namespace (lower) -> spelling to report
-        self.memo: dict[str, _Walk] = {}
-        self.report = LineageReport()
-
-    def org(self, namespace: str) -> str:
-        return self.canonical.get(namespace.lower(), namespace)
-
-    def follows_base(self, node: _Node) -> bool:
-        # Rule 1 (quantized copies are the base) before rule 2 (developer orgs keep their
-        # models), then rule 3 (any declared base); rule 4 (uploader) otherwise.
-        return bool(node.bases) and (node.quantized or not node.is_developer)
-
-    def resolve(self, key: str, path: tuple[str, ...]) -> dict[str, Fraction]:
-        return self._walk(key, path).weights
-
-    def _walk(self, key: str, path: tuple[str, ...]) -> _Walk:
-        """Origin of the model `key`, reached along `path` (which ends with `key`)."""
-        budget = MAX_DEPTH - (len(path) - 1)
-        cached = self.memo.get(key)
-        if cached is not None and cached.hops <= budget:
-            return cached
-        node = self.nodes.get(key)
-        if node is None:  # in the snapshot, no declared base: its uploader
-            return _Walk({self.org(self.uploader_of[key]): ONE})
-        if not self.follows_base(node):
-            walk = _Walk({self.org(node.uploader): ONE})
-        elif budget <= 0:
-            self.report.depth_capped += 1
-            if len(self.report.capped_examples) < 5:
-                self.report.capped_examples.append(key)
-            return _Walk({self.org(node.uploader): ONE}, truncated=True)
-        elif len(node.bases) == 1:  # the common case: no splitting, no fraction arithmetic
-            sub = self._walk_base(node.bases[0], key, path)
-            walk = _Walk(sub.weights, sub.hops + 1, sub.truncated)
-        else:
-            weights: dict[str, Fraction] = {}
-            hops, truncated = 0, False
-            share = Fraction(1, len(node.bases))
-            for base in node.bases:
-                sub = self._walk_base(base, key, path)
-                hops, truncated = max(hops, sub.hops + 1), truncated or sub.truncated
-                for org, weight in sub.weights.items():
-                    weights[org] = weights.get(org, Fraction(0)) + weight * share
-            walk = _Walk(weights, hops, truncated)
-        # A walk cut short by the cap or a cycle depends on where it started: not reusable.
-        if not walk.truncated:
-            self.memo[key] = walk
-        return walk
-
-    def _walk_base(self, base: str, child: str, path: tuple[str, ...]) -> _Walk:
-        if base in path:
-            # The cycle ends at the model where it closes: that model keeps its uploader.
-            self.report.cycles += 1
-            if len(self.report.cycle_examples) < 5:
-                self.report.cycle_examples.append(child)
-            return _Walk({self.org(self.nodes[child].uploader): ONE}, truncated=True)
-        if base in self.nodes or base in self.uploader_of:
-            self.report.bases_in_snapshot += 1
-            return self._walk(base, (*path, base))
-        if "/" in base:  # absent from the snapshot: resolve through its namespace
-            self.report.bases_by_namespace += 1
-            return _Walk({self.org(base.split("/", 1)[0]): ONE})
-        # A bare legacy id (e.g. "gpt2") that is not listed: nothing to resolve it through.
-        self.report.bases_unresolvable += 1
-        return _Walk({self.org(self.nodes[child].uploader): ONE})
-
-
-def _frame_rows(frame: pl.DataFrame, *columns: str) -> Iterable[tuple[Any, ...]]:
-    return frame.select(columns).iter_rows()
+def _walk_lineage(
+    with_base: pl.DataFrame, ids: pl.DataFrame, canonical: pl.DataFrame
+) -> tuple[pl.DataFrame, LineageReport]:
+    """Walk every declared lineage up to its origin organisations, all models at once: one
+    polars step per generation of bases (at most MAX_DEPTH). Returns (model_oid, origin_org,
+    weight_num, weight_den) with exact weights, and what the walk met."""
+    nodes = with_base.select(
+        pl.col("id_lower").alias("cur"),
+        pl.col("author").alias("cur_uploader"),
+        ((pl.col("base_relation") == "quantized").fill_null(False) | ~pl.col("is_developer")).alias(
+            "cur_follows"
+        ),
+        pl.col("base_lower").alias("cur_bases"),
+    ).unique("cur", keep="first")
+    listed = ids.select(pl.col("id_lower").alias("cur"), pl.col("author").alias("listed_uploader"))
+    roots = with_base.join(nodes, left_on="id_lower", right_on="cur")
+    # Rule 2 (developer organisations keep their models) unless rule 1 (quantized) applies.
+    terminals = [
+        roots.filter(~pl.col("cur_follows")).select(
+            pl.col("_id").alias("model_oid"),
+            pl.col("author").alias("org"),
+            pl.lit(1, pl.Int64).alias("num"),
+            pl.lit(1, pl.Int64).alias("den"),
+        )
+    ]
+    frontier = (
+        roots.filter("cur_follows")
+        .select(
+            pl.col("_id").alias("model_oid"),
+            pl.col("id_lower").alias("root"),
+            pl.col("base_lower").alias("cur"),
+            pl.col("author").alias("parent_uploader"),
+            pl.lit(1, pl.Int64).alias("num"),
+            pl.col("base_lower").list.len().cast(pl.Int64).alias("den"),
+            pl.lit(1, pl.Int64).alias("depth"),
+            pl.concat_list(pl.col("id_lower")).alias("path"),
+        )
+        .explode("cur")
+    )
+    seen: dict[str, set[str]] = {"listed": set(), "namespace": set(), "unresolvable": set()}
+    capped: set[str] = set()
+    cycled: set[str] = set()
+    while frontier.height:
+        step = frontier.join(nodes, on="cur", how="left").join(listed, on="cur", how="left")
+        cycle = pl.col("path").list.contains(pl.col("cur"))
+        node = pl.col("cur_follows").is_not_null()
+        follows = node & pl.col("cur_follows")
+        at_cap = follows & (pl.col("depth") >= MAX_DEPTH)
+        absent = pl.col("listed_uploader").is_null()
+        step = step.with_columns(
+            pl.when(cycle)
+            .then(pl.lit("cycle"))
+            .when(at_cap)
+            .then(pl.lit("capped"))
+            .when(follows)
+            .then(pl.lit("expand"))
+            .when(~absent)
+            .then(pl.lit("listed"))
+            .when(pl.col("cur").str.contains("/", literal=True))
+            .then(pl.lit("namespace"))
+            .otherwise(pl.lit("unresolvable"))
+            .alias("kind")
+        )
+        kind = pl.col("kind")
+        for name in ("listed", "namespace", "unresolvable"):
+            seen[name].update(step.filter(kind == name)["cur"].to_list())
+        seen["listed"].update(step.filter(kind.is_in(["capped", "expand"]))["cur"].to_list())
+        capped.update(step.filter(kind == "capped")["root"].to_list())
+        cycled.update(step.filter(kind == "cycle")["root"].to_list())
+        terminals.append(
+            step.filter(kind != "expand").select(
+                "model_oid",
+                pl.when(kind == "listed")
+                .then(pl.col("listed_uploader"))
+                .when(kind == "capped")
+                .then(pl.col("cur_uploader"))
+                .when(kind == "namespace")
+                .then(pl.col("cur").str.split("/").list.first())
+                # A cycle ends at the model where it closes, and a bare id that is not listed
+                # cannot be resolved: either way that model keeps its uploader.
+                .otherwise(pl.col("parent_uploader"))
+                .alias("org"),
+                "num",
+                "den",
+            )
+        )
+        frontier = (
+            step.filter(kind == "expand")
+            .select(
+                "model_oid",
+                "root",
+                pl.col("cur_bases").alias("next"),
+                pl.col("cur_uploader").alias("parent_uploader"),
+                "num",
+                (pl.col("den") * pl.col("cur_bases").list.len()).alias("den"),
+                (pl.col("depth") + 1).alias("depth"),
+                pl.concat_list("path", "cur").alias("path"),
+            )
+            .explode("next")
+            .rename({"next": "cur"})
+        )
+    reached = (
+        pl.concat(terminals)
+        .with_columns(pl.col("org").str.to_lowercase().alias("k"))
+        .join(canonical, on="k", how="left")
+        .select("model_oid", pl.coalesce("canonical", "org").alias("origin_org"), "num", "den")
+    )
+    # Several paths to one organisation (merges): add their exact fractions.
+    parts = reached.group_by("model_oid", "origin_org").agg("num", "den")
+    single = parts.filter(pl.col("num").list.len() == 1).select(
+        "model_oid",
+        "origin_org",
+        pl.col("num").list.first().alias("weight_num"),
+        pl.col("den").list.first().alias("weight_den"),
+    )
+    summed = []
+    for oid, org, nums, dens in parts.filter(pl.col("num").list.len() > 1).iter_rows():
+        total = sum((Fraction(n, d) for n, d in zip(nums, dens, strict=True)), Fraction(0))
+        summed.append((oid, org, total.numerator, total.denominator))
+    schema = pl.Schema(
+        {
+            "model_oid": pl.String(),
+            "origin_org": pl.String(),
+            "weight_num": pl.Int64(),
+            "weight_den": pl.Int64(),
+        }
+    )
+    lineage_origin = pl.concat(
+        [single.cast(schema), pl.DataFrame(summed, schema=schema, orient="row")]
+    )
+    report = LineageReport(
+        bases_in_snapshot=len(seen["listed"]),
+        bases_by_namespace=len(seen["namespace"]),
+        bases_unresolvable=len(seen["unresolvable"]),
+        depth_capped=len(capped),
+        cycles=len(cycled),
+        capped_examples=sorted(capped)[:5],
+        cycle_examples=sorted(cycled)[:5],
+    )
+    return lineage_origin, report
 
 
 def attribute_origin(
@@ -235,44 +276,19 @@ def attribute_origin(
         .join(buckets, on="org_lower", how="left")
         .with_columns(pl.col("is_developer").fill_null(False))
     )
-    nodes = {
-        id_lower: _Node(author, bool(is_dev), relation == "quantized", tuple(bases))
-        for id_lower, author, is_dev, relation, bases in _frame_rows(
-            with_base, "id_lower", "author", "is_developer", "base_relation", "base_lower"
-        )
-    }
-    referenced = with_base.select(pl.col("base_lower").explode().unique().alias("id_lower"))
-    uploader_of = dict(_frame_rows(referenced.join(ids, on="id_lower"), "id_lower", "author"))
     # Report namespaces as the mapping spells them, else as the Hub does (author field).
-    canonical = dict(
-        _frame_rows(
-            ids.select(pl.col("author").str.to_lowercase().alias("k"), "author").unique("k"),
-            "k",
-            "author",
-        )
+    spelled = buckets.select(
+        pl.col("org_lower").alias("k"), pl.col("mapped_org").alias("canonical")
     )
-    canonical.update(_frame_rows(buckets, "org_lower", "mapped_org"))
-    is_developer = dict(_frame_rows(buckets, "org_lower", "is_developer"))
+    authors = ids.select(
+        pl.col("author").str.to_lowercase().alias("k"), pl.col("author").alias("canonical")
+    ).unique("k", keep="first")
+    canonical = pl.concat([spelled, authors.join(spelled, on="k", how="anti")])
 
-    resolver = _OriginResolver(nodes, uploader_of, is_developer, canonical)
-    report = resolver.report
-    report.models_with_base = len(nodes)
-    report.quantized = sum(node.quantized for node in nodes.values())
-    report.merges = sum(len(node.bases) > 1 for node in nodes.values())
-    rows: list[tuple[str, str, int, int]] = []
-    for oid, id_lower in _frame_rows(with_base.sort("_id"), "_id", "id_lower"):
-        for org, weight in sorted(resolver.resolve(str(id_lower), (str(id_lower),)).items()):
-            rows.append((str(oid), org, weight.numerator, weight.denominator))
-    lineage_origin = pl.DataFrame(
-        rows,
-        schema={
-            "model_oid": pl.String,
-            "origin_org": pl.String,
-            "weight_num": pl.Int64,
-            "weight_den": pl.Int64,
-        },
-        orient="row",
-    )
+    lineage_origin, report = _walk_lineage(with_base, ids, canonical)
+    report.models_with_base = with_base.height
+    report.quantized = int((with_base["base_relation"] == "quantized").sum())
+    report.merges = int((with_base["base_lower"].list.len() > 1).sum())
     direct = model_fact.join(lineage_origin.select("model_oid"), on="model_oid", how="anti").select(
         "model_oid",
         pl.col("uploader").alias("origin_org"),

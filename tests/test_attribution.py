@@ -176,3 +176,43 @@ def test_apportion_sums_exactly_and_breaks_ties_by_name():
     parts = {"b": Fraction(10, 3), "a": Fraction(10, 3), "c": Fraction(10, 3)}
     assert apportion(parts, 10) == {"a": 4, "b": 3, "c": 3}
     assert sum(apportion({"x": Fraction(1, 7), "y": Fraction(13, 7)}, 2).values()) == 2
+
+
+def test_paths_to_one_organisation_add_up_exactly(tmp_path):
+    models = [
+        model(1, "Qwen/a", 1),
+        model(2, "Qwen/b", 1),
+        model(
+            3,
+            "someone/merge",
+            6,
+            [
+                "base_model:merge:Qwen/a",
+                "base_model:merge:Qwen/b",
+                "base_model:merge:meta-llama/absent",
+            ],
+        ),
+    ]
+    _, origin, report = attribute(models, tmp_path)
+    merged = origin.filter(pl.col("model_oid") == models[2]["_id"])
+    assert merged.select("origin_org", "weight_num", "weight_den").rows() == [
+        ("Qwen", 2, 3),
+        ("meta-llama", 1, 3),
+    ]
+    assert (report.bases_in_snapshot, report.bases_by_namespace) == (2, 1)
+
+
+def test_three_model_cycle(tmp_path):
+    models = [
+        model(1, "a/x", 1, ["base_model:finetune:b/y"]),
+        model(2, "b/y", 1, ["base_model:finetune:c/z"]),
+        model(3, "c/z", 1, ["base_model:finetune:a/x"]),
+    ]
+    _, origin, report = attribute(models, tmp_path)
+    # a/x -> b/y -> c/z -> a/x closes at c/z, which keeps its uploader.
+    assert dict(origin.select("model_oid", "origin_org").rows()) == {
+        models[0]["_id"]: "c",
+        models[1]["_id"]: "a",
+        models[2]["_id"]: "b",
+    }
+    assert report.cycles == 3
