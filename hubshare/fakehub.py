@@ -491,33 +491,10 @@ class FakeHub:
 
     # ----------------------------------------------------------------- construction helpers
     @classmethod
-    def from_file(
-        cls,
-        path: str | Path,
-        *,
-        faults: Iterable[Fault] = (),
-        token: str | None = None,
-        page_cap: int = 1000,
-        reject_over_cap: bool = False,
-        quota: int = 1000,
-        window: int = 300,
-        enforce_quota: bool = False,
-        port: int = 0,
-        verbose: bool = False,
-    ) -> FakeHub:
-        """Build a fake Hub from a file of model objects (see :func:`load_models`)."""
-        return cls(
-            load_models(path),
-            faults=faults,
-            token=token,
-            page_cap=page_cap,
-            reject_over_cap=reject_over_cap,
-            quota=quota,
-            window=window,
-            enforce_quota=enforce_quota,
-            port=port,
-            verbose=verbose,
-        )
+    def from_file(cls, path: str | Path, **options: Any) -> FakeHub:
+        """Build a fake Hub from a file of model objects (see :func:`load_models`); `options`
+        are the constructor's keywords."""
+        return cls(load_models(path), **options)
 
     # ---------------------------------------------------------------------------- lifecycle
     def start(self) -> Self:
