@@ -304,6 +304,7 @@ def test_a_file_that_does_not_fit_is_refused_and_nothing_is_written(env, tmp_pat
 
 def test_a_failure_while_writing_leaves_no_half_written_date(env, monkeypatch):
     """The snapshot is written, then writing the manifest fails: raw/ is left as it was."""
+
     def broken_save(manifest: SnapshotManifest, path: Path) -> None:
         raise OSError(f"disk full writing {path.name}")
 
