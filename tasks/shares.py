@@ -27,41 +27,41 @@ SHARE_DECIMALS = 12
 TOP_ORGS = 10
 
 
-def apportion(exact: dict[str, Fraction], total: int) -> dict[str, int]:
-    """Largest-remainder rounding: floors, then one more download to the largest remainders
-    (ties broken by name) until the parts sum to `total`."""
-    floors = {key: value.numerator // value.denominator for key, value in exact.items()}
-    missing = total - sum(floors.values())
-    fractional = [key for key, value in exact.items() if value.denominator != 1]
-    by_remainder = sorted(fractional, key=lambda key: (-(exact[key] - floors[key]), key))
-    for key in by_remainder[:missing]:
-        floors[key] += 1
-    return floors
-
-
 def _round_half_even(value: Fraction) -> int:
     return round(value)  # Fraction.__round__ rounds half to even
 
 
 def _org_totals(rows: pl.DataFrame, total: int) -> pl.DataFrame:
-    """`rows` (org, bucket, num, den) -> (org, bucket, downloads) apportioned to `total`."""
-    grouped = rows.group_by("org", "den").agg(
-        pl.col("num").cast(pl.Int128).sum(), pl.col("bucket").first()
+    """`rows` (org, bucket, num, den) -> (org, bucket, downloads) apportioned to `total`.
+
+    Whole parts are summed in polars; only the organisations with a fractional remainder (merges,
+    cohort proration) go through exact fractions; the downloads still missing from `total` go, one
+    each, to the largest remainders (ties broken by organisation name)."""
+    grouped = (
+        rows.group_by("org", "den")
+        .agg(pl.col("num").cast(pl.Int128).sum(), pl.col("bucket").first())
+        .with_columns(
+            (pl.col("num") // pl.col("den")).alias("whole"),
+            (pl.col("num") % pl.col("den")).alias("rem"),
+        )
     )
-    exact: dict[str, Fraction] = {}
-    bucket_of: dict[str, str] = {}
-    for org, den, num, bucket in grouped.iter_rows():
-        part = Fraction(num, den) if den != 1 else Fraction(num)
-        exact[org] = exact[org] + part if org in exact else part
-        bucket_of[org] = bucket
-    whole = apportion(exact, total)
-    return pl.DataFrame(
-        {
-            "org": list(whole),
-            "bucket": [bucket_of[org] for org in whole],
-            "downloads": list(whole.values()),
-        },
-        schema={"org": pl.String, "bucket": pl.String, "downloads": pl.Int64},
+    orgs = grouped.group_by("org").agg(pl.col("whole").sum(), pl.col("bucket").first())
+    remainders: dict[str, Fraction] = {}
+    for org, den, rem in grouped.filter(pl.col("rem") != 0).select("org", "den", "rem").iter_rows():
+        remainders[org] = remainders.get(org, Fraction(0)) + Fraction(rem, den)
+    extra = {org: value.numerator // value.denominator for org, value in remainders.items()}
+    missing = total - int(orgs["whole"].sum()) - sum(extra.values())
+    ranked = sorted(remainders, key=lambda org: (-(remainders[org] - extra[org]), org))
+    for org in ranked[:missing]:
+        extra[org] += 1
+    bonus = pl.DataFrame(
+        {"org": list(extra), "extra": list(extra.values())},
+        schema={"org": pl.String, "extra": pl.Int64},
+    )
+    return orgs.join(bonus, on="org", how="left").select(
+        "org",
+        "bucket",
+        (pl.col("whole") + pl.col("extra").fill_null(0)).cast(pl.Int64).alias("downloads"),
     )
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import date
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +12,7 @@ import pytest
 from tasks.enrich import MAX_DEPTH, attribute_origin, attribute_uploader, parse_lineage
 from tasks.extract import WIRE_SCHEMA, finalise_snapshot
 from tasks.mapping import load_mapping
-from tasks.shares import apportion, compute_all_shares, compute_shares, render_share_table
+from tasks.shares import compute_all_shares, compute_shares, render_share_table
 from tests.conftest import HAND_MAPPING
 
 # Hand-computed from tests/fixtures/hand_models.jsonl (see the comments there by model):
@@ -170,12 +169,6 @@ def test_lineage_tags_are_parsed(tmp_path):
     row = parse_lineage(snapshot).row(0, named=True)
     assert row["base_lower"] == ["org/a", "org/b"]
     assert row["base_relation"] == "quantized"
-
-
-def test_apportion_sums_exactly_and_breaks_ties_by_name():
-    parts = {"b": Fraction(10, 3), "a": Fraction(10, 3), "c": Fraction(10, 3)}
-    assert apportion(parts, 10) == {"a": 4, "b": 3, "c": 3}
-    assert sum(apportion({"x": Fraction(1, 7), "y": Fraction(13, 7)}, 2).values()) == 2
 
 
 def test_paths_to_one_organisation_add_up_exactly(tmp_path):
