@@ -166,3 +166,13 @@ def test_bad_input_exits_non_zero_and_leaves_the_warehouse(
     reason = last_line(result.stderr)
     assert expected in reason
     assert dump(published) == before
+
+
+def test_demo_prints_both_views_of_the_real_sample(tmp_path):
+    """The README's first command: the bundled 2024-09-20 sample through the fake Hub."""
+    result = invoke("demo", "--data-dir", str(tmp_path / "demo"))
+    assert result.returncode == 0, result.stderr
+    assert "2024-09-20 v1" in result.stdout
+    assert "│ US              │        65.06% │        66.24% │" in result.stdout
+    assert "1,368,390,199" in result.stdout
+    assert (tmp_path / "demo" / "warehouse.db").exists()
