@@ -44,7 +44,6 @@ SNAPSHOT_SCHEMA = pl.Schema(
         "private": pl.Boolean(),
     }
 )
-SNAPSHOT_REQUIRED: tuple[str, ...] = ("_id", "id", "author", "downloads", "private", "tags")
 
 #: Per model facts of one run (enriched snapshot), table `model_fact`.
 MODEL_FACT_SCHEMA = pl.Schema(

@@ -16,7 +16,6 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import httpx2
@@ -462,7 +461,3 @@ def read_snapshot(
         return pl.read_parquet(path, columns=columns)
     except (OSError, pl.exceptions.PolarsError) as err:
         raise SnapshotError(f"{path}: cannot read the raw snapshot ({err})") from None
-
-
-def manifest_dict(manifest: SnapshotManifest) -> dict[str, Any]:
-    return asdict(manifest)
