@@ -357,7 +357,8 @@ def mapping_check(
         typer.Option(
             "--snapshot",
             help="Snapshot file or folder (run parquet, upstream CSV, JSON/JSONL, "
-            "trending payloads); repeat to pool several.",
+            "trending payloads); repeat to pool several. Each model counts once (its latest "
+            "observation).",
         ),
     ] = None,
     mapping: Annotated[
@@ -368,49 +369,118 @@ def mapping_check(
         float | None,
         typer.Option(help="Exit 1 if less than this share of downloads is classified."),
     ] = None,
-    top: Annotated[int, typer.Option(help="How many unmapped uploaders to list.")] = 15,
+    max_unsupported: Annotated[
+        float,
+        typer.Option(
+            help="Exit 1 if rows whose source is not evidence of their country (own Hub page "
+            "or ATOM/Epoch only) carry more than this share of the snapshot's downloads."
+        ),
+    ] = 0.005,
+    top: Annotated[int, typer.Option(help="How many rows each list shows.")] = 15,
 ) -> None:
-    """Validate the mapping file; with --snapshot, measure the downloads it classifies."""
-    from tasks.mapping import load_mapping, mapping_coverage, read_uploads, validate_mapping
+    """Validate the mapping file, list rows without evidence of their country and where ATOM
+    or Epoch disagree; with --snapshot, measure the downloads and models it classifies."""
+    from tasks.mapping import (
+        cross_check,
+        load_mapping,
+        mapping_coverage,
+        read_crosscheck,
+        read_observations,
+        unsupported_downloads,
+        unsupported_rows,
+        validate_mapping,
+    )
 
     path = mapping or get_settings().mapping_path
     try:
         problems = validate_mapping(path)
         if problems:
             for problem in problems:
-                stderr.print(f"{path}: {problem}", highlight=False, soft_wrap=True)
+                stderr.print(f"{path}: {problem}", highlight=False, soft_wrap=True, markup=False)
             raise _fail(
                 HubshareError(f"{path}: {len(problems)} problem(s), first on {problems[0]}")
             )
         loaded = load_mapping(path)
-        stdout.print(
-            f"{path}: {loaded.frame.height} namespaces, valid (sha256 {loaded.sha256})",
-            highlight=False,
+        unsupported = unsupported_rows(loaded.frame)
+        disagreements = cross_check(loaded.frame, *read_crosscheck())
+        report = (
+            mapping_coverage(loaded.frame, read_observations(snapshot), top=top)
+            if snapshot
+            else None
         )
-        if not snapshot:
-            return
-        report = mapping_coverage(loaded.frame, read_uploads(snapshot), top=top)
     except HubshareError as err:
         raise _fail(err) from None
     stdout.print(
-        f"classified: {report.share:.2%} of {report.total_downloads:,} downloads "
-        f"({report.classified_uploaders:,} of {report.uploaders:,} uploaders) in "
-        f"{', '.join(map(str, snapshot))}",
+        f"{path}: {loaded.frame.height} namespaces, valid (sha256 {loaded.sha256})",
         highlight=False,
     )
-    if report.top_unmapped.height:
-        table = Table(title="Top unmapped uploaders (absent from the file, or UNKNOWN)")
-        for column in ("uploader", "downloads", "share", "status"):
-            table.add_column(
-                column, justify="right" if column in ("downloads", "share") else "left"
-            )
-        for uploader, downloads, share, status in report.top_unmapped.rows():
-            table.add_row(uploader, f"{downloads:,}", f"{share:.3%}", status)
-        stdout.print(table)
+    kinds = unsupported["evidence"].value_counts().rows()
+    stdout.print(
+        f"{unsupported.height} rows with a country cite no evidence of it ("
+        + ", ".join(f"{n} {kind.replace('_', ' ')}" for kind, n in sorted(kinds))
+        + ")"
+        + ("" if report else ": " + ", ".join(unsupported["org"].head(top)))
+        + ("" if report or unsupported.height <= top else ", …"),
+        highlight=False,
+    )
+    _print_rows(
+        f"Cross-checks that disagree with the mapping ({disagreements.height}; reported, "
+        "not enforced)",
+        disagreements,
+    )
+    if report is None:
+        return
+    stdout.print(
+        f"classified: {report.share:.2%} of {report.total_downloads:,} downloads, "
+        f"{report.model_share:.2%} of {report.models:,} models "
+        f"({report.classified_uploaders:,} of {report.uploaders:,} uploaders; each model once, "
+        f"its latest of {report.observations:,} observations) in "
+        f"{', '.join(map(str, snapshot or []))}",
+        highlight=False,
+    )
+    _print_rows(
+        "Top unmapped uploaders (absent from the file, or UNKNOWN)",
+        report.top_unmapped.with_columns(pl.col("share").map_elements(_pct, pl.String)),
+    )
+    weighed = unsupported_downloads(report, loaded.frame)
+    unsupported_share = float(weighed["share"].sum())
+    stdout.print(
+        f"rows without evidence of their country carry {unsupported_share:.3%} of downloads "
+        f"(--max-unsupported {max_unsupported:.3%})",
+        highlight=False,
+    )
+    _print_rows(
+        "Largest rows without evidence of their country",
+        weighed.head(top).with_columns(pl.col("share").map_elements(_pct, pl.String)),
+    )
     if min_coverage is not None and report.share < min_coverage:
         raise _fail(
             HubshareError(f"coverage {report.share:.2%} is below --min-coverage {min_coverage:.2%}")
         )
+    if unsupported_share > max_unsupported:
+        raise _fail(
+            HubshareError(
+                f"rows without evidence of their country carry {unsupported_share:.3%} of "
+                f"downloads, above --max-unsupported {max_unsupported:.3%}: cite a page that "
+                f"states the country for {', '.join(weighed['org'].head(5))}"
+            )
+        )
+
+
+def _pct(value: float) -> str:
+    return f"{value:.3%}"
+
+
+def _print_rows(title: str, frame: pl.DataFrame) -> None:
+    """A frame as a table on stdout (nothing when it is empty)."""
+    if frame.is_empty():
+        return
+    table = Table(title=title, title_justify="left")
+    for name, dtype in frame.schema.items():
+        table.add_column(name, justify="right" if dtype.is_numeric() else "left")
+    for row in frame.iter_rows():
+        table.add_row(*(f"{v:,}" if isinstance(v, int) else str(v) for v in row))
+    stdout.print(table, markup=False)
 
 
 @mapping_app.command("diff")

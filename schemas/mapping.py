@@ -1,13 +1,31 @@
-"""The reference mapping `data/org_country.csv`: columns and allowed codes (methodology.md)."""
+"""The reference mapping `data/org_country.csv`: columns and allowed codes (methodology.md,
+docs/mapping.md)."""
 
 from __future__ import annotations
 
 import polars as pl
 
-MAPPING_COLUMNS: tuple[str, ...] = ("org", "country", "org_type", "name", "source", "notes")
+MAPPING_COLUMNS: tuple[str, ...] = (
+    "org",
+    "country",
+    "org_type",
+    "org_group",  # the main namespace of the organisation; one country per group
+    "name",
+    "source",
+    "alt_country",  # the other defensible answer of a contested row, or empty
+    "alt_source",  # evidence for alt_country
+    "notes",
+)
+#: The header of mappings written before org_group/alt_country existed: archived copies of them
+#: (`<data dir>/mappings/`) still load, with the new columns empty.
+LEGACY_MAPPING_COLUMNS: tuple[str, ...] = ("org", "country", "org_type", "name", "source", "notes")
 ORG_TYPES: frozenset[str] = frozenset(
     {"company", "academic", "nonprofit", "government", "community", "individual", "intermediary"}
 )
 #: org types that make a mapped namespace a "developer organisation" (when its country is alpha-2).
 DEVELOPER_ORG_TYPES: frozenset[str] = frozenset({"company", "academic", "nonprofit", "government"})
+#: org types that may be INTL: unaffiliated people, their re-uploads, and online communities.
+INTL_ORG_TYPES: frozenset[str] = frozenset({"individual", "intermediary", "community"})
+#: Datasets that aggregate other sources: cross-checks, never the evidence for a country.
+AGGREGATOR_SOURCES: tuple[str, ...] = ("ATOM tracked-models", "Epoch AI, Data on AI Models")
 MAPPING_SCHEMA = pl.Schema({name: pl.String for name in MAPPING_COLUMNS})

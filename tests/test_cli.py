@@ -173,6 +173,6 @@ def test_demo_prints_both_views_of_the_real_sample(tmp_path):
     result = invoke("demo", "--data-dir", str(tmp_path / "demo"))
     assert result.returncode == 0, result.stderr
     assert "2024-09-20 v1" in result.stdout
-    assert "│ US              │        65.06% │        66.24% │" in result.stdout
+    assert "│ US              │        65.62% │        66.87% │" in result.stdout
     assert "1,368,390,199" in result.stdout
     assert (tmp_path / "demo" / "warehouse.db").exists()
