@@ -21,14 +21,15 @@ from prefect.client.schemas.objects import State, TaskRun
 from prefect.runtime import flow_run
 from prefect.tasks import Task
 
-from hubshare.errors import GateFailedError, TransientExtractError
+from hubshare.errors import GateFailedError, HubshareError, TransientExtractError
 from hubshare.provenance import code_version
 from hubshare.settings import Settings, get_settings
 from schemas.warehouse import FACT_TABLES
 from tasks.enrich import attribute_origin, attribute_uploader
+from tasks.explain import explain_markdown, explain_shares, previous_published_date
 from tasks.extract import extract_snapshot, public_endpoint, read_snapshot, stored_snapshot
 from tasks.load import LoadResult, RunRecord, load_run, previous_row_count, warehouse_engine
-from tasks.mapping import archive_mapping, load_mapping
+from tasks.mapping import archive_mapping, contested_rows, load_mapping
 from tasks.quality import GateThresholds, QualityCheck, QualityReport, check_quality
 from tasks.shares import DEFINITION, compute_all_shares, share_table_sha256
 from tasks.windows import STANDARD_WINDOWS
@@ -92,6 +93,7 @@ def enrich_task(run_id: str, run_date: date) -> dict[str, Any]:
     folder = run_dir(settings, run_id)
     _write(model_fact, folder, "model_fact")
     _write(model_origin, folder, "model_origin")
+    _write(contested_rows(mapping.frame), folder, "contested")
     get_run_logger().info(
         "Attributed %d models with mapping %s (sha256 %s); %d declare a base, %d depth-capped, "
         "%d cycles",
@@ -130,7 +132,12 @@ def shares_task(run_id: str, run_date: date) -> dict[str, Any]:
     starts, inputs = window_starts(settings, run_date)
     snapshot = read_snapshot(run_date, settings)
     country_share, org_share, concentration, windows = compute_all_shares(
-        run_date, snapshot, _read(folder, "model_fact"), _read(folder, "model_origin"), starts
+        run_date,
+        snapshot,
+        _read(folder, "model_fact"),
+        _read(folder, "model_origin"),
+        starts,
+        _read(folder, "contested"),
     )
     _write(country_share, folder, "country_share")
     _write(org_share, folder, "org_share")
@@ -233,18 +240,58 @@ def load_task(record: dict[str, Any], published: bool, reason: str | None) -> di
     return asdict(result)
 
 
+@task(name="explain-change")
+def explain_task(run_date: date) -> str | None:
+    """The `daily-explain` artifact: why each share moved since the previous published date.
+    Informative only: the run is already published, so a failure here is a warning."""
+    settings = get_settings()
+    engine = warehouse_engine(settings.resolved_warehouse_url)
+    logger = get_run_logger()
+    previous = previous_published_date(engine, run_date)
+    if previous is None:
+        logger.info("No earlier published date: nothing to explain")
+        return None
+    try:
+        changes = explain_shares(previous, run_date, settings, engine)
+    except HubshareError as err:
+        logger.warning("Could not explain the change since %s: %s", previous, err)
+        return None
+    markdown = explain_markdown(changes, previous, run_date)
+    create_markdown_artifact(
+        key="daily-explain",
+        markdown=markdown,
+        description=f"Why the shares moved from {previous} to {run_date}",
+    )
+    return markdown
+
+
 def share_table_markdown(country_share: pl.DataFrame, title: str, top: int = 15) -> str:
     """Both views side by side, buckets ordered by the uploader view's downloads."""
-    wide = (
-        country_share.pivot(on="attribution", index="bucket", values="share")
-        .fill_null(0.0)
-        .sort(["uploader", "bucket"], descending=[True, False])
-    )
-    lines = [f"# {title}", "", "| country | uploader view | origin view |", "|---|---:|---:|"]
-    for bucket, uploader, origin in wide.select("bucket", "uploader", "origin").head(top).rows():
-        lines.append(f"| {bucket} | {uploader:.2%} | {origin:.2%} |")
-    if wide.height > top:
-        lines.append(f"| … {wide.height - top} more | | |")
+    cells: dict[str, dict[str, str]] = {}
+    order: dict[str, float] = {}
+    for attribution, bucket, share, low, high in country_share.select(
+        "attribution", "bucket", "share", "share_low", "share_high"
+    ).rows():
+        cells.setdefault(bucket, {})[attribution] = f"{share:.2%} ({low:.2%}–{high:.2%})"
+        if attribution == "uploader":
+            order[bucket] = share
+    ranked = sorted(cells, key=lambda bucket: (-order.get(bucket, 0.0), bucket))
+    lines = [
+        f"# {title}",
+        "",
+        "| country | uploader view (range) | origin view (range) |",
+        "|---|---:|---:|",
+    ]
+    for bucket in ranked[:top]:
+        views = cells[bucket]
+        lines.append(f"| {bucket} | {views.get('uploader', '')} | {views.get('origin', '')} |")
+    if len(ranked) > top:
+        lines.append(f"| … {len(ranked) - top} more | | |")
+    lines += [
+        "",
+        "Range: over the contested mapping rows' two answers; the high end also counts every "
+        "UNKNOWN download as possibly the bucket's.",
+    ]
     return "\n".join(lines)
 
 
@@ -356,4 +403,5 @@ def daily(run_date: date | None = None, backdate: bool = False) -> dict[str, Any
             f"nothing was published: {gate['summary']}"
         )
     logger.info("Published %s version %d (run %s)", day, loaded.version, run_id)
+    explain_task(day)
     return asdict(loaded) | {"shares_sha256": record.shares_sha256, "raw_sha256": record.raw_sha256}

@@ -20,8 +20,8 @@ from hubshare.settings import Settings, get_settings
 from tasks.enrich import attribute_origin, attribute_uploader
 from tasks.extract import read_snapshot, snapshot_path, stored_snapshot
 from tasks.load import warehouse_engine
-from tasks.mapping import load_mapping
-from tasks.shares import compute_all_shares, compute_shares, share_table_sha256
+from tasks.mapping import contested_rows, load_mapping
+from tasks.shares import compute_all_shares, compute_shares, share_ranges, share_table_sha256
 from tasks.windows import Definition, model_metric
 
 
@@ -43,7 +43,13 @@ def window_shares_now(start: date, end: date, cohort: str, attribution: str) -> 
     origin, _ = attribute_origin(end_snapshot, fact, mapping.frame)
     definition = Definition.window(start, end, cohort)
     metric, _ = model_metric(definition, end_snapshot, start_snapshot)
-    countries, _ = compute_shares(fact, origin, metric)
+    countries, orgs = compute_shares(fact, origin, metric)
+    tag = {"definition": "window", "cohort": cohort}
+    countries = share_ranges(
+        countries.with_columns(pl.lit(v).alias(k) for k, v in tag.items()),
+        orgs.with_columns(pl.lit(v).alias(k) for k, v in tag.items()),
+        contested_rows(mapping.frame),
+    ).drop("definition", "cohort")
     return (
         countries.filter(pl.col("attribution") == attribution)
         .rename({"bucket": "country"})
@@ -127,7 +133,9 @@ def reproduce_run(run_id: str, settings: Settings | None = None) -> Reproduction
     mapping = load_mapping(mapping_file)
     fact = attribute_uploader(snapshot, mapping.frame)
     origin, _ = attribute_origin(snapshot, fact, mapping.frame)
-    country_share, _, _, _ = compute_all_shares(day, snapshot, fact, origin, starts)
+    country_share, _, _, _ = compute_all_shares(
+        day, snapshot, fact, origin, starts, contested_rows(mapping.frame)
+    )
     recomputed = share_table_sha256(country_share)
     if recomputed != recorded:
         problems.append(

@@ -196,6 +196,8 @@ def shares(
         "country",
         "downloads",
         "share",
+        "share_low",
+        "share_high",
     )
     if format_ is SharesFormat.json:
         sys.stdout.write(orjson.dumps(_jsonable(rows), option=orjson.OPT_INDENT_2).decode() + "\n")
@@ -215,9 +217,24 @@ def shares(
         table.add_column("country")
         table.add_column("downloads", justify="right")
         table.add_column("share", justify="right")
-        for country, downloads, share in rows.select("country", "downloads", "share").rows():
-            table.add_row(country, f"{downloads:,}", f"{share:.2%}")
+        table.add_column("range", justify="right")
+        for country, downloads, share, low, high in rows.select(
+            "country", "downloads", "share", "share_low", "share_high"
+        ).rows():
+            table.add_row(country, f"{downloads:,}", f"{share:.2%}", _share_range(low, high))
+        table.caption = (
+            "range: over the contested mapping rows' answers; the high end also counts every "
+            "UNKNOWN download as possibly the bucket's (docs/mapping.md)"
+        )
         stdout.print(table)
+
+
+def _share_range(low: float | None, high: float | None) -> str:
+    """`low–high` in percent (one decimal: a range, not a measurement), or `n/a` for runs
+    published before ranges existed."""
+    if low is None or high is None:
+        return "n/a"
+    return f"{low * 100:.1f}–{high * 100:.1f}%"
 
 
 @app.command()
@@ -342,6 +359,66 @@ def reproduce(
     for problem in result.problems:
         stderr.print(f"differs: {problem}", highlight=False)
     raise _fail(HubshareError(f"run {run_id} was not reproduced: {result.problems[0]}"))
+
+
+class ExplainFormat(StrEnum):
+    table = "table"
+    json = "json"
+
+
+@app.command()
+def explain(
+    from_: Annotated[str, typer.Option("--from", help="First published date, YYYY-MM-DD.")],
+    to: Annotated[str, typer.Option("--to", help="Second published date, YYYY-MM-DD.")],
+    attribution: Annotated[
+        Attribution | None, typer.Option(help="One view (default: both).")
+    ] = None,
+    country: Annotated[
+        str | None, typer.Option(help="One bucket: an alpha-2 code, INTL or UNKNOWN.")
+    ] = None,
+    format_: Annotated[ExplainFormat, typer.Option("--format")] = ExplainFormat.table,
+    top: Annotated[int, typer.Option(help="Organisations named per kind; the rest summed.")] = 5,
+) -> None:
+    """Why did each bucket's share move between two published runs? Parts (organisations, new
+    models, the population total, mapping changes) that add up exactly to the change."""
+    from tasks.explain import change_as_json, explain_shares, rounded_parts
+    from tasks.mapping import known_buckets
+
+    start, end = _parse_date(from_), _parse_date(to)
+    assert start is not None and end is not None
+    if country is not None and country not in known_buckets():
+        stderr.print(
+            f"error: --country {country!r} is not an alpha-2 code, INTL or UNKNOWN",
+            highlight=False,
+            markup=False,
+        )
+        raise typer.Exit(code=2)
+    try:
+        changes = explain_shares(start, end, get_settings(), _engine(), top=top)
+    except HubshareError as err:
+        raise _fail(err) from None
+    changes = [
+        c
+        for c in changes
+        if (attribution is None or c.attribution == attribution.value)
+        and (country is None or c.country == country)
+    ]
+    if format_ is ExplainFormat.json:
+        payload = [change_as_json(change) for change in changes]
+        sys.stdout.write(orjson.dumps(payload, option=orjson.OPT_INDENT_2).decode() + "\n")
+        return
+    for change in changes:
+        share_from, share_to, delta, parts = rounded_parts(change)
+        table = Table(
+            title=f"{change.country}, {change.attribution} view: {share_from:.2%} → "
+            f"{share_to:.2%} ({delta * 100:+.4f} pp), {start} → {end}",
+            title_justify="left",
+        )
+        for column in ("kind", "name", "contribution (pp)"):
+            table.add_column(column, justify="right" if column.startswith("contrib") else "left")
+        for part, value in zip(change.parts, parts, strict=True):
+            table.add_row(part.kind, part.name, f"{value * 100:+.4f}")
+        stdout.print(table, markup=False)
 
 
 mapping_app = typer.Typer(
@@ -544,12 +621,14 @@ def _print_both_views(day: date, top: int = 15) -> None:
     views = {view: published_shares(engine, day, view.value) for view in Attribution}
     uploader, origin = views[Attribution.uploader], views[Attribution.origin]
     wide = (
-        uploader.select("country", "downloads", "share")
+        uploader.select("country", "downloads", "share", "share_low", "share_high")
         .join(
             origin.select(
                 "country",
                 pl.col("downloads").alias("o_downloads"),
                 pl.col("share").alias("o_share"),
+                pl.col("share_low").alias("o_low"),
+                pl.col("share_high").alias("o_high"),
             ),
             on="country",
             how="full",
@@ -561,26 +640,41 @@ def _print_both_views(day: date, top: int = 15) -> None:
     first = uploader.row(0, named=True)
     table = Table(
         title=f"Share of Hub downloads (30 days) by developer country, {day} v{first['version']}",
-        caption="uploader: who uploaded the model; "
-        "origin: who made the weights (through base-model lineage)",
+        caption="uploader: who uploaded the model; origin: who made the weights (through "
+        "base-model lineage); range: over the contested mapping rows, the high end counting "
+        "every UNKNOWN download as possibly the bucket's",
     )
     for name, justify in (
         ("country", "left"),
         ("uploader view", "right"),
+        ("range", "right"),
         ("origin view", "right"),
+        ("range ", "right"),
     ):
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
     for row in wide.head(top).iter_rows(named=True):
-        table.add_row(row["country"], f"{row['share']:.2%}", f"{row['o_share']:.2%}")
+        table.add_row(
+            row["country"],
+            f"{row['share']:.2%}",
+            _share_range(row["share_low"], row["share_high"]),
+            f"{row['o_share']:.2%}",
+            _share_range(row["o_low"], row["o_high"]),
+        )
     rest = wide.slice(top)
     if rest.height:
         table.add_row(
-            f"{rest.height} others", f"{rest['share'].sum():.2%}", f"{rest['o_share'].sum():.2%}"
+            f"{rest.height} others",
+            f"{rest['share'].sum():.2%}",
+            "",
+            f"{rest['o_share'].sum():.2%}",
+            "",
         )
     table.add_row(
         "total downloads",
         f"{wide['downloads'].sum():,}",
+        "",
         f"{wide['o_downloads'].sum():,}",
+        "",
         style="bold",
     )
     stdout.print(table)

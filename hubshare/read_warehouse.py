@@ -33,7 +33,7 @@ def published_shares(
 ) -> pl.DataFrame:
     """The published bucket shares of a date (default: the latest published date) under one
     definition, largest first: snapshot_date, version, run_id, definition, cohort, attribution,
-    country, downloads, share."""
+    country, downloads, share, share_low, share_high."""
     where = (
         "snapshot_date = :day"
         if snapshot_date
@@ -43,7 +43,7 @@ def published_shares(
         engine,
         f"""
         SELECT snapshot_date, version, run_id, definition, cohort, attribution, country,
-               downloads, share
+               downloads, share, share_low, share_high
         FROM published_country_share
         WHERE attribution = :attribution AND definition = :definition AND cohort = :cohort
           AND {where}

@@ -87,6 +87,10 @@ COUNTRY_SHARE_SCHEMA = pl.Schema(
         "bucket": pl.String(),  # alpha-2 | INTL | UNKNOWN
         "downloads": pl.Int64(),
         "share": pl.Float64(),
+        # The range over the contested rows' answers (country or alt_country); the high end also
+        # counts every UNKNOWN download as possibly the bucket's (docs/mapping.md).
+        "share_low": pl.Float64(),
+        "share_high": pl.Float64(),
     }
 )
 

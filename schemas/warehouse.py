@@ -162,6 +162,20 @@ class CountryShare(SQLModel, table=True):
         sa_column=_c(BigInteger, "Downloads in the bucket under the definition", nullable=False)
     )
     share: float = Field(sa_column=_c(Double, "downloads / population total", nullable=False))
+    share_low: float | None = Field(
+        default=None,
+        sa_column=_c(
+            Double, "Lowest share over the contested rows' answers (country or alt_country)"
+        ),
+    )
+    share_high: float | None = Field(
+        default=None,
+        sa_column=_c(
+            Double,
+            "Highest share over the contested rows' answers, counting every UNKNOWN download "
+            "as possibly this bucket's",
+        ),
+    )
 
 
 class OrgShare(SQLModel, table=True):
@@ -220,7 +234,7 @@ class QualityResult(SQLModel, table=True):
 VIEWS: dict[str, str] = {
     "published_country_share": """
         SELECT r.snapshot_date, r.version, r.run_id, s.definition, s.cohort, s.attribution,
-               s.bucket AS country, s.downloads, s.share
+               s.bucket AS country, s.downloads, s.share, s.share_low, s.share_high
         FROM country_share s
         JOIN published_run p ON p.run_id = s.run_id
         JOIN etl_run r ON r.run_id = s.run_id""",
@@ -243,7 +257,7 @@ VIEWS: dict[str, str] = {
         JOIN etl_run r ON r.run_id = c.run_id""",
     "latest_country_share": """
         SELECT r.snapshot_date, r.version, r.run_id, s.definition, s.cohort, s.attribution,
-               s.bucket AS country, s.downloads, s.share
+               s.bucket AS country, s.downloads, s.share, s.share_low, s.share_high
         FROM country_share s
         JOIN published_run p ON p.run_id = s.run_id
         JOIN etl_run r ON r.run_id = s.run_id

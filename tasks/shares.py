@@ -71,12 +71,11 @@ def headline_metric(model_fact: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def compute_shares(
-    model_fact: pl.DataFrame, model_origin: pl.DataFrame, metric: pl.DataFrame | None = None
+def attribution_rows(
+    model_fact: pl.DataFrame, model_origin: pl.DataFrame, metric: pl.DataFrame
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(country_share, org_share) of one metric for both views, sorted. `metric` is
-    (model_oid, num, den) per model; by default the headline 30-day counter."""
-    metric = headline_metric(model_fact) if metric is None else metric
+    """(uploader view, origin view) rows (org, bucket, num, den): each model's exact metric
+    `num / den` credited to its organisations, before any rounding."""
     uploader_rows = metric.join(
         model_fact.select("model_oid", "uploader", "uploader_bucket"), on="model_oid"
     ).select(
@@ -88,6 +87,16 @@ def compute_shares(
         (pl.col("num") * pl.col("weight_num")).alias("num"),
         (pl.col("den") * pl.col("weight_den")).alias("den"),
     )
+    return uploader_rows, origin_rows
+
+
+def compute_shares(
+    model_fact: pl.DataFrame, model_origin: pl.DataFrame, metric: pl.DataFrame | None = None
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(country_share, org_share) of one metric for both views, sorted. `metric` is
+    (model_oid, num, den) per model; by default the headline 30-day counter."""
+    metric = headline_metric(model_fact) if metric is None else metric
+    uploader_rows, origin_rows = attribution_rows(model_fact, model_origin, metric)
     exact_total = sum(
         (
             Fraction(num, den)
@@ -158,15 +167,69 @@ def definitions_for(day: date, starts: dict[date, pl.DataFrame]) -> list[Definit
     return found
 
 
+def share_ranges(
+    country_share: pl.DataFrame, org_share: pl.DataFrame, contested: pl.DataFrame
+) -> pl.DataFrame:
+    """`country_share` with `share_low` and `share_high`: the range of each bucket's share over
+    every assignment of the contested organisations (`contested`: org_lower, alt_bucket) to their
+    country or their alternative; `share_high` also counts every UNKNOWN download as possibly the
+    bucket's. A bucket that only an alternative reaches gets a row with 0 downloads."""
+    keys = ["definition", "cohort", "attribution"]
+    moves = (
+        org_share.with_columns(pl.col("org").str.to_lowercase().alias("org_lower"))
+        .join(contested, on="org_lower")
+        .filter(pl.col("alt_bucket") != pl.col("bucket"))
+    )
+    moved_out = moves.group_by(*keys, "bucket").agg(pl.col("downloads").sum().alias("out"))
+    moved_in = moves.group_by(*keys, pl.col("alt_bucket").alias("bucket")).agg(
+        pl.col("downloads").sum().alias("in")
+    )
+    views = country_share.group_by(keys).agg(
+        pl.col("downloads").sum().alias("total"),
+        pl.col("downloads").filter(pl.col("bucket") == "UNKNOWN").sum().alias("unknown"),
+    )
+    reached = moved_in.join(country_share, on=[*keys, "bucket"], how="anti").select(
+        *keys, "bucket", pl.lit(0, pl.Int64).alias("downloads"), pl.lit(0.0).alias("share")
+    )
+    lost = pl.col("out").fill_null(0)
+    gained = pl.col("in").fill_null(0) + pl.when(pl.col("bucket") == "UNKNOWN").then(0).otherwise(
+        pl.col("unknown")
+    )
+
+    def moved(amount: pl.Expr) -> pl.Expr:
+        # Offsets from the published share, so that a bucket nothing can move keeps it exactly.
+        return pl.when(amount > 0).then(amount / pl.col("total")).otherwise(0.0)
+
+    return (
+        pl.concat([country_share.select(reached.columns), reached.cast(country_share.schema)])
+        .join(views, on=keys)
+        .join(moved_out, on=[*keys, "bucket"], how="left")
+        .join(moved_in, on=[*keys, "bucket"], how="left")
+        .with_columns(
+            (pl.col("share") - moved(lost)).clip(0.0, 1.0).alias("share_low"),
+            (pl.col("share") + moved(gained)).clip(0.0, 1.0).alias("share_high"),
+        )
+        .sort([*keys, "bucket"])
+        .cast(COUNTRY_SHARE_SCHEMA)
+        .select(list(COUNTRY_SHARE_SCHEMA.names()))
+    )
+
+
+NO_CONTESTED = pl.DataFrame(schema={"org_lower": pl.String, "alt_bucket": pl.String})
+
+
 def compute_all_shares(
     day: date,
     snapshot: pl.DataFrame,
     model_fact: pl.DataFrame,
     model_origin: pl.DataFrame,
     starts: dict[date, pl.DataFrame],
+    contested: pl.DataFrame = NO_CONTESTED,
 ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, dict[str, Any]]:
     """Every definition of one run: (country_share, org_share, concentration, report). `starts`
-    are the stored snapshots of earlier dates that windows can start from."""
+    are the stored snapshots of earlier dates that windows can start from; `contested` the
+    mapping's rows with an alternative answer (org_lower, alt_bucket), which give each share its
+    range."""
     country_parts, org_parts = [], []
     report: dict[str, Any] = {}
     for definition in definitions_for(day, starts):
@@ -183,8 +246,8 @@ def compute_all_shares(
                 "start": definition.start.isoformat(),
                 **asdict(metric_report),
             }
-    country_share = pl.concat(country_parts).cast(COUNTRY_SHARE_SCHEMA)
     org_share = pl.concat(org_parts).cast(ORG_SHARE_SCHEMA)
+    country_share = share_ranges(pl.concat(country_parts), org_share, contested)
     return country_share, org_share, concentration(org_share), report
 
 

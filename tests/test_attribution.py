@@ -209,3 +209,70 @@ def test_three_model_cycle(tmp_path):
         models[2]["_id"]: "b",
     }
     assert report.cycles == 3
+
+
+def contested_mapping(tmp_path: Path) -> Path:
+    """The hand mapping with two contested rows: meta-llama could be British (alt GB), and the
+    hobbyist's card could state a US affiliation (alt US)."""
+    alternatives = {
+        "meta-llama": ("GB", "https://example.org/lab-in-london"),
+        "hobbyist": ("US", "https://example.org/paper-affiliation"),
+    }
+    lines = ["org,country,org_type,org_group,name,source,alt_country,alt_source,notes"]
+    for org, country, org_type, name, source, notes in (
+        line.split(",") for line in HAND_MAPPING.read_text().splitlines()[1:]
+    ):
+        alt, alt_source = alternatives.get(org, ("", ""))
+        lines.append(",".join([org, country, org_type, "", name, source, alt, alt_source, notes]))
+    path = tmp_path / "contested.csv"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_share_ranges_by_hand(hand_models, tmp_path):
+    from tasks.mapping import contested_rows
+
+    mapping = load_mapping(contested_mapping(tmp_path))
+    snapshot = snapshot_of(hand_models, tmp_path)
+    fact = attribute_uploader(snapshot, mapping.frame)
+    origin, _ = attribute_origin(snapshot, fact, mapping.frame)
+    countries, _, _, _ = compute_all_shares(
+        date(2024, 1, 15), snapshot, fact, origin, {}, contested_rows(mapping.frame)
+    )
+    headline = countries.filter(
+        (pl.col("definition") == "downloads_30d") & (pl.col("cohort") == "all")
+    )
+    ranges = {
+        (view, bucket): (downloads, low * TOTAL, high * TOTAL)
+        for view, bucket, downloads, low, high in headline.select(
+            "attribution", "bucket", "downloads", "share_low", "share_high"
+        ).rows()
+    }
+    # Uploader view (UNKNOWN = 160 may be anyone's): US loses meta-llama's 800 at worst and
+    # gains the hobbyist's 10 at best; GB has nothing of its own but could hold meta-llama's 800.
+    expected = {
+        ("uploader", "CN"): (1500, 1500, 1500 + 160),
+        ("uploader", "US"): (840, 840 - 800, 840 + 10 + 160),
+        ("uploader", "GB"): (0, 0, 800 + 160),
+        ("uploader", "INTL"): (510, 510 - 10, 510 + 160),
+        ("uploader", "UNKNOWN"): (160, 160, 160),
+        # Origin view: meta-llama's 833 (its models and its share of the merges) may be British;
+        # no UNKNOWN downloads and the hobbyist's model goes to its bases.
+        ("origin", "CN"): (2104, 2104, 2104),
+        ("origin", "US"): (873, 873 - 833, 873),
+        ("origin", "GB"): (0, 0, 833),
+        ("origin", "FR"): (33, 33, 33),
+    }
+    assert set(ranges) == set(expected)
+    for key, (downloads, low, high) in expected.items():
+        assert ranges[key][0] == downloads, key
+        assert ranges[key][1:] == (pytest.approx(low), pytest.approx(high)), key
+    # The shares themselves do not depend on the alternatives; only their ranges do (and a
+    # bucket that only an alternative reaches is listed, with 0 downloads).
+    plain = load_mapping(HAND_MAPPING)
+    fact_plain = attribute_uploader(snapshot, plain.frame)
+    origin_plain, _ = attribute_origin(snapshot, fact_plain, plain.frame)
+    without, _, _, _ = compute_all_shares(date(2024, 1, 15), snapshot, fact_plain, origin_plain, {})
+    assert without.drop("share_low", "share_high").equals(
+        countries.filter(pl.col("bucket") != "GB").drop("share_low", "share_high")
+    )

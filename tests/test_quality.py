@@ -74,6 +74,9 @@ def _country_share() -> pl.DataFrame:
             "bucket": ["US", "FR", "UNKNOWN", "INTL", "US", "FR"],
             "downloads": [400, 200, 150, 50, 525, 275],
             "share": [0.5, 0.25, 0.1875, 0.0625, 0.65625, 0.34375],
+            # no contested rows: low = share; high adds the view's UNKNOWN downloads (150)
+            "share_low": [0.5, 0.25, 0.1875, 0.0625, 0.65625, 0.34375],
+            "share_high": [0.6875, 0.4375, 0.1875, 0.25, 0.65625, 0.34375],
         },
         schema=VIEW_SHARE_SCHEMA,
     )
@@ -314,7 +317,8 @@ def test_no_previous_snapshot_has_no_row_floor() -> None:
 
 
 def test_shares_not_summing_to_one_fail() -> None:
-    report = _run(country_share=_set(_country_share(), "share", 5, 0.3))  # origin sums to 0.95625
+    shares = _set(_set(_country_share(), "share", 5, 0.3), "share_low", 5, 0.3)
+    report = _run(country_share=shares)  # origin sums to 0.95625
     assert report.success is False
     assert _failed(report) == {
         ("country_share[origin]", "expect_column_sum_to_be_between", "share")
@@ -324,14 +328,18 @@ def test_shares_not_summing_to_one_fail() -> None:
 
 def test_share_sum_tolerance_is_1e_9() -> None:
     # uploader view off by 5e-10 (passes), origin view off by 1.5e-9 (fails).
-    shares = _country_share().with_columns(
-        pl.when(pl.col("bucket") == "FR")
-        .then(
-            pl.col("share")
-            + pl.when(pl.col("attribution") == "origin").then(1.5e-9).otherwise(5e-10)
+    shares = (
+        _country_share()
+        .with_columns(
+            pl.when(pl.col("bucket") == "FR")
+            .then(
+                pl.col("share")
+                + pl.when(pl.col("attribution") == "origin").then(1.5e-9).otherwise(5e-10)
+            )
+            .otherwise(pl.col("share"))
+            .alias("share")
         )
-        .otherwise(pl.col("share"))
-        .alias("share")
+        .with_columns(pl.max_horizontal("share", "share_high").alias("share_high"))
     )
     report = _run(country_share=shares)
     assert _failed(report) == {
@@ -529,3 +537,15 @@ def test_known_buckets() -> None:
     assert all(len(b) == 2 and b.isupper() for b in buckets if b not in {"INTL", "UNKNOWN"})
     buckets.append("XX")  # callers get a copy
     assert "XX" not in known_buckets()
+
+
+def test_a_share_outside_its_range_fails() -> None:
+    report = _run(country_share=_set(_country_share(), "share_high", 0, 0.49))
+    assert report.success is False
+    assert _failed(report) == {
+        (
+            "country_share[uploader]",
+            "expect_column_pair_values_a_to_be_greater_than_b",
+            "share_high, share",
+        )
+    }

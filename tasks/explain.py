@@ -1,0 +1,330 @@
+"""Explain: why did a bucket's share move between two published runs?
+
+For a bucket b of one view, with T the population total and B(b) its downloads,
+
+    share_to − share_from = B2(b)/T2 − B1(b)/T1
+      = [B2(b) − B2'(b)] / T2                    mapping changes
+      + Σ new models in b / T2                   models new since D1
+      + Σ_org [existing models' change] / T2     per organisation
+      + B1(b) · (1/T2 − 1/T1)                    the change of the population total
+
+where B1, B2 are the published organisation totals of the two runs and B2' is the D2 snapshot
+attributed with D1's mapping (so the mapping's effect is isolated from the models'). Every part is
+an exact fraction, so the parts add up to the change exactly; they are then rounded to
+SHARE_DECIMALS places so that the rounded parts still add up exactly to the rounded change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+from fractions import Fraction
+from typing import Any
+
+import polars as pl
+from sqlalchemy import Engine, text
+
+from hubshare.errors import HubshareError, WarehouseError
+from hubshare.settings import Settings
+from tasks.enrich import attribute_origin, attribute_uploader
+from tasks.extract import read_snapshot, stored_snapshot
+from tasks.mapping import load_mapping
+from tasks.shares import (
+    DEFINITION,
+    SHARE_DECIMALS,
+    attribution_rows,
+    compute_shares,
+    headline_metric,
+)
+
+#: Part kinds, in the order they are listed.
+KINDS = ("mapping", "new_models", "organisation", "population_total")
+OTHER_ORGS = "(other organisations)"
+OTHER_MAPPING = "(other mapping effects)"
+UNIT = Fraction(1, 10**SHARE_DECIMALS)
+
+
+@dataclass(frozen=True)
+class Part:
+    kind: str  # mapping | new_models | organisation | population_total
+    name: str
+    contribution: Fraction
+
+
+@dataclass(frozen=True)
+class BucketChange:
+    country: str
+    attribution: str
+    share_from: Fraction
+    share_to: Fraction
+    parts: tuple[Part, ...]
+
+    @property
+    def change(self) -> Fraction:
+        return self.share_to - self.share_from
+
+
+@dataclass(frozen=True)
+class PublishedRun:
+    snapshot_date: date
+    run_id: str
+    mapping_sha256: str
+
+
+def published_run(engine: Engine, day: date) -> PublishedRun:
+    with engine.connect() as connection:
+        row = connection.execute(
+            text(
+                "SELECT r.run_id, r.mapping_sha256 FROM published_run p "
+                "JOIN etl_run r ON r.run_id = p.run_id WHERE p.snapshot_date = :day"
+            ),
+            {"day": day},
+        ).first()
+    if row is None:
+        raise WarehouseError(
+            f"no published run for {day}: `hubshare runs --date {day}` shows what ran "
+            "(explain compares two published runs)"
+        )
+    return PublishedRun(day, row[0], row[1])
+
+
+def previous_published_date(engine: Engine, day: date) -> date | None:
+    with engine.connect() as connection:
+        value = connection.execute(
+            text("SELECT MAX(snapshot_date) FROM published_run WHERE snapshot_date < :day"),
+            {"day": day},
+        ).scalar()
+    if value is None:
+        return None
+    return value if isinstance(value, date) else date.fromisoformat(str(value))
+
+
+def _published_orgs(engine: Engine, run_id: str) -> pl.DataFrame:
+    """(attribution, org_lower, bucket, downloads) of a run's headline organisation shares."""
+    with engine.connect() as connection:
+        rows = connection.execute(
+            text(
+                "SELECT attribution, org, bucket, downloads FROM org_share "
+                "WHERE run_id = :run_id AND definition = :definition AND cohort = 'all'"
+            ),
+            {"run_id": run_id, "definition": DEFINITION},
+        ).fetchall()
+    schema = {
+        "attribution": pl.String,
+        "org": pl.String,
+        "bucket": pl.String,
+        "downloads": pl.Int64,
+    }
+    return _by_lower(pl.DataFrame([tuple(r) for r in rows], schema=schema, orient="row"))
+
+
+def _by_lower(orgs: pl.DataFrame) -> pl.DataFrame:
+    """Organisations keyed case-insensitively (two mappings may spell a namespace differently)."""
+    return orgs.group_by("attribution", pl.col("org").str.to_lowercase().alias("org_lower")).agg(
+        pl.col("org").first(), pl.col("bucket").first(), pl.col("downloads").sum()
+    )
+
+
+def _exact_per_org(rows: pl.DataFrame) -> dict[str, Fraction]:
+    """Exact sum of `num / den` per organisation (lower-cased)."""
+    sums = (
+        rows.group_by(pl.col("org").str.to_lowercase().alias("org_lower"), "den")
+        .agg(pl.col("num").cast(pl.Int128).sum())
+        .iter_rows()
+    )
+    exact: dict[str, Fraction] = {}
+    for org, den, num in sums:
+        exact[org] = exact.get(org, Fraction(0)) + Fraction(int(num), int(den))
+    return exact
+
+
+def _top_parts(kind: str, amounts: dict[str, Fraction], top: int, rest: str) -> list[Part]:
+    """The `top` largest contributions by size, the others summed in one part."""
+    ranked = sorted((a for a in amounts.items() if a[1] != 0), key=lambda a: (-abs(a[1]), a[0]))
+    parts = [Part(kind, name, value) for name, value in ranked[:top]]
+    remainder = sum((value for _, value in ranked[top:]), Fraction(0))
+    if remainder != 0:
+        parts.append(Part(kind, rest, remainder))
+    return parts
+
+
+def explain_shares(
+    from_date: date, to_date: date, settings: Settings, engine: Engine, top: int = 5
+) -> list[BucketChange]:
+    """Every bucket's headline share change from `from_date` to `to_date`, in both views."""
+    if from_date >= to_date:
+        raise HubshareError(f"--from {from_date} must precede --to {to_date}")
+    run_from, run_to = published_run(engine, from_date), published_run(engine, to_date)
+    for day in (from_date, to_date):
+        if stored_snapshot(day, settings) is None:
+            raise HubshareError(
+                f"no raw snapshot stored for {day} in {settings.raw_dir}: explain recomputes "
+                "from the stored inputs of both runs"
+            )
+    mapping_file = settings.data_dir / "mappings" / f"{run_from.mapping_sha256}.csv"
+    if not mapping_file.exists():
+        raise HubshareError(
+            f"the mapping of {from_date}'s run ({run_from.mapping_sha256[:12]}…) is not archived "
+            f"at {mapping_file}"
+        )
+    old_mapping = load_mapping(mapping_file).frame
+    snapshot = read_snapshot(to_date, settings)
+    fact = attribute_uploader(snapshot, old_mapping)
+    origin, _ = attribute_origin(snapshot, fact, old_mapping)
+    _, under_old = compute_shares(fact, origin)  # D2's models under D1's mapping
+    known = read_snapshot(from_date, settings, columns=["_id"]).rename({"_id": "model_oid"})
+    new_fact = fact.join(known, on="model_oid", how="anti")
+    new_rows = dict(
+        zip(
+            ("uploader", "origin"),
+            attribution_rows(new_fact, origin, headline_metric(new_fact)),
+            strict=True,
+        )
+    )
+    orgs_from = _published_orgs(engine, run_from.run_id)
+    orgs_to = _published_orgs(engine, run_to.run_id)
+    orgs_mid = _by_lower(under_old)
+    changes: list[BucketChange] = []
+    for view in ("uploader", "origin"):
+        before, middle, after = (
+            orgs.filter(pl.col("attribution") == view) for orgs in (orgs_from, orgs_mid, orgs_to)
+        )
+        changes += _explain_view(view, before, middle, after, _exact_per_org(new_rows[view]), top)
+    return changes
+
+
+def _explain_view(
+    view: str,
+    before: pl.DataFrame,
+    middle: pl.DataFrame,
+    after: pl.DataFrame,
+    new_models: dict[str, Fraction],
+    top: int,
+) -> list[BucketChange]:
+    def table(frame: pl.DataFrame) -> dict[str, tuple[str, str, int]]:
+        return {
+            key: (org, bucket, downloads)
+            for key, org, bucket, downloads in frame.select(
+                "org_lower", "org", "bucket", "downloads"
+            ).rows()
+        }
+
+    t_from, t_mid, t_to = table(before), table(middle), table(after)
+    total_from = sum(d for _, _, d in t_from.values())
+    total_to = sum(d for _, _, d in t_to.values())
+    if total_from == 0 or total_to == 0:
+        raise HubshareError(f"{view} view: a run has no downloads, so no share to explain")
+    names = {key: entry[0] for table_ in (t_from, t_mid, t_to) for key, entry in table_.items()}
+    buckets = sorted({entry[1] for t in (t_from, t_mid, t_to) for entry in t.values()})
+    results = []
+    for bucket in buckets:
+
+        def amount(entries: dict[str, tuple[str, str, int]], key: str, b: str = bucket) -> int:
+            entry = entries.get(key)
+            return entry[2] if entry is not None and entry[1] == b else 0
+
+        mapping: dict[str, Fraction] = {}
+        organisation: dict[str, Fraction] = {}
+        new_total = Fraction(0)
+        for key in names:
+            name = names[key]
+            mapping[name] = Fraction(amount(t_to, key) - amount(t_mid, key), total_to)
+            # New models count where their organisation sits under the first date's mapping.
+            in_bucket = key in t_mid and t_mid[key][1] == bucket
+            new = new_models.get(key, Fraction(0)) if in_bucket else Fraction(0)
+            new_total += new / total_to
+            organisation[name] = (
+                Fraction(amount(t_mid, key) - amount(t_from, key), total_to) - new / total_to
+            )
+        in_from = sum(amount(t_from, key) for key in t_from)
+        parts = _top_parts("mapping", mapping, top, OTHER_MAPPING)
+        if new_total != 0:
+            parts.append(Part("new_models", "models new since the first date", new_total))
+        parts += _top_parts("organisation", organisation, top, OTHER_ORGS)
+        total_effect = in_from * (Fraction(1, total_to) - Fraction(1, total_from))
+        if total_effect != 0:
+            parts.append(Part("population_total", "change of the population total", total_effect))
+        in_to = sum(amount(t_to, key) for key in t_to)
+        change = BucketChange(
+            bucket,
+            view,
+            Fraction(in_from, total_from),
+            Fraction(in_to, total_to),
+            tuple(parts),
+        )
+        assert sum((p.contribution for p in parts), Fraction(0)) == change.change
+        results.append(change)
+    return sorted(results, key=lambda c: (c.attribution != "uploader", -abs(c.change), c.country))
+
+
+# ----------------------------------------------------------------------------------------------
+# Rendering: fixed decimals that still add up exactly
+
+
+def to_decimal(value: Fraction) -> Decimal:
+    """`value` rounded half-even to SHARE_DECIMALS places."""
+    units = round(value / UNIT)  # Fraction.__round__ rounds half to even
+    return Decimal(units).scaleb(-SHARE_DECIMALS)
+
+
+def rounded_parts(change: BucketChange) -> tuple[Decimal, Decimal, Decimal, list[Decimal]]:
+    """(share_from, share_to, change, parts) rounded so that the parts sum exactly to the change
+    and the change is exactly share_to − share_from: largest remainders take the last units."""
+    share_from, share_to = to_decimal(change.share_from), to_decimal(change.share_to)
+    target = round((share_to - share_from).scaleb(SHARE_DECIMALS))
+    scaled = [part.contribution / UNIT for part in change.parts]
+    floors = [value.numerator // value.denominator for value in scaled]
+    missing = target - sum(floors)
+    order = sorted(
+        range(len(scaled)), key=lambda i: (-(scaled[i] - floors[i]), change.parts[i].name)
+    )
+    units = list(floors)
+    if not order:  # no parts: nothing moved, and the rounded shares are equal
+        return share_from, share_to, share_to - share_from, []
+    step = 1 if missing > 0 else -1
+    for turn in range(abs(missing)):
+        index = order[turn % len(order)] if step > 0 else order[::-1][turn % len(order)]
+        units[index] += step
+    parts = [Decimal(u).scaleb(-SHARE_DECIMALS) for u in units]
+    return share_from, share_to, share_to - share_from, parts
+
+
+def change_as_json(change: BucketChange) -> dict[str, Any]:
+    share_from, share_to, delta, parts = rounded_parts(change)
+    return {
+        "country": change.country,
+        "attribution": change.attribution,
+        "share_from": float(share_from),
+        "share_to": float(share_to),
+        "change": float(delta),
+        "parts": [
+            {"kind": part.kind, "name": part.name, "contribution": float(value)}
+            for part, value in zip(change.parts, parts, strict=True)
+        ],
+    }
+
+
+def explain_markdown(changes: list[BucketChange], from_date: date, to_date: date) -> str:
+    """The daily-explain artifact: each bucket that moved, its largest parts."""
+    lines = [
+        f"# Why did the shares move? {from_date} → {to_date}",
+        "",
+        "| view | country | from | to | change (pp) | largest parts (pp) |",
+        "|---|---|---:|---:|---:|---|",
+    ]
+    for change in changes:
+        share_from, share_to, delta, parts = rounded_parts(change)
+        if delta == 0:
+            continue
+        largest = sorted(
+            zip(change.parts, parts, strict=True), key=lambda p: (-abs(p[1]), p[0].name)
+        )[:3]
+        described = "; ".join(
+            f"{part.name} ({part.kind}) {value * 100:+.2f}" for part, value in largest
+        )
+        lines.append(
+            f"| {change.attribution} | {change.country} | {share_from:.2%} | {share_to:.2%} | "
+            f"{delta * 100:+.2f} | {described} |"
+        )
+    return "\n".join(lines)
