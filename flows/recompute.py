@@ -21,6 +21,7 @@ from tasks.enrich import attribute_origin, attribute_uploader
 from tasks.extract import read_snapshot, snapshot_path, stored_snapshot
 from tasks.load import warehouse_engine
 from tasks.mapping import contested_rows, load_mapping
+from tasks.migrate import require_current
 from tasks.shares import compute_all_shares, compute_shares, share_ranges, share_table_sha256
 from tasks.windows import Definition, model_metric
 
@@ -84,6 +85,7 @@ def reproduce_run(run_id: str, settings: Settings | None = None) -> Reproduction
     against their recorded SHA-256 first; a differing one is named, not recomputed around."""
     settings = settings or get_settings()
     engine = warehouse_engine(settings.resolved_warehouse_url)
+    require_current(engine)
     with engine.connect() as connection:
         row = connection.execute(
             text(

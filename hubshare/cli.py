@@ -421,6 +421,27 @@ def explain(
         stdout.print(table, markup=False)
 
 
+db_app = typer.Typer(help="Manage the warehouse schema.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Create the warehouse, or upgrade it in place to this release's schema (alembic), and
+    replace the BI views whose definition changed. `hubshare run` does this itself."""
+    from tasks.migrate import upgrade_warehouse
+
+    try:
+        revision = upgrade_warehouse(_engine())
+    except HubshareError as err:
+        raise _fail(err) from None
+    stderr.print(
+        f"warehouse {_engine().url.render_as_string(hide_password=True)} is at revision {revision}",
+        highlight=False,
+        markup=False,
+    )
+
+
 mapping_app = typer.Typer(
     help="Check and compare the org-to-country mapping.", no_args_is_help=True
 )

@@ -8,11 +8,11 @@ import polars as pl
 from sqlalchemy import Engine, text
 
 from hubshare.errors import WarehouseError
-from tasks.load import ensure_schema
+from tasks.migrate import require_current
 
 
 def _query(engine: Engine, sql: str, params: dict[str, object]) -> pl.DataFrame:
-    ensure_schema(engine)
+    require_current(engine)
     with engine.connect() as connection:
         result = connection.execute(text(sql), params)
         columns = list(result.keys())

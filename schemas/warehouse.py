@@ -10,8 +10,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, DateTime, Double, String, Text, text
-from sqlalchemy.engine import Connection
+from sqlalchemy import BigInteger, Column, DateTime, Double, MetaData, String, Text
 from sqlmodel import Field, SQLModel
 
 
@@ -264,14 +263,38 @@ VIEWS: dict[str, str] = {
         WHERE p.snapshot_date = (SELECT MAX(snapshot_date) FROM published_run)""",
 }
 
+VIEW_COMMENTS: dict[str, str] = {
+    "published_country_share": "Bucket (country, INTL, UNKNOWN) shares of the published run of "
+    "each snapshot date, per definition, cohort and view, with their range",
+    "published_org_share": "Organisation shares of the published run of each snapshot date",
+    "published_model_fact": "Per-model facts of the published run of each snapshot date",
+    "published_concentration": "HHI, Gini and top-10 share over organisations of the published "
+    "run of each snapshot date",
+    "latest_country_share": "published_country_share for the latest published snapshot date",
+}
+
+
+def view_comment(name: str) -> str:
+    return VIEW_COMMENTS[name]
+
+
 FACT_TABLES = ("model_fact", "model_origin", "country_share", "org_share", "concentration")
 
 
-def create_schema(connection: Connection) -> None:
-    """Create missing tables and (re)create the BI views. Idempotent."""
-    SQLModel.metadata.create_all(connection)
-    for name, select in VIEWS.items():
-        if connection.dialect.name == "postgresql":
-            connection.execute(text(f"CREATE OR REPLACE VIEW {name} AS {select}"))
-        else:
-            connection.execute(text(f"CREATE VIEW IF NOT EXISTS {name} AS {select}"))
+class ViewDefinition(SQLModel, table=True):
+    """Internal bookkeeping: the definition each BI view was last created from, so that an
+    upgrade replaces exactly the views whose definition changed."""
+
+    __tablename__ = "view_definition"
+    __table_args__ = ({"comment": "Internal: which definition each BI view was last created from"},)
+
+    view_name: str = Field(primary_key=True, max_length=64, sa_column_kwargs={"comment": "BI view"})
+    definition_sha256: str = Field(
+        max_length=64,
+        sa_column_kwargs={"comment": "SHA-256 of the SELECT the view was created from"},
+    )
+
+
+def metadata() -> MetaData:
+    """Every table of the warehouse (what alembic migrations must reproduce)."""
+    return SQLModel.metadata

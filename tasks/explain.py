@@ -30,6 +30,7 @@ from hubshare.settings import Settings
 from tasks.enrich import attribute_origin, attribute_uploader
 from tasks.extract import read_snapshot, stored_snapshot
 from tasks.mapping import load_mapping
+from tasks.migrate import require_current
 from tasks.shares import (
     DEFINITION,
     SHARE_DECIMALS,
@@ -155,6 +156,7 @@ def explain_shares(
     """Every bucket's headline share change from `from_date` to `to_date`, in both views."""
     if from_date >= to_date:
         raise HubshareError(f"--from {from_date} must precede --to {to_date}")
+    require_current(engine)
     run_from, run_to = published_run(engine, from_date), published_run(engine, to_date)
     for day in (from_date, to_date):
         if stored_snapshot(day, settings) is None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -18,7 +17,6 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import SQLModel
 
 from hubshare.errors import WarehouseError
-from schemas.warehouse import create_schema
 
 log = logging.getLogger(__name__)
 
@@ -43,13 +41,10 @@ def _redact(url: str) -> str:
 
 
 def ensure_schema(engine: Engine) -> None:
-    if engine.dialect.name == "sqlite" and engine.url.database:
-        Path(engine.url.database).parent.mkdir(parents=True, exist_ok=True)
-    try:
-        with engine.begin() as connection:
-            create_schema(connection)
-    except SQLAlchemyError as err:
-        raise WarehouseError(f"warehouse {_redact(str(engine.url))}: {_first_line(err)}") from None
+    """Writers bring the warehouse to this code's schema before writing (alembic)."""
+    from tasks.migrate import upgrade_warehouse
+
+    upgrade_warehouse(engine)
 
 
 def _first_line(err: BaseException) -> str:

@@ -140,6 +140,12 @@ def test_rejected_run_exits_non_zero(published, monkeypatch):
 def test_no_published_shares_is_a_clear_error(env):
     result = invoke("shares", "--date", DAY)
     assert result.returncode == 1
+    assert last_line(result.stderr).startswith("error: no warehouse at sqlite:///")
+    assert last_line(result.stderr).endswith("run `hubshare run` (or `hubshare db upgrade`) first")
+    assert not (env / "warehouse.db").exists()  # a read command creates nothing
+    assert invoke("db", "upgrade").returncode == 0
+    result = invoke("shares", "--date", DAY)
+    assert result.returncode == 1
     assert f"no published shares for {DAY}" in last_line(result.stderr)
     assert result.stdout == ""
 

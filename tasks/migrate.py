@@ -1,0 +1,153 @@
+"""Migrate: bring a warehouse to the schema this code declares (alembic revisions under
+`schemas/migrations/`), then replace the BI views whose definition changed.
+
+Writers (`hubshare run`, backfills, `hubshare db upgrade`) call `upgrade_warehouse`; readers
+(`shares`, `runs`, `explain`, `reproduce`) call `require_current`, which never writes: a
+warehouse that is missing or behind is an error that says which command fixes it.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, inspect, text
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import SQLAlchemyError
+
+from hubshare.errors import WarehouseError
+from hubshare.provenance import sha256_bytes
+from schemas.warehouse import VIEWS, view_comment
+
+MIGRATIONS = Path(__file__).resolve().parent.parent / "schemas" / "migrations"
+#: The first release's tables, without alembic: such a warehouse is stamped at this revision.
+FIRST_RELEASE = "0001"
+#: Serialises concurrent upgrades of one PostgreSQL database (the bytes of "hubshare").
+_LOCK_KEY = 0x6875627368617265
+
+
+def _config(connection: Connection | None = None) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    return config
+
+
+@cache
+def head_revision() -> str:
+    head = ScriptDirectory.from_config(_config()).get_current_head()
+    assert head is not None
+    return head
+
+
+def current_revision(connection: Connection) -> str | None:
+    return MigrationContext.configure(connection).get_current_revision()
+
+
+def _redacted(engine: Engine) -> str:
+    return engine.url.render_as_string(hide_password=True)
+
+
+def _first_line(err: BaseException) -> str:
+    return str(err).splitlines()[0] if str(err) else type(err).__name__
+
+
+def upgrade_warehouse(engine: Engine) -> str:
+    """Create or upgrade the warehouse to the head revision and refresh the views, in one
+    transaction. A warehouse made by the first release (tables, no `alembic_version`) is
+    upgraded in place, keeping its data. Returns the revision."""
+    if engine.dialect.name == "sqlite" and engine.url.database:
+        Path(engine.url.database).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
+            revision = current_revision(connection)
+            if revision is None and inspect(connection).has_table("etl_run"):
+                command.stamp(_config(connection), FIRST_RELEASE)
+                revision = FIRST_RELEASE
+            if revision != head_revision():
+                # Views are derived: drop them so that revisions can rebuild the tables under
+                # them (SQLite's batch mode does), and recreate them from their current SQL.
+                drop_views(connection)
+                command.upgrade(_config(connection), "head")
+            refresh_views(connection)
+    except SQLAlchemyError as err:
+        raise WarehouseError(f"warehouse {_redacted(engine)}: {_first_line(err)}") from None
+    return head_revision()
+
+
+def drop_views(connection: Connection) -> None:
+    existing = set(inspect(connection).get_view_names())
+    for name in VIEWS:
+        if name in existing:
+            connection.execute(text(f"DROP VIEW {name}"))
+    if inspect(connection).has_table("view_definition"):
+        connection.execute(text("DELETE FROM view_definition"))
+
+
+def refresh_views(connection: Connection) -> list[str]:
+    """Replace every BI view whose definition differs from the one it was created from (all of
+    them on a warehouse that never recorded one). Returns the views replaced."""
+    recorded: dict[str, str] = {
+        name: digest
+        for name, digest in connection.execute(
+            text("SELECT view_name, definition_sha256 FROM view_definition")
+        ).all()
+    }
+    existing = set(inspect(connection).get_view_names())
+    replaced = []
+    for name, select in VIEWS.items():
+        digest = sha256_bytes(select.encode())
+        if recorded.get(name) == digest and name in existing:
+            continue
+        connection.execute(text(f"DROP VIEW IF EXISTS {name}"))
+        connection.execute(text(f"CREATE VIEW {name} AS {select}"))
+        if connection.dialect.name == "postgresql":
+            connection.execute(text(f"COMMENT ON VIEW {name} IS {sql_literal(view_comment(name))}"))
+        connection.execute(
+            text("DELETE FROM view_definition WHERE view_name = :name"), {"name": name}
+        )
+        connection.execute(
+            text("INSERT INTO view_definition (view_name, definition_sha256) VALUES (:n, :d)"),
+            {"n": name, "d": digest},
+        )
+        replaced.append(name)
+    return replaced
+
+
+def sql_literal(value: str) -> str:
+    """A string as an SQL literal, for DDL that takes no bind parameters (COMMENT ON)."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def require_current(engine: Engine) -> None:
+    """Refuse to read a warehouse that does not exist or is not at this code's revision; never
+    creates or changes anything."""
+    where = _redacted(engine)
+    database = engine.url.database
+    on_disk = engine.dialect.name == "sqlite" and database and database != ":memory:"
+    if on_disk and not Path(str(database)).exists():
+        raise WarehouseError(
+            f"no warehouse at {where}: run `hubshare run` (or `hubshare db upgrade`) first"
+        )
+    try:
+        with engine.connect() as connection:
+            revision = current_revision(connection)
+            has_runs = inspect(connection).has_table("etl_run")
+    except SQLAlchemyError as err:
+        raise WarehouseError(f"warehouse {where}: {_first_line(err)}") from None
+    if revision == head_revision():
+        return
+    if revision is None and not has_runs:
+        raise WarehouseError(
+            f"warehouse {where} is empty: run `hubshare run` (or `hubshare db upgrade`) first"
+        )
+    raise WarehouseError(
+        f"warehouse {where} is at schema revision {revision or 'of hubshare 0.1.0'}, this "
+        f"hubshare reads {head_revision()}: run `hubshare db upgrade`"
+    )
