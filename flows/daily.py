@@ -6,6 +6,7 @@ Tasks pass dates, paths and ids; every intermediate result is a file in the run'
 
 from __future__ import annotations
 
+import logging
 import threading
 import uuid
 from dataclasses import asdict
@@ -17,7 +18,7 @@ import orjson
 import polars as pl
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
-from prefect.client.schemas.objects import State, TaskRun
+from prefect.client.schemas.objects import FlowRun, State, TaskRun
 from prefect.runtime import flow_run
 from prefect.tasks import Task
 
@@ -25,10 +26,20 @@ from hubshare.errors import GateFailedError, HubshareError, TransientExtractErro
 from hubshare.provenance import code_version
 from hubshare.settings import Settings, get_settings
 from schemas.warehouse import FACT_TABLES
+from tasks.alert import post_alert
 from tasks.enrich import attribute_origin, attribute_uploader
 from tasks.explain import explain_markdown, explain_shares, previous_published_date
 from tasks.extract import extract_snapshot, public_endpoint, read_snapshot, stored_snapshot
-from tasks.load import LoadResult, RunRecord, load_run, previous_row_count, warehouse_engine
+from tasks.load import (
+    CRASHED,
+    FAILED,
+    LoadResult,
+    RunRecord,
+    load_run,
+    previous_row_count,
+    record_unfinished_run,
+    warehouse_engine,
+)
 from tasks.mapping import archive_mapping, contested_rows, load_mapping
 from tasks.quality import GateThresholds, QualityCheck, QualityReport, check_quality
 from tasks.shares import DEFINITION, compute_all_shares, share_table_sha256
@@ -309,18 +320,81 @@ def concentration_markdown(concentration: pl.DataFrame) -> str:
     return "\n\nConcentration over organisations — " + "; ".join(parts) if parts else ""
 
 
+def _run_date_of(flow_run: FlowRun) -> date:
+    value = flow_run.parameters.get("run_date")
+    if isinstance(value, date):
+        return value
+    if isinstance(value, str):
+        return date.fromisoformat(value[:10])
+    started = flow_run.start_time or datetime.now(UTC)
+    return started.astimezone(UTC).date()
+
+
+def _reason(state: State[Any]) -> str:
+    """The exception that ended the run, in one line (the state message otherwise)."""
+    try:
+        error = state.result(raise_on_failure=False)
+    except Exception:  # noqa: BLE001 - a result that cannot be read still leaves the message
+        error = None
+    text = str(error) if isinstance(error, BaseException) else (state.message or "")
+    return (text.splitlines() or [state.name or "unknown"])[0]
+
+
+def record_and_announce(flow: Any, flow_run: FlowRun, state: State[Any]) -> None:
+    """on_failure / on_crashed hook: every run that started gets its `etl_run` row (a rejected
+    run has it already), and `HUBSHARE_ALERT_WEBHOOK_URL` gets a JSON summary."""
+    settings = get_settings()
+    day = _run_date_of(flow_run)
+    status = CRASHED if state.is_crashed() else FAILED
+    reason = _reason(state)
+    try:
+        recorded = record_unfinished_run(
+            warehouse_engine(settings.resolved_warehouse_url),
+            run_id=str(flow_run.id),
+            snapshot_date=day,
+            flow_run_id=str(flow_run.id),
+            started_at=flow_run.start_time or datetime.now(UTC),
+            status=status,
+            reason=reason,
+            parameters={"run_date": day.isoformat()},
+        )
+        status, version = recorded.status, recorded.version
+    except HubshareError as err:
+        version = None
+        logging.getLogger(__name__).error("Could not record the %s run: %s", status, err)
+    if settings.alert_webhook_url is not None:
+        post_alert(
+            settings.alert_webhook_url.get_secret_value(),
+            {
+                "snapshot_date": day.isoformat(),
+                "run_id": str(flow_run.id),
+                "flow_run_id": str(flow_run.id),
+                "flow_run_name": flow_run.name,
+                "version": version,
+                "status": status,
+                "reason": reason,
+            },
+        )
+
+
 def daily_run_name() -> str:
     run_date = flow_run.parameters.get("run_date")
     return f"daily-{run_date or today_utc()}"
 
 
-@flow(name="daily", flow_run_name=daily_run_name)
+@flow(
+    name="daily",
+    flow_run_name=daily_run_name,
+    on_failure=[record_and_announce],
+    on_crashed=[record_and_announce],
+)
 def daily(run_date: date | None = None, backdate: bool = False) -> dict[str, Any]:
     """Run the pipeline for `run_date` (default: today, UTC). Publishes only if the quality gate
     passes; a second run of a date becomes its next version."""
     settings = get_settings()
     day = run_date or today_utc()
-    run_id = str(uuid.uuid4())
+    # The flow run's id, so that a failure hook records the same run; a fresh id outside Prefect.
+    run_id = str(flow_run.id) if flow_run.id else str(uuid.uuid4())
     started_at = datetime.now(UTC)
     logger = get_run_logger()
     logger.info("Run %s for %s against %s", run_id, day, public_endpoint(settings.hf_endpoint))

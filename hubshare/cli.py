@@ -262,8 +262,8 @@ def runs(
             str(row["version"]),
             row["status"] + (" *" if row["published"] else ""),
             row["run_id"][:8],
-            f"{row['row_count']:,}",
-            row["shares_sha256"][:12],
+            "—" if row["row_count"] is None else f"{row['row_count']:,}",
+            (row["shares_sha256"] or "—")[:12],
             row["status_reason"] or "",
         )
     stdout.print(table)

@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     # Backfill: dates run at once on PostgreSQL (SQLite always runs one at a time).
     backfill_concurrency: int = Field(default=2, ge=1, alias="HUBSHARE_BACKFILL_CONCURRENCY")
 
+    # Where failed, crashed and rejected runs are announced (a JSON POST); unset: nowhere.
+    alert_webhook_url: SecretStr | None = Field(default=None, alias="HUBSHARE_ALERT_WEBHOOK_URL")
+
     # Quality gate.
     max_row_drop: float = Field(default=0.05, ge=0, le=1, alias="HUBSHARE_MAX_ROW_DROP")
     max_unknown_share: float = Field(default=0.5, ge=0, le=1, alias="HUBSHARE_MAX_UNKNOWN_SHARE")

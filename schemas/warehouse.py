@@ -41,30 +41,46 @@ class EtlRun(SQLModel, table=True):
         index=True, sa_column_kwargs={"comment": "Date of the raw snapshot"}
     )
     version: int = Field(sa_column_kwargs={"comment": "1 for the first run of the date, then n+1"})
-    status: str = Field(max_length=16, sa_column_kwargs={"comment": "published | rejected"})
-    status_reason: str | None = Field(default=None, sa_column=_c(Text, "Why a run was rejected"))
+    status: str = Field(
+        max_length=16,
+        sa_column_kwargs={"comment": "published | rejected | failed | crashed"},
+    )
+    status_reason: str | None = Field(
+        default=None, sa_column=_c(Text, "Why a run was rejected, failed or crashed")
+    )
     flow_run_id: str | None = Field(
         default=None, max_length=36, sa_column_kwargs={"comment": "Prefect flow-run id"}
     )
     started_at: datetime = Field(sa_column=_ts("When the run started (UTC)"))
-    finished_at: datetime = Field(sa_column=_ts("When the run was loaded (UTC)"))
+    finished_at: datetime = Field(sa_column=_ts("When the run was loaded or failed (UTC)"))
     code_version: str = Field(max_length=64, sa_column_kwargs={"comment": "hubshare version+git"})
     definition: str = Field(max_length=32, sa_column_kwargs={"comment": "Metric: downloads_30d"})
-    raw_sha256: str = Field(
-        max_length=64, sa_column_kwargs={"comment": "SHA-256 of the raw snapshot"}
+    # Null for a run that failed or crashed before it got that far.
+    raw_sha256: str | None = Field(
+        default=None, max_length=64, sa_column_kwargs={"comment": "SHA-256 of the raw snapshot"}
     )
-    mapping_sha256: str = Field(
-        max_length=64, sa_column_kwargs={"comment": "SHA-256 of org_country.csv"}
+    mapping_sha256: str | None = Field(
+        default=None, max_length=64, sa_column_kwargs={"comment": "SHA-256 of org_country.csv"}
     )
-    shares_sha256: str = Field(
-        max_length=64, sa_column_kwargs={"comment": "SHA-256 of the share table text"}
+    shares_sha256: str | None = Field(
+        default=None,
+        max_length=64,
+        sa_column_kwargs={"comment": "SHA-256 of the share table text"},
     )
-    row_count: int = Field(sa_column_kwargs={"comment": "Public models in the snapshot"})
-    rows_listed: int = Field(sa_column_kwargs={"comment": "Rows the crawl listed"})
-    duplicates_dropped: int = Field(sa_column_kwargs={"comment": "Repeated _id rows dropped"})
-    private_dropped: int = Field(sa_column_kwargs={"comment": "Private models dropped"})
-    total_downloads: int = Field(
-        sa_column=_c(BigInteger, "Population total of downloads_30d", nullable=False)
+    row_count: int | None = Field(
+        default=None, sa_column_kwargs={"comment": "Public models in the snapshot"}
+    )
+    rows_listed: int | None = Field(
+        default=None, sa_column_kwargs={"comment": "Rows the crawl listed"}
+    )
+    duplicates_dropped: int | None = Field(
+        default=None, sa_column_kwargs={"comment": "Repeated _id rows dropped"}
+    )
+    private_dropped: int | None = Field(
+        default=None, sa_column_kwargs={"comment": "Private models dropped"}
+    )
+    total_downloads: int | None = Field(
+        default=None, sa_column=_c(BigInteger, "Population total of downloads_30d")
     )
     quality_failures: int = Field(sa_column_kwargs={"comment": "Failed quality checks"})
     parameters: str = Field(

@@ -215,3 +215,68 @@ def load_run(
         "Loaded run %s: %s version %d (%s)", record.run_id, record.snapshot_date, version, status
     )
     return LoadResult(record.run_id, record.snapshot_date, version, status)
+
+
+FAILED = "failed"
+CRASHED = "crashed"
+
+
+def record_unfinished_run(
+    engine: Engine,
+    *,
+    run_id: str,
+    snapshot_date: date,
+    flow_run_id: str | None,
+    started_at: datetime,
+    status: str,
+    reason: str,
+    parameters: dict[str, Any],
+) -> LoadResult:
+    """The run row of a run that failed or crashed before it was loaded: the next version of its
+    date, with the reason and nulls for what it had not reached. A run already recorded (a
+    rejected run, or a second call) is returned as it is."""
+    from hubshare.provenance import code_version
+    from tasks.shares import DEFINITION
+
+    ensure_schema(engine)
+    runs = _table("etl_run")
+    try:
+        with engine.begin() as connection:
+            existing = connection.execute(
+                select(runs.c.version, runs.c.status).where(runs.c.run_id == run_id)
+            ).first()
+            if existing is not None:
+                return LoadResult(run_id, snapshot_date, existing[0], existing[1])
+            _lock_date(connection, snapshot_date)
+            last = connection.execute(
+                select(func.max(runs.c.version)).where(runs.c.snapshot_date == snapshot_date)
+            ).scalar()
+            version = int(last or 0) + 1
+            connection.execute(
+                runs.insert(),
+                [
+                    {
+                        "run_id": run_id,
+                        "snapshot_date": snapshot_date,
+                        "version": version,
+                        "status": status,
+                        "status_reason": reason,
+                        "flow_run_id": flow_run_id,
+                        "started_at": started_at,
+                        "finished_at": datetime.now(UTC),
+                        "code_version": code_version(),
+                        "definition": DEFINITION,
+                        "quality_failures": 0,
+                        "parameters": orjson.dumps(
+                            parameters, option=orjson.OPT_SORT_KEYS
+                        ).decode(),
+                        "report": "{}",
+                    }
+                ],
+            )
+    except SQLAlchemyError as err:
+        raise WarehouseError(
+            f"warehouse {_redact(str(engine.url))}: recording {status} run {run_id} failed "
+            f"({_first_line(err)})"
+        ) from None
+    return LoadResult(run_id, snapshot_date, version, status)

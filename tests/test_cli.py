@@ -187,7 +187,14 @@ def test_bad_input_exits_non_zero_and_leaves_the_warehouse(
     assert result.returncode != 0
     reason = last_line(result.stderr)
     assert expected in reason
-    assert dump(published) == before
+    after = dump(published)
+    new_runs = sorted(set(after.pop("etl_run")) - set(before.pop("etl_run")))
+    assert after == before  # no fact, share or pointer changed
+    if case == "date":  # refused before a run started
+        assert new_runs == []
+    else:  # a run that started and failed is on record, with the same reason
+        [run] = new_runs
+        assert run[:4] == (run[0], "2024-01-16", 1, "failed") and expected in run[4]
 
 
 def test_demo_prints_both_views_of_the_real_sample(tmp_path):
