@@ -106,7 +106,15 @@ def backfill(
 ) -> dict[str, Any]:
     """Re-run every date in [start, end] that has a stored raw snapshot, unless its published
     run already read the same inputs (`force` re-runs anyway). Safe to interrupt: each date is
-    one transaction, and a second backfill skips what the first finished."""
+    one transaction, and a second backfill skips what the first finished.
+
+    Args:
+        start: First date, YYYY-MM-DD.
+        end: Last date (included), YYYY-MM-DD.
+        force: Re-run dates already done with the same inputs.
+        mapping_only: Re-run only dates whose published run used another mapping (or other raw
+            inputs); a code change alone is not enough.
+    """
     if end < start:
         raise HubshareError(f"backfill {start}..{end}: the end precedes the start")
     settings = get_settings()
@@ -133,22 +141,26 @@ def backfill(
         len(due),
         len(skipped),
     )
-    futures = [rerun_date.submit(day) for day in due]
-    results = [future.result() for future in futures]
+    # At most HUBSHARE_BACKFILL_CONCURRENCY dates at once on PostgreSQL, one on SQLite (a
+    # single writer), however the flow was started (CLI, deployment, `hubshare serve`).
+    results = []
+    for first in range(0, len(due), concurrency(settings)):
+        batch = [rerun_date.submit(day) for day in due[first : first + concurrency(settings)]]
+        results += [future.result() for future in batch]
     failed = [r for r in results if r["status"] != "published"]
     return {"runs": results, "skipped": skipped, "missing": missing, "failed": len(failed)}
 
 
+def concurrency(settings: Settings) -> int:
+    """Dates run at once: HUBSHARE_BACKFILL_CONCURRENCY on PostgreSQL, one on SQLite."""
+    if settings.resolved_warehouse_url.startswith("sqlite"):
+        return 1
+    return max(settings.backfill_concurrency, 1)
+
+
 def backfill_with_limit(start: date, end: date, force: bool, mapping_only: bool) -> dict[str, Any]:
-    """Dates run concurrently up to HUBSHARE_BACKFILL_CONCURRENCY on PostgreSQL; one at a time
-    on SQLite, which has a single writer."""
-    settings = get_settings()
-    workers = (
-        1
-        if settings.resolved_warehouse_url.startswith("sqlite")
-        else max(settings.backfill_concurrency, 1)
-    )
-    runner: Any = ThreadPoolTaskRunner(max_workers=workers)
+    """The backfill flow with a thread pool sized to its concurrency."""
+    runner: Any = ThreadPoolTaskRunner(max_workers=concurrency(get_settings()))
     return backfill.with_options(task_runner=runner)(
         start=start, end=end, force=force, mapping_only=mapping_only
     )

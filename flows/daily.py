@@ -390,7 +390,14 @@ def daily_run_name() -> str:
 )
 def daily(run_date: date | None = None, backdate: bool = False) -> dict[str, Any]:
     """Run the pipeline for `run_date` (default: today, UTC). Publishes only if the quality gate
-    passes; a second run of a date becomes its next version."""
+    passes; a second run of a date becomes its next version.
+
+    Args:
+        run_date: Snapshot date, YYYY-MM-DD; empty for today (UTC). A date without a stored raw
+            snapshot is crawled only if it is today, unless `backdate`.
+        backdate: Label today's crawl with another `run_date` on purpose (the Hub keeps no
+            history: the counters will be today's).
+    """
     settings = get_settings()
     day = run_date or today_utc()
     # The flow run's id, so that a failure hook records the same run; a fresh id outside Prefect.

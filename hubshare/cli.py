@@ -421,6 +421,18 @@ def explain(
         stdout.print(table, markup=False)
 
 
+@app.command("serve")
+def serve_() -> None:
+    """Run both deployments (daily schedule and backfills) in this process, for one machine
+    without a work pool; needs a Prefect server (PREFECT_API_URL). Stop with Ctrl-C."""
+    from flows.serve import serve_deployments
+
+    try:
+        serve_deployments()
+    except HubshareError as err:
+        raise _fail(err) from None
+
+
 db_app = typer.Typer(help="Manage the warehouse schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 

@@ -1,0 +1,207 @@
+"""The documented deployments run: a local Prefect server, the `hubshare` process work pool, both
+deployments from `deployments/prefect.yaml`, and a worker started from the repository root the
+way docs/operations.md says; each deployment runs to Completed."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from hubshare.fakehub import FakeHub
+from hubshare.settings import PROJECT_ROOT
+from tests.conftest import HAND_MAPPING
+from tests.test_cli import closed_port
+
+pytestmark = pytest.mark.flow
+PREFECT = str(Path(sys.executable).parent / "prefect")
+DAY = "2024-01-15"
+
+
+def prefect(*args: str, env: dict[str, str], timeout: float = 120) -> str:
+    result = subprocess.run(  # noqa: S603 - our own venv's prefect
+        [PREFECT, *args],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+@pytest.fixture
+def server(tmp_path) -> Iterator[dict[str, str]]:
+    """A Prefect server on loopback with its own home; the environment to talk to it."""
+    port = closed_port()
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("PREFECT_", "HUBSHARE_", "HF_"))
+    } | {
+        "PREFECT_HOME": str(tmp_path / "prefect-home"),
+        "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "DO_NOT_TRACK": "1",
+    }
+    log = (tmp_path / "server.log").open("w")
+    process = subprocess.Popen(  # noqa: S603
+        [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{env['PREFECT_API_URL']}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        else:
+            pytest.fail(f"prefect server did not start: {(tmp_path / 'server.log').read_text()}")
+        yield env
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        log.close()
+
+
+def flow_runs(api: str, deployment: str) -> list[dict[str, Any]]:
+    flow_name, name = deployment.split("/")
+    response = httpx.post(
+        f"{api}/deployments/filter",
+        json={"deployments": {"name": {"any_": [name]}}},
+        timeout=10,
+    )
+    [found] = [d for d in response.json() if d["name"] == name]
+    runs = httpx.post(
+        f"{api}/flow_runs/filter",
+        json={"flow_runs": {"deployment_id": {"any_": [found["id"]]}}},
+        timeout=10,
+    ).json()
+    return [run for run in runs if run["state_type"] != "SCHEDULED"]
+
+
+def wait_for(api: str, deployment: str, seconds: float = 240) -> dict[str, Any]:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        runs = flow_runs(api, deployment)
+        if runs and runs[0]["state_type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
+            return runs[0]
+        time.sleep(1)
+    pytest.fail(f"{deployment} did not finish within {seconds} s: {flow_runs(api, deployment)}")
+
+
+def test_both_deployments_run_on_a_process_worker(server, tmp_path, hand_models):
+    env = server | {
+        "HUBSHARE_DATA_DIR": str(tmp_path / "data"),
+        "HUBSHARE_MAPPING": str(HAND_MAPPING),
+        "HUBSHARE_PAGE_SIZE": "3",
+    }
+    api = env["PREFECT_API_URL"]
+    prefect("work-pool", "create", "hubshare", "--type", "process", env=env)
+    deployed = prefect(
+        "--no-prompt", "deploy", "--all", "--prefect-file", "deployments/prefect.yaml", env=env
+    )
+    assert "daily/hubshare-daily" in deployed and "backfill/hubshare-backfill" in deployed
+
+    with FakeHub(hand_models) as hub:
+        worker_log = (tmp_path / "worker.log").open("w")
+        worker = subprocess.Popen(  # noqa: S603 - started from the repository root, as documented
+            [PREFECT, "worker", "start", "--pool", "hubshare"],
+            cwd=PROJECT_ROOT,
+            env=env | {"HF_ENDPOINT": hub.url},
+            stdout=worker_log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            prefect(
+                "deployment", "run", "daily/hubshare-daily",
+                "--param", f"run_date={DAY}", "--param", "backdate=true", env=env,
+            )  # fmt: skip
+            daily = wait_for(api, "daily/hubshare-daily")
+            prefect(
+                "deployment", "run", "backfill/hubshare-backfill",
+                "--param", f"start={DAY}", "--param", f"end={DAY}", "--param", "force=true",
+                env=env,
+            )  # fmt: skip
+            backfill = wait_for(api, "backfill/hubshare-backfill")
+        finally:
+            worker.terminate()
+            worker.wait(timeout=60)
+            worker_log.close()
+    log = (tmp_path / "worker.log").read_text()
+    assert daily["state_type"] == "COMPLETED", log
+    assert daily["name"] == f"daily-{DAY}"
+    assert backfill["state_type"] == "COMPLETED", log
+    # The backfill published version 2 of the date from the stored snapshot.
+    runs = subprocess.run(  # noqa: S603
+        [sys.executable, "-m", "hubshare.cli", "runs", "--date", DAY, "--format", "json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+        cwd=tmp_path,
+    ).stdout
+    assert '"version": 2' in runs and '"status": "published"' in runs
+
+
+def test_hubshare_serve_runs_both_deployments_in_one_process(server, tmp_path, hand_models):
+    env = server | {
+        "HUBSHARE_DATA_DIR": str(tmp_path / "data"),
+        "HUBSHARE_MAPPING": str(HAND_MAPPING),
+        "HUBSHARE_PAGE_SIZE": "3",
+    }
+    api = env["PREFECT_API_URL"]
+    with FakeHub(hand_models) as hub:
+        serve_log = (tmp_path / "serve.log").open("w")
+        serving = subprocess.Popen(  # noqa: S603 - the documented command, from anywhere
+            [sys.executable, "-m", "hubshare.cli", "serve"],
+            cwd=tmp_path,
+            env=env | {"HF_ENDPOINT": hub.url},
+            stdout=serve_log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + 90
+            while time.monotonic() < deadline:
+                names = {
+                    d["name"]
+                    for d in httpx.post(f"{api}/deployments/filter", json={}, timeout=10).json()
+                }
+                if {"hubshare-daily", "hubshare-backfill"} <= names:
+                    break
+                time.sleep(1)
+            prefect(
+                "deployment", "run", "daily/hubshare-daily",
+                "--param", f"run_date={DAY}", "--param", "backdate=true", env=env,
+            )  # fmt: skip
+            daily = wait_for(api, "daily/hubshare-daily")
+            prefect(
+                "deployment", "run", "backfill/hubshare-backfill",
+                "--param", f"start={DAY}", "--param", f"end={DAY}", "--param", "force=true",
+                env=env,
+            )  # fmt: skip
+            backfill = wait_for(api, "backfill/hubshare-backfill")
+        finally:
+            serving.terminate()
+            serving.wait(timeout=60)
+            serve_log.close()
+    log = (tmp_path / "serve.log").read_text()
+    assert (daily["state_type"], backfill["state_type"]) == ("COMPLETED", "COMPLETED"), log
+    schedules = httpx.post(f"{api}/deployments/filter", json={}, timeout=10).json()
+    [served] = [d for d in schedules if d["name"] == "hubshare-daily"]
+    assert [s["schedule"]["cron"] for s in served["schedules"]] == ["30 2 * * *"]
