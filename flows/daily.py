@@ -224,8 +224,13 @@ def quality_task(run_id: str, run_date: date) -> dict[str, Any]:
     report = QualityReport(gate.checks + definition_sums(country_share))
     _write(report.to_frame(), folder, "quality")
     create_table_artifact(
-        key="daily-quality",
-        table=report.to_frame().with_columns(pl.col("success").cast(pl.String)).to_dicts(),
+        key=f"daily-quality-{run_date}",
+        # Failed checks first: they are why a run was rejected.
+        table=report.to_frame()
+        .with_row_index("check_no", offset=1)
+        .sort("success", "check_no")
+        .with_columns(pl.col("success").cast(pl.String))
+        .to_dicts(),
         description=f"Quality gate for {run_date} (run {run_id}): {report.summary()}",
     )
     return {
@@ -268,12 +273,22 @@ def explain_task(run_date: date) -> str | None:
         logger.warning("Could not explain the change since %s: %s", previous, err)
         return None
     markdown = explain_markdown(changes, previous, run_date)
-    create_markdown_artifact(
-        key="daily-explain",
-        markdown=markdown,
-        description=f"Why the shares moved from {previous} to {run_date}",
+    keys = [f"daily-explain-{run_date}"] + (
+        ["daily-explain"] if is_latest_published(settings, run_date) else []
     )
+    for key in keys:
+        create_markdown_artifact(
+            key=key,
+            markdown=markdown,
+            description=f"Why the shares moved from {previous} to {run_date}",
+        )
     return markdown
+
+
+def is_latest_published(settings: Settings, day: date) -> bool:
+    """Whether `day` is the latest published date (a backfill of an older date is not)."""
+    engine = warehouse_engine(settings.resolved_warehouse_url)
+    return previous_published_date(engine, date.max) == day
 
 
 def share_table_markdown(country_share: pl.DataFrame, title: str, top: int = 15) -> str:
@@ -460,24 +475,30 @@ def daily(run_date: date | None = None, backdate: bool = False) -> dict[str, Any
     loaded = LoadResult(
         **load_task(asdict(record), gate["success"], None if gate["success"] else gate["summary"])
     )
+    is_latest = is_latest_published(settings, day)
     folder = run_dir(settings, run_id)
     (folder / "run.json").write_bytes(
         orjson.dumps(asdict(record) | asdict(loaded), option=orjson.OPT_INDENT_2, default=str)
     )
 
     status = "published" if gate["success"] else "REJECTED by the quality gate"
-    create_markdown_artifact(
-        key="daily-shares",
-        markdown=share_table_markdown(
+    markdown = (
+        share_table_markdown(
             headline_shares(_read(folder, "country_share")),
             f"Download share by developer country, {day} (v{loaded.version}, {status})",
         )
         + concentration_markdown(_read(folder, "concentration"))
         + f"\n\nRun `{run_id}` · {record.row_count:,} public models · "
         f"{record.total_downloads:,} downloads (30 days) · raw `{record.raw_sha256[:12]}` · "
-        f"mapping `{record.mapping_sha256[:12]}` · shares `{record.shares_sha256[:12]}`",
-        description=f"Shares for {day}, version {loaded.version}",
+        f"mapping `{record.mapping_sha256[:12]}` · shares `{record.shares_sha256[:12]}`"
     )
+    # One key per date (its history is every version of the date); the bare key follows only
+    # what is published, so "latest" never shows a rejected table or an older backfilled date.
+    keys = [f"daily-shares-{day}"] + (["daily-shares"] if gate["success"] and is_latest else [])
+    for key in keys:
+        create_markdown_artifact(
+            key=key, markdown=markdown, description=f"Shares for {day}, version {loaded.version}"
+        )
     if not gate["success"]:
         raise GateFailedError(
             f"{day} run {run_id} (version {loaded.version}) was rejected by the quality gate and "

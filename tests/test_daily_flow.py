@@ -4,6 +4,7 @@ loading SQLite and PostgreSQL warehouses."""
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -158,7 +159,9 @@ def test_flow_run_name_and_artifacts(hub, env, monkeypatch):
             run = next(r for r in runs if str(r.id) == outcome_flow_run_id())
             artifacts = await client.read_artifacts(
                 artifact_filter=ArtifactFilter(
-                    key=ArtifactFilterKey(any_=["daily-shares", "daily-quality"])
+                    key=ArtifactFilterKey(
+                        any_=["daily-shares", f"daily-shares-{DAY}", f"daily-quality-{DAY}"]
+                    )
                 )
             )
             return run.name, [a for a in artifacts if a.flow_run_id == run.id]
@@ -170,7 +173,39 @@ def test_flow_run_name_and_artifacts(hub, env, monkeypatch):
     name, artifacts = asyncio.run(read())
     assert name == f"daily-{DAY}"
     by_key = {artifact.key: artifact for artifact in artifacts}
-    assert set(by_key) == {"daily-shares", "daily-quality"}
+    assert set(by_key) == {"daily-shares", f"daily-shares-{DAY}", f"daily-quality-{DAY}"}
+    assert by_key["daily-shares"].data == by_key[f"daily-shares-{DAY}"].data
     # No contested rows in the hand mapping: the range only adds the UNKNOWN downloads (5.32 %).
     assert "| CN | 49.83% (49.83%–55.15%) | 69.90% (69.90%–69.90%) |" in by_key["daily-shares"].data
-    assert by_key["daily-quality"].type == "table"
+    assert by_key[f"daily-quality-{DAY}"].type == "table"
+
+
+def test_a_rejected_run_keeps_latest_artifacts_and_lists_failed_checks_first(hub, env, monkeypatch):
+    from prefect import get_client
+    from prefect.client.schemas.filters import (
+        ArtifactCollectionFilter,
+        ArtifactCollectionFilterKey,
+    )
+
+    run_daily()  # published: the latest artifacts show it
+
+    async def latest(key: str) -> Any:
+        async with get_client() as client:
+            found = await client.read_latest_artifacts(
+                artifact_filter=ArtifactCollectionFilter(
+                    key=ArtifactCollectionFilterKey(any_=[key])
+                )
+            )
+            return found[0]
+
+    published = asyncio.run(latest("daily-shares"))
+    monkeypatch.setenv("HUBSHARE_MAX_UNKNOWN_SHARE", "0.01")
+    with pytest.raises(GateFailedError):
+        run_daily()
+    assert asyncio.run(latest("daily-shares")).latest_id == published.latest_id  # not rejected
+    rejected = asyncio.run(latest(f"daily-shares-{DAY}"))
+    assert "v2, REJECTED by the quality gate" in rejected.data
+    data = asyncio.run(latest(f"daily-quality-{DAY}")).data
+    quality = json.loads(data) if isinstance(data, str) else data
+    assert [row["success"] for row in quality[:2]] == ["false", "true"]  # the failure on top
+    assert quality[0]["observed"].startswith("UNKNOWN share 0.0531")
