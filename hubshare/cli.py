@@ -454,6 +454,21 @@ def db_upgrade() -> None:
     )
 
 
+@db_app.command("grant-reader")
+def db_grant_reader(
+    role: Annotated[str, typer.Argument(help="PostgreSQL role to create or update.")],
+) -> None:
+    """Create or update a PostgreSQL role that can read the BI views (and nothing else), for a
+    BI tool; its grants survive upgrades. Set its password with ALTER ROLE as usual."""
+    from tasks.migrate import grant_reader
+
+    try:
+        objects = grant_reader(_engine(), role)
+    except HubshareError as err:
+        raise _fail(err) from None
+    stderr.print(f"role {role} may read: {', '.join(objects)}", highlight=False, markup=False)
+
+
 mapping_app = typer.Typer(
     help="Check and compare the org-to-country mapping.", no_args_is_help=True
 )

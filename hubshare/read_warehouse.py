@@ -37,7 +37,7 @@ def published_shares(
     where = (
         "snapshot_date = :day"
         if snapshot_date
-        else "snapshot_date = (SELECT MAX(snapshot_date) FROM published_run)"
+        else "snapshot_date = (SELECT MAX(snapshot_date) FROM published_country_share)"
     )
     frame = _query(
         engine,
@@ -92,15 +92,13 @@ RUN_COLUMNS = (
 
 
 def list_runs(engine: Engine, snapshot_date: date | None) -> pl.DataFrame:
-    where = "WHERE r.snapshot_date = :day" if snapshot_date else ""
-    columns = ", ".join(f"r.{name}" for name in RUN_COLUMNS if name != "published")
+    where = "WHERE snapshot_date = :day" if snapshot_date else ""
     frame = _query(
         engine,
         f"""
-        SELECT {columns}, CASE WHEN p.run_id IS NULL THEN 0 ELSE 1 END AS published
-        FROM etl_run r LEFT JOIN published_run p ON p.run_id = r.run_id
+        SELECT {", ".join(RUN_COLUMNS)} FROM run_history
         {where}
-        ORDER BY r.snapshot_date, r.version""",  # noqa: S608 - fixed fragments only
+        ORDER BY snapshot_date, version""",  # noqa: S608 - fixed fragments only
         {"day": snapshot_date},
     )
     return (

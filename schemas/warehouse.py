@@ -245,6 +245,42 @@ class QualityResult(SQLModel, table=True):
     expected: str = Field(sa_column=_c(Text, "Bound the check enforces", nullable=False))
 
 
+#: Comments of the columns that several tables share, applied where a column has none of its own,
+#: so that every column a BI tool shows is described.
+SHARED_COLUMN_COMMENTS: dict[str, str] = {
+    "run_id": "Run that produced the row (etl_run.run_id)",
+    "snapshot_date": "Date of the raw snapshot",
+    "definition": "downloads_30d | window_7d | window_30d | window_365d",
+    "cohort": "all | first_year",
+    "attribution": "uploader | origin",
+    "bucket": "ISO alpha-2 | INTL | UNKNOWN",
+    "org": "Hub namespace (organisation or person), as the mapping or the Hub spells it",
+    "model_oid": "Hub _id (stable across renames)",
+    "likes": "Hub likes",
+    "pipeline_tag": "Hub pipeline tag (task), when declared",
+    "library_name": "Hub library name, when declared",
+    "origin_org": "Organisation the model's downloads go to in the origin view",
+    "origin_bucket": "Origin view: alpha-2 | INTL | UNKNOWN",
+    "check_no": "Order of the check in the gate",
+    "suite": "Expectation suite (schemas/expectations/) and the frame it ran on",
+    "expectation": "great_expectations expectation type",
+    "column_name": "Column the check reads (null for table-level checks)",
+    "success": "Whether the check passed",
+}
+
+
+def _describe_shared_columns() -> None:
+    for table in SQLModel.metadata.tables.values():
+        for column in table.columns:
+            if not column.comment and column.name in SHARED_COLUMN_COMMENTS:
+                column.comment = SHARED_COLUMN_COMMENTS[column.name]
+    published_run = SQLModel.metadata.tables["published_run"]
+    published_run.c.run_id.comment = "The run analysts read for this date (etl_run.run_id)"
+
+
+_describe_shared_columns()
+
+
 #: BI views: the published run of each date, with its date and version next to the figures.
 VIEWS: dict[str, str] = {
     "published_country_share": """
@@ -270,6 +306,13 @@ VIEWS: dict[str, str] = {
         FROM concentration c
         JOIN published_run p ON p.run_id = c.run_id
         JOIN etl_run r ON r.run_id = c.run_id""",
+    "run_history": """
+        SELECT r.run_id, r.snapshot_date, r.version, r.status, r.status_reason,
+               CASE WHEN p.run_id IS NULL THEN 0 ELSE 1 END AS published,
+               r.raw_sha256, r.mapping_sha256, r.shares_sha256, r.code_version, r.row_count,
+               r.total_downloads, r.quality_failures, r.flow_run_id, r.started_at, r.finished_at
+        FROM etl_run r
+        LEFT JOIN published_run p ON p.run_id = r.run_id""",
     "latest_country_share": """
         SELECT r.snapshot_date, r.version, r.run_id, s.definition, s.cohort, s.attribution,
                s.bucket AS country, s.downloads, s.share, s.share_low, s.share_high
@@ -287,7 +330,27 @@ VIEW_COMMENTS: dict[str, str] = {
     "published_concentration": "HHI, Gini and top-10 share over organisations of the published "
     "run of each snapshot date",
     "latest_country_share": "published_country_share for the latest published snapshot date",
+    "run_history": "Every run (published, rejected, failed or crashed), with its checksums and "
+    "whether it is the published run of its date",
 }
+
+#: Comments of view columns that are not a table column of the same name.
+VIEW_COLUMN_COMMENTS: dict[str, str] = {
+    "country": "ISO alpha-2 | INTL | UNKNOWN (the bucket)",
+    "published": "1 if this run is the published run of its date, else 0",
+    "version": "1 for the first run of the date, then n+1",
+}
+
+
+def view_column_comment(column: str) -> str | None:
+    """A view column's comment: its own, or that of the table column it shows."""
+    if column in VIEW_COLUMN_COMMENTS:
+        return VIEW_COLUMN_COMMENTS[column]
+    for table in ("country_share", "org_share", "concentration", "model_fact", "etl_run"):
+        found = SQLModel.metadata.tables[table].c.get(column)
+        if found is not None and found.comment:
+            return str(found.comment)
+    return None
 
 
 def view_comment(name: str) -> str:
@@ -314,3 +377,14 @@ class ViewDefinition(SQLModel, table=True):
 def metadata() -> MetaData:
     """Every table of the warehouse (what alembic migrations must reproduce)."""
     return SQLModel.metadata
+
+
+class ReaderRole(SQLModel, table=True):
+    """Roles `hubshare db grant-reader` made readers; their grants are renewed whenever views are
+    recreated."""
+
+    __tablename__ = "reader_role"
+    __table_args__ = ({"comment": "Internal: PostgreSQL roles that may read the BI views"},)
+
+    role_name: str = Field(primary_key=True, max_length=63, sa_column_kwargs={"comment": "Role"})
+    granted_at: datetime = Field(sa_column=_ts("When the role was last granted"))

@@ -8,6 +8,7 @@ warehouse that is missing or behind is an error that says which command fixes it
 
 from __future__ import annotations
 
+import re
 from functools import cache
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from hubshare.errors import WarehouseError
 from hubshare.provenance import sha256_bytes
-from schemas.warehouse import VIEWS, view_comment
+from schemas.warehouse import VIEWS, view_column_comment, view_comment
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "schemas" / "migrations"
 #: The first release's tables, without alembic: such a warehouse is stamped at this revision.
@@ -108,7 +109,7 @@ def refresh_views(connection: Connection) -> list[str]:
         connection.execute(text(f"DROP VIEW IF EXISTS {name}"))
         connection.execute(text(f"CREATE VIEW {name} AS {select}"))
         if connection.dialect.name == "postgresql":
-            connection.execute(text(f"COMMENT ON VIEW {name} IS {sql_literal(view_comment(name))}"))
+            describe_view(connection, name)
         connection.execute(
             text("DELETE FROM view_definition WHERE view_name = :name"), {"name": name}
         )
@@ -117,7 +118,78 @@ def refresh_views(connection: Connection) -> list[str]:
             {"n": name, "d": digest},
         )
         replaced.append(name)
+    if replaced and connection.dialect.name == "postgresql":
+        renew_reader_grants(connection)  # a recreated view has lost its grants
     return replaced
+
+
+def describe_view(connection: Connection, name: str) -> None:
+    """COMMENT ON the view and on each of its columns (PostgreSQL), for BI tools."""
+    connection.execute(text(f"COMMENT ON VIEW {name} IS {sql_literal(view_comment(name))}"))
+    for column in inspect(connection).get_columns(name):
+        comment = view_column_comment(column["name"])
+        if comment:
+            connection.execute(
+                text(f"COMMENT ON COLUMN {name}.{column['name']} IS {sql_literal(comment)}")
+            )
+
+
+#: What a reader role may SELECT: the BI views, and the schema revision (so that the read
+#: commands can check it).
+READER_OBJECTS = (*VIEWS, "alembic_version")
+_ROLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+def _grant(connection: Connection, role: str) -> None:
+    quoted = connection.dialect.identifier_preparer.quote(role)
+    connection.execute(text(f"REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {quoted}"))
+    connection.execute(text(f"GRANT USAGE ON SCHEMA public TO {quoted}"))
+    for name in READER_OBJECTS:
+        connection.execute(text(f"GRANT SELECT ON {name} TO {quoted}"))
+
+
+def renew_reader_grants(connection: Connection) -> None:
+    for (role,) in connection.execute(text("SELECT role_name FROM reader_role")).all():
+        _grant(connection, role)
+
+
+def grant_reader(engine: Engine, role: str) -> list[str]:
+    """Create (or update) a PostgreSQL role that can read the BI views and nothing else; its
+    grants are renewed whenever an upgrade recreates a view. Returns what it may read."""
+    if engine.dialect.name != "postgresql":
+        raise WarehouseError(
+            f"grant-reader needs a PostgreSQL warehouse; {_redacted(engine)} has no roles "
+            "(share the SQLite file read-only instead)"
+        )
+    if not _ROLE_NAME.match(role):
+        raise WarehouseError(
+            f"role {role!r}: use lower-case letters, digits and underscores (at most 63)"
+        )
+    upgrade_warehouse(engine)
+    try:
+        with engine.begin() as connection:
+            quoted = connection.dialect.identifier_preparer.quote(role)
+            exists = connection.execute(
+                text("SELECT 1 FROM pg_roles WHERE rolname = :role"), {"role": role}
+            ).first()
+            if exists is None:
+                connection.execute(text(f"CREATE ROLE {quoted} LOGIN"))
+            database = connection.execute(text("SELECT current_database()")).scalar_one()
+            connection.execute(
+                text(
+                    "GRANT CONNECT ON DATABASE "
+                    f"{connection.dialect.identifier_preparer.quote(database)} TO {quoted}"
+                )
+            )
+            _grant(connection, role)
+            connection.execute(text("DELETE FROM reader_role WHERE role_name = :r"), {"r": role})
+            connection.execute(
+                text("INSERT INTO reader_role (role_name, granted_at) VALUES (:r, now())"),
+                {"r": role},
+            )
+    except SQLAlchemyError as err:
+        raise WarehouseError(f"warehouse {_redacted(engine)}: {_first_line(err)}") from None
+    return list(READER_OBJECTS)
 
 
 def sql_literal(value: str) -> str:
