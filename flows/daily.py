@@ -13,11 +13,17 @@ from dataclasses import asdict
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import orjson
 import polars as pl
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.artifacts import (
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
 from prefect.client.schemas.objects import FlowRun, State, TaskRun
 from prefect.runtime import flow_run
 from prefect.tasks import Task
@@ -29,7 +35,13 @@ from schemas.warehouse import FACT_TABLES
 from tasks.alert import post_alert
 from tasks.enrich import attribute_origin, attribute_uploader
 from tasks.explain import explain_markdown, explain_shares, previous_published_date
-from tasks.extract import extract_snapshot, public_endpoint, read_snapshot, stored_snapshot
+from tasks.extract import (
+    CrawlState,
+    extract_snapshot,
+    public_endpoint,
+    read_snapshot,
+    stored_snapshot,
+)
 from tasks.load import (
     CRASHED,
     FAILED,
@@ -70,15 +82,72 @@ def _read(folder: Path, name: str) -> pl.DataFrame:
 
 
 def _is_transient(task: Task[Any, Any], task_run: TaskRun, state: State[Any]) -> bool:
-    """Retry a crawl only for failures that may pass (network, 429/5xx beyond the HTTP retries):
-    the retry resumes from the last stored page."""
-    return isinstance(state.data, TransientExtractError)
+    """Retry a crawl only for failures that may pass (network, 429/5xx beyond the HTTP retries)
+    and only if the attempt stored pages: the retry resumes from the last stored page, while a
+    Hub that never answered fails the run now (and alerts) rather than in ten minutes."""
+    error = state.data
+    return isinstance(error, TransientExtractError) and error.pages_fetched > 0
+
+
+class CrawlProgress:
+    """The crawl made visible in the Prefect UI: a progress artifact updated as pages arrive
+    (the expected page count is estimated from the last publication) and a log line per page
+    in the run's logs."""
+
+    def __init__(self, run_date: date, settings: Settings) -> None:
+        previous = previous_row_count(warehouse_engine(settings.resolved_warehouse_url), run_date)
+        self.expected_pages = -(-previous // settings.page_size) if previous else None
+        self.run_date = run_date
+        self.models = 0
+        self.artifact_id: UUID | None = None  # created with the first page: a stored snapshot
+        self.logger = get_run_logger()  # needs no crawl, and no artifact
+
+    def _artifact(self) -> UUID:
+        if self.artifact_id is None:
+            expected = (
+                f"about {self.expected_pages:,} pages expected"
+                if self.expected_pages
+                else "no earlier publication to estimate its length"
+            )
+            created = create_progress_artifact(
+                progress=0.0,
+                key=f"crawl-{self.run_date}",
+                description=f"Crawl of {self.run_date}: {expected}",
+            )
+            assert isinstance(created, UUID)
+            self.artifact_id = created
+        return self.artifact_id
+
+    def __call__(self, state: CrawlState, models: int) -> None:
+        self.models += models
+        if state.done:
+            progress = 100.0
+        elif self.expected_pages:
+            progress = min(99.0, 100.0 * state.pages / self.expected_pages)
+        else:
+            progress = 0.0
+        update_progress_artifact(
+            self._artifact(),
+            progress=progress,
+            description=f"{state.pages:,} pages, {self.models:,} models this attempt, "
+            f"{state.retries} retries" + (" (done)" if state.done else ""),
+        )
+        self.logger.info(
+            "Page %d stored: %d models (%d requests, %d retries so far)%s",
+            state.pages,
+            models,
+            state.requests,
+            state.retries,
+            " - last page" if state.done else "",
+        )
 
 
 @task(name="extract-snapshot", retries=2, retry_delay_seconds=60, retry_condition_fn=_is_transient)
 def extract_task(run_date: date, backdate: bool) -> dict[str, Any]:
     settings = get_settings()
-    manifest = extract_snapshot(run_date, settings, allow_backdated=backdate)
+    manifest = extract_snapshot(
+        run_date, settings, allow_backdated=backdate, on_page=CrawlProgress(run_date, settings)
+    )
     get_run_logger().info(
         "Snapshot %s: %d public models from %d pages (%d retries, %d duplicates and %d private "
         "dropped), sha256 %s",

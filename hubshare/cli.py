@@ -137,9 +137,12 @@ def run(
     ] = False,
 ) -> None:
     """Run the daily flow. Exit 0 only if the run was published."""
+    from hubshare.progress import crawl_progress
+
     run_date = _parse_date(date_)
     try:
-        outcome = _run_daily(run_date, backdate)
+        with crawl_progress(stderr):
+            outcome = _run_daily(run_date, backdate)
     except HubshareError as err:
         raise _fail(err) from None
     stderr.print(

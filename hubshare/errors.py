@@ -10,7 +10,10 @@ class ExtractError(HubshareError):
 
 
 class TransientExtractError(ExtractError):
-    """A failure worth retrying later: the crawl resumes from its last stored page."""
+    """A failure worth retrying later: the crawl resumes from its last stored page.
+    `pages_fetched` counts the pages this attempt stored before it failed."""
+
+    pages_fetched: int = 0
 
 
 class MalformedPageError(ExtractError):

@@ -25,13 +25,17 @@ class Settings(BaseSettings):
 
     # Crawl.
     page_size: int = Field(default=1000, ge=1, le=1000, alias="HUBSHARE_PAGE_SIZE")
-    http_max_retries: int = Field(default=8, ge=0, alias="HUBSHARE_HTTP_MAX_RETRIES")
+    # Defaults: an unreachable Hub fails the run in about half a minute of backoff (1+2+4+8+16 s;
+    # docs/operations.md), long enough for a blip, short enough to alert; 429s wait what the
+    # Hub's RateLimit/Retry-After headers say.
+    http_max_retries: int = Field(default=5, ge=0, alias="HUBSHARE_HTTP_MAX_RETRIES")
     http_base_wait: float = Field(default=1.0, ge=0, alias="HUBSHARE_HTTP_BASE_WAIT")
-    http_max_wait: float = Field(default=60.0, ge=0, alias="HUBSHARE_HTTP_MAX_WAIT")
-    http_connect_timeout: float = Field(default=30.0, gt=0, alias="HUBSHARE_HTTP_CONNECT_TIMEOUT")
-    http_read_timeout: float = Field(default=120.0, gt=0, alias="HUBSHARE_HTTP_READ_TIMEOUT")
+    http_max_wait: float = Field(default=30.0, ge=0, alias="HUBSHARE_HTTP_MAX_WAIT")
+    http_connect_timeout: float = Field(default=10.0, gt=0, alias="HUBSHARE_HTTP_CONNECT_TIMEOUT")
+    http_read_timeout: float = Field(default=60.0, gt=0, alias="HUBSHARE_HTTP_READ_TIMEOUT")
 
-    # Prefect task retries of the whole crawl after the HTTP retries gave up (it resumes).
+    # Prefect task retries of the whole crawl after the HTTP retries gave up (it resumes); only
+    # for an attempt that stored pages: a Hub dead from the start fails the run at once.
     extract_task_retries: int = Field(default=2, ge=0, alias="HUBSHARE_EXTRACT_TASK_RETRIES")
     extract_task_retry_delay: float = Field(
         default=60.0, ge=0, alias="HUBSHARE_EXTRACT_TASK_RETRY_DELAY"

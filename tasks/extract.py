@@ -214,9 +214,16 @@ def _check_page(body: bytes, page_no: int, url: str) -> int:
     return len(items)
 
 
-def crawl_pages(snapshot_date: date, settings: Settings) -> CrawlState:
+#: Called after each stored page with the crawl state and the page's model count.
+PageCallback = Callable[["CrawlState", int], None]
+
+
+def crawl_pages(
+    snapshot_date: date, settings: Settings, on_page: PageCallback | None = None
+) -> CrawlState:
     """Fetch every listing page for `snapshot_date` into `raw/<date>/pages/`, resuming if asked
-    again after an interruption. Returns the final crawl state."""
+    again after an interruption. Returns the final crawl state. A transient failure reports how
+    many pages this attempt stored (`TransientExtractError.pages_fetched`)."""
     pages_dir = _pages_dir(settings.raw_dir, snapshot_date)
     state_path = pages_dir / STATE_FILE
     endpoint = settings.hf_endpoint
@@ -238,6 +245,7 @@ def crawl_pages(snapshot_date: date, settings: Settings) -> CrawlState:
     )
     counter = _AttemptCounter()
     set_client_factory(_client_factory(settings, counter))
+    pages_before = state.pages
     try:
         while state.next_url is not None:
             url = state.next_url
@@ -256,8 +264,17 @@ def crawl_pages(snapshot_date: date, settings: Settings) -> CrawlState:
                 state.finished_at = _now().isoformat()
             state.save(state_path)
             log.info(
-                "Page %d: %d models%s", page_no, count, "" if state.next_url else " (last page)"
+                "Page %d: %d models%s",
+                page_no,
+                count,
+                "" if state.next_url else " (last page)",
+                extra={"crawl_page": page_no, "crawl_models": count, "crawl_done": state.done},
             )
+            if on_page is not None:
+                on_page(state, count)
+    except TransientExtractError as err:
+        err.pages_fetched = state.pages - pages_before
+        raise
     finally:
         # Hand the process its default client back (this closes ours).
         set_client_factory(default_client_factory)
@@ -429,7 +446,11 @@ def stored_snapshot(snapshot_date: date, settings: Settings) -> SnapshotManifest
 
 
 def extract_snapshot(
-    snapshot_date: date, settings: Settings, *, allow_backdated: bool = False
+    snapshot_date: date,
+    settings: Settings,
+    *,
+    allow_backdated: bool = False,
+    on_page: PageCallback | None = None,
 ) -> SnapshotManifest:
     """The raw snapshot of `snapshot_date`: the stored one if it exists (snapshots are immutable),
     otherwise crawl the Hub now (resuming an interrupted crawl) and build it."""
@@ -449,7 +470,7 @@ def extract_snapshot(
             f"now would record {today}'s counters. Run without --date (today, UTC), or pass "
             f"--backdate to label today's crawl as {snapshot_date} on purpose"
         )
-    state = crawl_pages(snapshot_date, settings)
+    state = crawl_pages(snapshot_date, settings, on_page)
     return build_snapshot(snapshot_date, settings, state)
 
 
