@@ -54,6 +54,7 @@ from tasks.load import (
 )
 from tasks.mapping import archive_mapping, contested_rows, load_mapping
 from tasks.quality import GateThresholds, QualityCheck, QualityReport, check_quality
+from tasks.report import write_report
 from tasks.shares import DEFINITION, compute_all_shares, share_table_sha256
 from tasks.windows import STANDARD_WINDOWS
 
@@ -354,6 +355,27 @@ def explain_task(run_date: date) -> str | None:
     return markdown
 
 
+@task(name="write-report")
+def report_task(run_date: date) -> str | None:
+    """Refresh `<data dir>/reports/hubshare-report.html` (every published date) and point the
+    `daily-report` artifact at it. Informative only: a failure here is a warning."""
+    settings = get_settings()
+    out = settings.data_dir.resolve() / "reports" / "hubshare-report.html"
+    try:
+        write_report(warehouse_engine(settings.resolved_warehouse_url), out)
+    except HubshareError as err:
+        get_run_logger().warning("Could not write the report: %s", err)
+        return None
+    create_markdown_artifact(
+        key=f"daily-report-{run_date}",
+        markdown=f"# hubshare report\n\nShares over time in both views with their range, "
+        f"the latest table, coverage and provenance, up to {run_date}: `{out}` "
+        "(one self-contained HTML file; `hubshare report --out PATH` writes another).",
+        description=f"Report refreshed by the run of {run_date}",
+    )
+    return str(out)
+
+
 def is_latest_published(settings: Settings, day: date) -> bool:
     """Whether `day` is the latest published date (a backfill of an older date is not)."""
     engine = warehouse_engine(settings.resolved_warehouse_url)
@@ -575,4 +597,5 @@ def daily(run_date: date | None = None, backdate: bool = False) -> dict[str, Any
         )
     logger.info("Published %s version %d (run %s)", day, loaded.version, run_id)
     explain_task(day)
+    report_task(day)
     return asdict(loaded) | {"shares_sha256": record.shares_sha256, "raw_sha256": record.raw_sha256}

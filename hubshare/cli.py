@@ -436,6 +436,28 @@ def serve_() -> None:
         raise _fail(err) from None
 
 
+@app.command()
+def report(
+    out: Annotated[Path, typer.Option(help="Where to write the HTML file.")] = Path(
+        "hubshare-report.html"
+    ),
+    from_: Annotated[
+        str | None, typer.Option("--from", help="First date, YYYY-MM-DD (default: all).")
+    ] = None,
+    to: Annotated[str | None, typer.Option("--to", help="Last date, YYYY-MM-DD.")] = None,
+) -> None:
+    """One self-contained HTML report: shares over time in both views with their range, the
+    latest table, coverage and the provenance of every published run. Works offline."""
+    from tasks.report import write_report
+
+    start, end = _parse_date(from_), _parse_date(to)
+    try:
+        written = write_report(_engine(), out, start, end)
+    except HubshareError as err:
+        raise _fail(err) from None
+    stderr.print(f"Wrote {written}", highlight=False, markup=False)
+
+
 db_app = typer.Typer(help="Manage the warehouse schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 

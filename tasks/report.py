@@ -1,0 +1,272 @@
+"""Report: one self-contained HTML file (no script, font or image from the network) with each
+bucket's share over time in both views and its uncertainty band, the latest table, coverage and
+the provenance of every published run. It reads only the BI views, so a reader role can make it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from html import escape
+from pathlib import Path
+from typing import cast
+
+import polars as pl
+from sqlalchemy import Engine, text
+
+from hubshare.errors import WarehouseError
+from tasks.migrate import require_current
+
+TOP_BUCKETS = 6
+#: Colour-blind-safe palette (Okabe-Ito), one colour per bucket in the order of the latest shares.
+PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#999999")
+WIDTH, HEIGHT, PAD = 760, 300, 48
+
+
+@dataclass(frozen=True)
+class ReportData:
+    shares: pl.DataFrame  # snapshot_date, attribution, country, downloads, share, low, high
+    runs: pl.DataFrame  # the published runs: run_history columns
+
+
+def read_report_data(engine: Engine, start: date | None, end: date | None) -> ReportData:
+    require_current(engine)
+    where = "definition = 'downloads_30d' AND cohort = 'all'"
+    params: dict[str, object] = {}
+    if start is not None:
+        where += " AND snapshot_date >= :start"
+        params["start"] = start
+    if end is not None:
+        where += " AND snapshot_date <= :end"
+        params["end"] = end
+    with engine.connect() as connection:
+        shares = connection.execute(
+            text(
+                "SELECT snapshot_date, attribution, country, downloads, share, share_low, "
+                f"share_high FROM published_country_share WHERE {where} "  # noqa: S608
+                "ORDER BY snapshot_date, attribution, country"
+            ),
+            params,
+        ).all()
+        runs = connection.execute(
+            text(
+                "SELECT snapshot_date, version, run_id, row_count, total_downloads, raw_sha256, "
+                "mapping_sha256, shares_sha256, code_version, finished_at FROM run_history "
+                "WHERE published = 1 ORDER BY snapshot_date"
+            )
+        ).all()
+    if not shares:
+        raise WarehouseError(
+            "no published shares in the requested span: nothing to report (see `hubshare runs`)"
+        )
+    share_schema = {
+        "snapshot_date": pl.String,
+        "attribution": pl.String,
+        "country": pl.String,
+        "downloads": pl.Int64,
+        "share": pl.Float64,
+        "low": pl.Float64,
+        "high": pl.Float64,
+    }
+    frame = pl.DataFrame(
+        [tuple(map(_plain, row)) for row in shares], schema=share_schema, orient="row"
+    ).with_columns(pl.col("snapshot_date").str.slice(0, 10).str.to_date())
+    run_frame = pl.DataFrame(
+        [tuple(map(_plain, row)) for row in runs],
+        schema=[
+            "snapshot_date",
+            "version",
+            "run_id",
+            "row_count",
+            "total_downloads",
+            "raw_sha256",
+            "mapping_sha256",
+            "shares_sha256",
+            "code_version",
+            "finished_at",
+        ],
+        orient="row",
+    )
+    dates = frame["snapshot_date"].cast(pl.String).unique().to_list()
+    run_frame = run_frame.filter(
+        pl.col("snapshot_date").cast(pl.String).str.slice(0, 10).is_in(dates)
+    )
+    return ReportData(frame, run_frame)
+
+
+def _short(name: str, value: object) -> str:
+    """Checksums and run ids by their first 12 characters, like `hubshare runs`."""
+    shown = str(value)
+    return shown[:12] if name.endswith(("sha256", "run_id")) else shown
+
+
+def _plain(value: object) -> object:
+    return value.isoformat() if isinstance(value, date | datetime) else value
+
+
+def _chart(view: pl.DataFrame, buckets: list[str], title: str) -> str:
+    """An SVG line chart of each bucket's share over time, with its [low, high] band."""
+    dates = sorted(view["snapshot_date"].unique().to_list())
+    highs = view.filter(pl.col("country").is_in(buckets)).select(
+        pl.max_horizontal("share", pl.col("high").fill_null(0.0)).max()
+    )
+    top = max(0.05, float(highs.item() or 0.0))
+    span = max((dates[-1] - dates[0]).days, 1)
+
+    def x(day: date) -> float:
+        return PAD + (WIDTH - 2 * PAD) * ((day - dates[0]).days / span if len(dates) > 1 else 0.5)
+
+    def y(value: float) -> float:
+        return HEIGHT - PAD + (2 * PAD - HEIGHT) * (value / top)
+
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" '
+        f'role="img" aria-label="{escape(title)}">',
+        f'<text x="{PAD}" y="20" class="title">{escape(title)}</text>',
+    ]
+    for tick in range(5):
+        value = top * tick / 4
+        parts.append(
+            f'<line x1="{PAD}" x2="{WIDTH - PAD}" y1="{y(value):.1f}" y2="{y(value):.1f}" '
+            'class="grid"/>'
+            f'<text x="4" y="{y(value) + 4:.1f}" class="axis">{value:.0%}</text>'
+        )
+    bottom = HEIGHT - 10
+    parts.append(
+        f'<text x="{PAD}" y="{bottom}" class="axis">{dates[0]}</text>'
+        f'<text x="{WIDTH - PAD}" y="{bottom}" class="axis" text-anchor="end">{dates[-1]}</text>'
+    )
+    for index, bucket in enumerate(buckets):
+        colour = PALETTE[index % len(PALETTE)]
+        series = view.filter(pl.col("country") == bucket).sort("snapshot_date")
+        rows = series.select("snapshot_date", "share", "low", "high").rows()
+        if not rows:  # a bucket of the other view only (e.g. INTL has no origin downloads)
+            continue
+        band = [(d, lo, hi) for d, _, lo, hi in rows if lo is not None and hi is not None]
+        if band:
+            upper = " ".join(f"{x(d):.1f},{y(hi):.1f}" for d, _, hi in band)
+            lower = " ".join(f"{x(d):.1f},{y(lo):.1f}" for d, lo, _ in reversed(band))
+            parts.append(
+                f'<polygon points="{upper} {lower}" fill="{colour}" fill-opacity="0.15" '
+                f'data-bucket="{escape(bucket)}" class="band"/>'
+            )
+        line = " ".join(f"{x(d):.1f},{y(s):.1f}" for d, s, _, _ in rows)
+        parts.append(
+            f'<polyline points="{line}" fill="none" stroke="{colour}" stroke-width="2" '
+            f'data-bucket="{escape(bucket)}" class="line"/>'
+        )
+        for d, s, _, _ in rows:
+            parts.append(f'<circle cx="{x(d):.1f}" cy="{y(s):.1f}" r="2.5" fill="{colour}"/>')
+        legend_x = PAD + 10 + index * 110
+        parts.append(
+            f'<rect x="{legend_x}" y="30" width="10" height="10" fill="{colour}"/>'
+            f'<text x="{legend_x + 14}" y="39" class="legend">{escape(bucket)}</text>'
+        )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def render_report(data: ReportData, generated_at: datetime | None = None) -> str:
+    shares = data.shares
+    latest_day = cast(date, shares["snapshot_date"].max())
+    latest = shares.filter(pl.col("snapshot_date") == latest_day)
+    order = (
+        latest.filter(pl.col("attribution") == "uploader")
+        .sort(["share", "country"], descending=[True, False])["country"]
+        .to_list()
+    )
+    buckets = [b for b in order if b != "UNKNOWN"][:TOP_BUCKETS]
+    charts = "".join(
+        f"<figure>{_chart(shares.filter(pl.col('attribution') == view), buckets, label)}"
+        "<figcaption>Lines: the published share; bands: its range over the contested mapping "
+        "rows, the high end counting every UNKNOWN download as possibly the bucket's."
+        "</figcaption></figure>"
+        for view, label in (
+            ("uploader", "Uploader view: who uploaded the model"),
+            ("origin", "Origin view: who made the weights"),
+        )
+    )
+    wide = latest.pivot(on="attribution", index="country", values=["share", "low", "high"])
+    table_rows = []
+    for country in order + [c for c in wide["country"].to_list() if c not in order]:
+        row = wide.filter(pl.col("country") == country).row(0, named=True)
+        cells = [f"<td>{escape(country)}</td>"]
+        for view in ("uploader", "origin"):
+            share, low, high = (
+                row.get(f"share_{view}"),
+                row.get(f"low_{view}"),
+                row.get(f"high_{view}"),
+            )
+            cells.append(f"<td>{'' if share is None else f'{share:.2%}'}</td>")
+            band = "n/a" if low is None or high is None else f"{low:.1%}–{high:.1%}"
+            cells.append(f"<td>{band if share is not None else ''}</td>")
+        table_rows.append("<tr>" + "".join(cells) + "</tr>")
+    unknown = {
+        view: float(
+            latest.filter((pl.col("attribution") == view) & (pl.col("country") == "UNKNOWN"))[
+                "share"
+            ].sum()
+        )
+        for view in ("uploader", "origin")
+    }
+    runs = "".join(
+        "<tr>"
+        + "".join(
+            f"<td>{escape(_short(name, value))}</td>"
+            for name, value in row.items()
+            if name != "finished_at"
+        )
+        + "</tr>"
+        for row in data.runs.iter_rows(named=True)
+    )
+    generated = (generated_at or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M UTC")
+    first_day = cast(date, shares["snapshot_date"].min())
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<title>hubshare: download share by developer country, {first_day} to {latest_day}</title>
+<style>
+body {{ font: 14px/1.4 system-ui, sans-serif; margin: 2em auto; max-width: 820px; color: #222; }}
+h1 {{ font-size: 1.4em; }} h2 {{ font-size: 1.15em; margin-top: 1.6em; }}
+table {{ border-collapse: collapse; }} td, th {{ padding: 2px 10px; border-bottom: 1px solid #ddd;
+text-align: right; }} td:first-child, th:first-child {{ text-align: left; }}
+figure {{ margin: 1em 0; }} figcaption, .note {{ color: #555; font-size: 0.9em; }}
+.grid {{ stroke: #ddd; }} .axis, .legend {{ font-size: 11px; fill: #555; }}
+.title {{ font-size: 13px; font-weight: 600; }}
+</style></head><body>
+<h1>Which countries' developers do open-model downloads go to?</h1>
+<p class="note">Share of Hugging Face Hub downloads (the Hub's 30-day counter) by the developer's
+country, from {len(shares["snapshot_date"].unique())} published daily snapshots, {first_day} to
+{latest_day}. Generated {generated} by <code>hubshare report</code>.</p>
+<h2>Shares over time</h2>
+{charts}
+<h2>Latest: {latest_day}</h2>
+<table id="latest"><thead><tr><th>country</th><th>uploader view</th><th>range</th>
+<th>origin view</th><th>range</th></tr></thead><tbody>
+{"".join(table_rows)}
+</tbody></table>
+<h2>Coverage</h2>
+<p id="coverage">On {latest_day}, the mapping classifies {1 - unknown["uploader"]:.2%} of downloads
+in the uploader view and {1 - unknown["origin"]:.2%} in the origin view; the rest is
+<code>UNKNOWN</code> (an uploader not in the reference mapping, or an organisation whose country
+no source states).</p>
+<h2>Provenance</h2>
+<p class="note">Each published run, with the SHA-256 (first 12 hex digits) of its raw snapshot,
+mapping and share table; <code>hubshare reproduce RUN_ID</code> recomputes any of them.</p>
+<table id="runs"><thead><tr><th>date</th><th>version</th><th>run</th><th>models</th>
+<th>downloads</th><th>raw</th><th>mapping</th><th>shares</th><th>code</th></tr></thead><tbody>
+{runs}
+</tbody></table>
+</body></html>
+"""
+
+
+def write_report(
+    engine: Engine, out: Path, start: date | None = None, end: date | None = None
+) -> Path:
+    """Render the report into `out` (atomically: a reader never sees half a file)."""
+    html = render_report(read_report_data(engine, start, end))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(html, encoding="utf-8")
+    tmp.replace(out)
+    return out

@@ -1,0 +1,115 @@
+"""`hubshare report`: one self-contained HTML file with the shares over time in both views and
+their ranges, the latest table, coverage and provenance; and the daily run refreshes it."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hubshare.fakehub import FakeHub
+from tests.test_backfill import models_on
+from tests.test_cli import invoke
+
+pytestmark = [pytest.mark.flow, pytest.mark.usefixtures("prefect_harness")]
+DATES = [date(2024, 1, 1) + timedelta(weeks=n) for n in range(3)]
+
+
+class Parsed(HTMLParser):
+    """What a browser would load and show: tags with their attributes, table cells by table."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+        self.tables: dict[str, list[list[str]]] = {}
+        self._table: str | None = None
+        self._cell: list[str] | None = None
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, dict(attrs)))
+        if tag == "table":
+            self._table = dict(attrs).get("id") or ""
+            self.tables[self._table] = []
+        elif tag == "tr" and self._table is not None:
+            self.tables[self._table].append([])
+        elif tag == "td":
+            self._cell = []
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "td" and self._cell is not None and self._table is not None:
+            self.tables[self._table][-1].append("".join(self._cell))
+            self._cell = None
+        elif tag == "table":
+            self._table = None
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+def parse(path: Path) -> Parsed:
+    parsed = Parsed()
+    parsed.feed(path.read_text(encoding="utf-8"))
+    return parsed
+
+
+@pytest.fixture
+def three_published_dates(env, monkeypatch):
+    from flows.daily import daily
+
+    for week, day in enumerate(DATES):
+        with FakeHub(models_on(week)) as hub:
+            monkeypatch.setenv("HF_ENDPOINT", hub.url)
+            daily(run_date=day, backdate=True)
+    return env
+
+
+def test_the_report_is_one_offline_file_with_every_section(three_published_dates, tmp_path):
+    out = tmp_path / "report.html"
+    result = invoke("report", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    parsed = parse(out)
+    # Self-contained: nothing to fetch (no script, stylesheet, image or frame from anywhere).
+    loads = [
+        (tag, attrs)
+        for tag, attrs in parsed.tags
+        if tag in ("script", "link", "img", "iframe", "object") or "src" in attrs
+    ]
+    assert loads == []
+    # Both views, a line and a band per bucket.
+    svgs = [attrs for tag, attrs in parsed.tags if tag == "svg"]
+    assert [a["aria-label"] for a in svgs] == [
+        "Uploader view: who uploaded the model",
+        "Origin view: who made the weights",
+    ]
+    lines = [str(a["data-bucket"]) for tag, a in parsed.tags if tag == "polyline"]
+    assert lines.count("CN") == 2 and lines.count("US") == 2 and "UNKNOWN" not in lines
+    bands = [str(a["data-bucket"]) for tag, a in parsed.tags if tag == "polygon"]
+    assert sorted(bands) == sorted(lines)
+    # The latest table: the uploader view of the hand fixture (CN 1,500 of 3,010 in every week).
+    latest = {row[0]: row for row in parsed.tables["latest"] if row}
+    assert latest["CN"][1:3] == ["49.83%", "49.8%–55.1%"]
+    assert latest["CN"][3].endswith("%") and latest["CN"][4] == "69.9%–69.9%"  # origin view
+    # Coverage and provenance: one row per published run, oldest first.
+    text = " ".join(parsed.text)
+    assert f"On {DATES[-1]}, the mapping classifies 94.68% of downloads" in " ".join(text.split())
+    runs = [row for row in parsed.tables["runs"] if row]
+    assert [row[0] for row in runs] == [str(d) for d in DATES]
+    assert all(len(row[2]) == 12 for row in runs)
+
+    only_last = tmp_path / "last.html"
+    assert invoke("report", "--out", str(only_last), "--from", str(DATES[-1])).returncode == 0
+    assert [row[0] for row in parse(only_last).tables["runs"] if row] == [str(DATES[-1])]
+    empty = invoke("report", "--out", str(tmp_path / "none.html"), "--from", "2030-01-01")
+    assert empty.returncode == 1 and "nothing to report" in empty.stderr
+
+
+def test_the_daily_run_refreshes_the_report(three_published_dates):
+    report = three_published_dates / "reports" / "hubshare-report.html"
+    runs: list[Any] = [row for row in parse(report).tables["runs"] if row]
+    assert [row[0] for row in runs] == [str(d) for d in DATES]
