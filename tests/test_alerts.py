@@ -58,9 +58,10 @@ def runs_json() -> list[dict[str, Any]]:
     return runs
 
 
-def test_a_failed_run_is_recorded_and_announced(env, webhook, monkeypatch):
+def test_a_failed_run_is_recorded_and_announced(env, webhook, warehouse_url, monkeypatch):
     from flows.daily import daily
 
+    monkeypatch.setenv("HUBSHARE_WAREHOUSE_URL", warehouse_url)  # SQLite and PostgreSQL
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
     monkeypatch.setenv("HUBSHARE_EXTRACT_TASK_RETRIES", "0")
     monkeypatch.setenv("HUBSHARE_HTTP_MAX_RETRIES", "0")
@@ -103,3 +104,22 @@ def test_no_webhook_no_alert_but_the_row_all_the_same(env, monkeypatch):
         with pytest.raises(ExtractError):
             daily(run_date=DAY, backdate=True)
     assert [(r["status"], r["version"]) for r in runs_json()] == [("failed", 1), ("failed", 2)]
+
+
+def test_a_crashed_run_is_recorded_and_announced(env, webhook, hand_models, monkeypatch):
+    """A process-level exit inside the flow (what an interrupt or a dying worker raises) ends the
+    run Crashed: the on_crashed hook records and announces it."""
+    from flows.daily import daily
+
+    def exit_now(*args: Any, **kwargs: Any) -> Any:
+        raise SystemExit(3)
+
+    monkeypatch.setattr("flows.daily.load_mapping", exit_now)
+    with FakeHub(hand_models) as hub, pytest.raises(SystemExit):
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        daily(run_date=DAY, backdate=True)
+    [alert] = webhook
+    assert (alert["status"], alert["version"]) == ("crashed", 1)
+    [run] = runs_json()
+    assert (run["status"], run["run_id"]) == ("crashed", alert["run_id"])
+    assert run["raw_sha256"] is None  # it stopped before the load

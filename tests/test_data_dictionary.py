@@ -3,6 +3,8 @@ columns, and its example queries run on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import date
 from pathlib import Path
 
@@ -21,6 +23,16 @@ def test_the_data_dictionary_is_the_schema_rendered():
     assert DOC.read_text() == render_data_dictionary(), (
         "docs/warehouse.md is stale: uv run python -m schemas.data_dictionary > docs/warehouse.md"
     )
+    # The documented command writes exactly the file.
+    printed = subprocess.run(  # noqa: S603 - our own interpreter and module
+        [sys.executable, "-m", "schemas.data_dictionary"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+        cwd=DOC.parents[1],
+    ).stdout
+    assert printed == DOC.read_text()
 
 
 def test_the_examples_run_and_the_views_have_the_listed_columns(
