@@ -90,12 +90,16 @@ def reproduce_run(run_id: str, settings: Settings | None = None) -> Reproduction
         row = connection.execute(
             text(
                 "SELECT snapshot_date, raw_sha256, mapping_sha256, shares_sha256, code_version, "
-                "parameters FROM etl_run WHERE run_id = :run_id"
+                "parameters, status FROM etl_run WHERE run_id = :run_id"
             ),
             {"run_id": run_id},
         ).first()
     if row is None:
         raise HubshareError(f"run {run_id}: not in the warehouse (see `hubshare runs`)")
+    if row[3] is None:
+        raise HubshareError(
+            f"run {run_id} {row[6]} before it computed a share table: nothing to reproduce"
+        )
     day = row[0] if isinstance(row[0], date) else date.fromisoformat(str(row[0]))
     raw_sha, mapping_sha, recorded, run_code = row[1], row[2], row[3], row[4]
     parameters = orjson.loads(row[5])

@@ -5,8 +5,9 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 import sys
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -16,8 +17,9 @@ import polars as pl
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
-from hubshare.errors import HubshareError
+from hubshare.errors import HubshareError, UsageError
 from hubshare.settings import PROJECT_ROOT, get_settings
 
 app = typer.Typer(
@@ -52,23 +54,15 @@ class Cohort(StrEnum):
 def _window_days(value: str) -> int:
     if value in ("7d", "30d", "365d"):
         return int(value[:-1])
-    stderr.print(
-        f"[bold red]error:[/] --window {value!r}: expected 7d, 30d, 365d or YYYY-MM-DD..YYYY-MM-DD",
-        highlight=False,
-    )
-    raise typer.Exit(code=2)
+    raise _usage_error(f"--window {value!r}: expected 7d, 30d, 365d or YYYY-MM-DD..YYYY-MM-DD")
 
 
 def _parse_span(value: str) -> tuple[date, date]:
     first, _, second = value.partition("..")
-    start, end = _parse_date(first), _parse_date(second)
+    start, end = _parse_date(first, "--window"), _parse_date(second, "--window")
     assert start is not None and end is not None
     if start >= end:
-        stderr.print(
-            f"[bold red]error:[/] --window {value!r}: the start must precede the end",
-            highlight=False,
-        )
-        raise typer.Exit(code=2)
+        raise _usage_error(f"--window {value!r}: the start must precede the end")
     return start, end
 
 
@@ -77,21 +71,40 @@ class RunsFormat(StrEnum):
     json = "json"
 
 
-def _parse_date(value: str | None) -> date | None:
-    """Strict YYYY-MM-DD; a bad value is a one-line usage error (exit 2)."""
+#: No model was on the Hub before this: an earlier date is a typo.
+EARLIEST_DATE = date(2016, 1, 1)
+_ISO_DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
+
+
+def _print_error(message: str) -> None:
+    """One line on stderr, the message taken literally (no markup: `[uploader]` stays)."""
+    stderr.print(Text.assemble(("error:", "bold red"), " ", message), highlight=False)
+
+
+def _usage_error(message: str) -> typer.Exit:
+    _print_error(message)
+    return typer.Exit(code=2)
+
+
+def _parse_date(value: str | None, option: str = "--date") -> date | None:
+    """Strictly YYYY-MM-DD, from 2016-01-01 to today (UTC); anything else is a one-line usage
+    error (exit 2) naming the option."""
     if value is None:
         return None
-    try:
-        if len(value) == 10:
-            return date.fromisoformat(value)
-    except ValueError:
-        pass
-    stderr.print(
-        f"[bold red]error:[/] --date {value!r} is not a date in the form YYYY-MM-DD",
-        highlight=False,
-        soft_wrap=True,
-    )
-    raise typer.Exit(code=2)
+    day = None
+    if _ISO_DATE.match(value):
+        try:
+            day = date.fromisoformat(value)
+        except ValueError:
+            day = None
+    if day is None:
+        raise _usage_error(f"{option} {value!r} is not a date in the form YYYY-MM-DD")
+    if day < EARLIEST_DATE:
+        raise _usage_error(f"{option} {day} is before {EARLIEST_DATE}: no Hub data is that old")
+    today = datetime.now(UTC).date()
+    if day > today:
+        raise _usage_error(f"{option} {day} is in the future (today is {today}, UTC)")
+    return day
 
 
 DateOption = Annotated[
@@ -101,8 +114,8 @@ DateOption = Annotated[
 
 
 def _fail(err: HubshareError) -> typer.Exit:
-    stderr.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
-    return typer.Exit(code=1)
+    _print_error(str(err))
+    return typer.Exit(code=2 if isinstance(err, UsageError) else 1)
 
 
 def _engine() -> Any:
@@ -321,7 +334,7 @@ def backfill(
     Exit 0 only if every date run was published."""
     from flows.backfill import backfill_with_limit
 
-    first, last = _parse_date(start), _parse_date(end)
+    first, last = _parse_date(start, "--start"), _parse_date(end, "--end")
     assert first is not None and last is not None
     try:
         summary = backfill_with_limit(first, last, force, mapping_only)
@@ -342,13 +355,17 @@ def backfill(
 
 @app.command()
 def reproduce(
-    run_id: Annotated[str, typer.Argument(help="A run_id from `hubshare runs`.")],
+    run_id: Annotated[
+        str, typer.Argument(help="A run_id from `hubshare runs`, or any unique prefix of one.")
+    ],
 ) -> None:
     """Recompute a stored run from its recorded inputs; exit 0 only if its share table's
     SHA-256 matches."""
     from flows.recompute import reproduce_run
+    from hubshare.read_warehouse import resolve_run_id
 
     try:
+        run_id = resolve_run_id(_engine(), run_id)
         result = reproduce_run(run_id)
     except HubshareError as err:
         raise _fail(err) from None
@@ -387,7 +404,7 @@ def explain(
     from tasks.explain import change_as_json, explain_shares, rounded_parts
     from tasks.mapping import known_buckets
 
-    start, end = _parse_date(from_), _parse_date(to)
+    start, end = _parse_date(from_, "--from"), _parse_date(to, "--to")
     assert start is not None and end is not None
     if country is not None and country not in known_buckets():
         stderr.print(
@@ -450,7 +467,7 @@ def report(
     latest table, coverage and the provenance of every published run. Works offline."""
     from tasks.report import write_report
 
-    start, end = _parse_date(from_), _parse_date(to)
+    start, end = _parse_date(from_, "--from"), _parse_date(to, "--to")
     try:
         written = write_report(_engine(), out, start, end)
     except HubshareError as err:

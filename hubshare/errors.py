@@ -38,3 +38,7 @@ class GateFailedError(HubshareError):
 
 class WarehouseError(HubshareError):
     """The warehouse cannot be reached or holds nothing for the request."""
+
+
+class UsageError(HubshareError):
+    """The command line names something that does not exist or is ambiguous (exit 2)."""

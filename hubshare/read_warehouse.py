@@ -7,7 +7,7 @@ from datetime import date
 import polars as pl
 from sqlalchemy import Engine, text
 
-from hubshare.errors import WarehouseError
+from hubshare.errors import UsageError, WarehouseError
 from tasks.migrate import require_current
 
 
@@ -108,3 +108,26 @@ def list_runs(engine: Engine, snapshot_date: date | None) -> pl.DataFrame:
         if not frame.is_empty()
         else frame
     )
+
+
+def resolve_run_id(engine: Engine, prefix: str) -> str:
+    """The run whose id starts with `prefix` (what `hubshare runs` shows is enough)."""
+    if not prefix or any(c not in "0123456789abcdefABCDEF-" for c in prefix):
+        raise UsageError(f"run id {prefix!r} is not a run id (hex digits and dashes)")
+    require_current(engine)
+    with engine.connect() as connection:
+        found = [
+            row[0]
+            for row in connection.execute(
+                text("SELECT run_id FROM run_history WHERE run_id LIKE :p ORDER BY run_id"),
+                {"p": prefix.lower() + "%"},
+            )
+        ]
+    if not found:
+        raise UsageError(f"no run id starts with {prefix!r} (see `hubshare runs`)")
+    if len(found) > 1:
+        shown = ", ".join(run_id[:8] for run_id in found[:5])
+        raise UsageError(
+            f"run id {prefix!r} matches {len(found)} runs ({shown}): give more characters"
+        )
+    return str(found[0])

@@ -10,7 +10,16 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, DateTime, Double, MetaData, String, Text
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Double,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlmodel import Field, SQLModel
 
 
@@ -34,7 +43,10 @@ class EtlRun(SQLModel, table=True):
     """One row per run of the daily pipeline for a snapshot date (published or rejected)."""
 
     __tablename__ = "etl_run"
-    __table_args__ = ({"comment": "Every run of the pipeline; version n of a snapshot date"},)
+    __table_args__ = (
+        UniqueConstraint("snapshot_date", "version", name="uq_etl_run_snapshot_date_version"),
+        {"comment": "Every run of the pipeline; version n of a snapshot date"},
+    )
 
     run_id: str = Field(sa_column=_c(String(36), "UUID of the run", primary_key=True))
     snapshot_date: date = Field(

@@ -132,6 +132,26 @@ def public_endpoint(endpoint: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
+def without_credentials(url: str) -> str:
+    """`url` without a user:password part: what the crawl state on disk records."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    netloc = parts.hostname or ""
+    if parts.port:
+        netloc = f"{netloc}:{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def with_credentials(url: str, endpoint: str) -> str:
+    """`url` with the user:password of `endpoint` when both name the same host (credentials live
+    only in the settings, never on disk)."""
+    secret, target = urlsplit(endpoint), urlsplit(url)
+    if secret.username is None or target.hostname != secret.hostname or target.username:
+        return url
+    return urlunsplit(target._replace(netloc=f"{secret.netloc.rsplit('@', 1)[0]}@{target.netloc}"))
+
+
 def first_page_url(endpoint: str, page_size: int) -> str:
     """`sort=createdAt`: the only sort key that does not move while we crawl."""
     params: list[tuple[str, str | int]] = [("limit", page_size), ("sort", "createdAt")]
@@ -234,7 +254,7 @@ def crawl_pages(
         state.resumes += 1
         log.info("Resuming the %s crawl at page %d", snapshot_date, state.pages + 1)
     else:
-        url = first_page_url(endpoint, settings.page_size)
+        url = without_credentials(first_page_url(endpoint, settings.page_size))
         state = CrawlState(endpoint=public_endpoint(endpoint), first_url=url, next_url=url)
     pages_dir.mkdir(parents=True, exist_ok=True)
     state.save(state_path)
@@ -250,7 +270,7 @@ def crawl_pages(
         while state.next_url is not None:
             url = state.next_url
             before = counter.attempts
-            response = _fetch_page(url, headers, settings)
+            response = _fetch_page(with_credentials(url, endpoint), headers, settings)
             page_no = state.pages + 1
             count = _check_page(response.content, page_no, url)
             write_atomically(
@@ -259,7 +279,8 @@ def crawl_pages(
             state.pages = page_no
             state.requests += counter.attempts - before
             state.retries += counter.attempts - before - 1
-            state.next_url = response.links.get("next", {}).get("url")
+            next_url = response.links.get("next", {}).get("url")
+            state.next_url = without_credentials(next_url) if next_url else None
             if state.next_url is None:
                 state.finished_at = _now().isoformat()
             state.save(state_path)

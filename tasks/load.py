@@ -5,6 +5,7 @@ PostgreSQL, the driver's executemany on SQLite), never row by row through the OR
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime
 from typing import Any
@@ -13,7 +14,7 @@ import orjson
 import polars as pl
 from sqlalchemy import Engine, Table, create_engine, func, select, text
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlmodel import SQLModel
 
 from hubshare.errors import WarehouseError
@@ -134,6 +135,24 @@ def previous_row_count(engine: Engine, snapshot_date: date) -> int | None:
     return None if row is None else int(row[0])
 
 
+#: Attempts at allocating a run's version when another writer of the same date got there first.
+VERSION_ATTEMPTS = 8
+
+
+def _retry_version_race(attempt: int, err: SQLAlchemyError) -> bool:
+    """Whether a failed run insert lost a race for its version (the unique (date, version)
+    constraint, or SQLite's writer lock) and should retry with the next version."""
+    if attempt + 1 >= VERSION_ATTEMPTS:
+        return False
+    message = str(err).lower()
+    lost = isinstance(err, IntegrityError) and "version" in message
+    locked = isinstance(err, OperationalError) and "database is locked" in message
+    if lost or locked:
+        time.sleep(0.05 * (attempt + 1))
+        return True
+    return False
+
+
 def load_run(
     engine: Engine,
     record: RunRecord,
@@ -147,70 +166,78 @@ def load_run(
     ensure_schema(engine)
     status = PUBLISHED if published else REJECTED
     runs = _table("etl_run")
-    try:
-        with engine.begin() as connection:
-            existing = connection.execute(
-                select(runs.c.version, runs.c.status).where(runs.c.run_id == record.run_id)
-            ).first()
-            if existing is not None:
-                log.info("Run %s is already loaded as version %d", record.run_id, existing[0])
-                return LoadResult(record.run_id, record.snapshot_date, existing[0], existing[1])
-            _lock_date(connection, record.snapshot_date)
-            last = connection.execute(
-                select(func.max(runs.c.version)).where(runs.c.snapshot_date == record.snapshot_date)
-            ).scalar()
-            version = int(last or 0) + 1
-            now = datetime.now(UTC)
-            row = asdict(record) | {
-                "version": version,
-                "status": status,
-                "status_reason": reason,
-                "finished_at": now,
-                "quality_failures": int((~quality["success"]).sum()),
-                "parameters": orjson.dumps(record.parameters, option=orjson.OPT_SORT_KEYS).decode(),
-                "report": orjson.dumps(record.report, option=orjson.OPT_SORT_KEYS).decode(),
-            }
-            connection.execute(runs.insert(), [row])
-            bulk_insert(
-                connection,
-                _table("quality_result"),
-                quality.select(
-                    pl.lit(record.run_id).alias("run_id"),
-                    pl.int_range(1, pl.len() + 1).alias("check_no"),
-                    "suite",
-                    "expectation",
-                    pl.col("column").alias("column_name"),
-                    "success",
-                    "observed",
-                    "expected",
-                ),
-            )
-            if published:
-                for name, frame in facts.items():
-                    bulk_insert(
-                        connection,
-                        _table(name),
-                        frame.select(pl.lit(record.run_id).alias("run_id"), pl.all()),
+    for attempt in range(VERSION_ATTEMPTS):
+        try:
+            with engine.begin() as connection:
+                existing = connection.execute(
+                    select(runs.c.version, runs.c.status).where(runs.c.run_id == record.run_id)
+                ).first()
+                if existing is not None:
+                    log.info("Run %s is already loaded as version %d", record.run_id, existing[0])
+                    return LoadResult(record.run_id, record.snapshot_date, existing[0], existing[1])
+                _lock_date(connection, record.snapshot_date)
+                last = connection.execute(
+                    select(func.max(runs.c.version)).where(
+                        runs.c.snapshot_date == record.snapshot_date
                     )
-                pointer = _table("published_run")
-                connection.execute(
-                    pointer.delete().where(pointer.c.snapshot_date == record.snapshot_date)
+                ).scalar()
+                version = int(last or 0) + 1
+                now = datetime.now(UTC)
+                row = asdict(record) | {
+                    "version": version,
+                    "status": status,
+                    "status_reason": reason,
+                    "finished_at": now,
+                    "quality_failures": int((~quality["success"]).sum()),
+                    "parameters": orjson.dumps(
+                        record.parameters, option=orjson.OPT_SORT_KEYS
+                    ).decode(),
+                    "report": orjson.dumps(record.report, option=orjson.OPT_SORT_KEYS).decode(),
+                }
+                connection.execute(runs.insert(), [row])
+                bulk_insert(
+                    connection,
+                    _table("quality_result"),
+                    quality.select(
+                        pl.lit(record.run_id).alias("run_id"),
+                        pl.int_range(1, pl.len() + 1).alias("check_no"),
+                        "suite",
+                        "expectation",
+                        pl.col("column").alias("column_name"),
+                        "success",
+                        "observed",
+                        "expected",
+                    ),
                 )
-                connection.execute(
-                    pointer.insert(),
-                    [
-                        {
-                            "snapshot_date": record.snapshot_date,
-                            "run_id": record.run_id,
-                            "published_at": now,
-                        }
-                    ],
-                )
-    except SQLAlchemyError as err:
-        raise WarehouseError(
-            f"warehouse {_redact(str(engine.url))}: loading run {record.run_id} failed and was "
-            f"rolled back ({_first_line(err)})"
-        ) from None
+                if published:
+                    for name, frame in facts.items():
+                        bulk_insert(
+                            connection,
+                            _table(name),
+                            frame.select(pl.lit(record.run_id).alias("run_id"), pl.all()),
+                        )
+                    pointer = _table("published_run")
+                    connection.execute(
+                        pointer.delete().where(pointer.c.snapshot_date == record.snapshot_date)
+                    )
+                    connection.execute(
+                        pointer.insert(),
+                        [
+                            {
+                                "snapshot_date": record.snapshot_date,
+                                "run_id": record.run_id,
+                                "published_at": now,
+                            }
+                        ],
+                    )
+        except SQLAlchemyError as err:
+            if _retry_version_race(attempt, err):
+                continue
+            raise WarehouseError(
+                f"warehouse {_redact(str(engine.url))}: loading run {record.run_id} failed and was "
+                f"rolled back ({_first_line(err)})"
+            ) from None
+        break
     log.info(
         "Loaded run %s: %s version %d (%s)", record.run_id, record.snapshot_date, version, status
     )
@@ -240,43 +267,47 @@ def record_unfinished_run(
 
     ensure_schema(engine)
     runs = _table("etl_run")
-    try:
-        with engine.begin() as connection:
-            existing = connection.execute(
-                select(runs.c.version, runs.c.status).where(runs.c.run_id == run_id)
-            ).first()
-            if existing is not None:
-                return LoadResult(run_id, snapshot_date, existing[0], existing[1])
-            _lock_date(connection, snapshot_date)
-            last = connection.execute(
-                select(func.max(runs.c.version)).where(runs.c.snapshot_date == snapshot_date)
-            ).scalar()
-            version = int(last or 0) + 1
-            connection.execute(
-                runs.insert(),
-                [
-                    {
-                        "run_id": run_id,
-                        "snapshot_date": snapshot_date,
-                        "version": version,
-                        "status": status,
-                        "status_reason": reason,
-                        "flow_run_id": flow_run_id,
-                        "started_at": started_at,
-                        "finished_at": datetime.now(UTC),
-                        "code_version": code_version(),
-                        "definition": DEFINITION,
-                        "quality_failures": 0,
-                        "parameters": orjson.dumps(
-                            parameters, option=orjson.OPT_SORT_KEYS
-                        ).decode(),
-                        "report": "{}",
-                    }
-                ],
-            )
-    except SQLAlchemyError as err:
-        raise WarehouseError(
-            f"warehouse {_redact(str(engine.url))}: recording {status} run {run_id} failed "
-            f"({_first_line(err)})"
-        ) from None
+    for attempt in range(VERSION_ATTEMPTS):
+        try:
+            with engine.begin() as connection:
+                existing = connection.execute(
+                    select(runs.c.version, runs.c.status).where(runs.c.run_id == run_id)
+                ).first()
+                if existing is not None:
+                    return LoadResult(run_id, snapshot_date, existing[0], existing[1])
+                _lock_date(connection, snapshot_date)
+                last = connection.execute(
+                    select(func.max(runs.c.version)).where(runs.c.snapshot_date == snapshot_date)
+                ).scalar()
+                version = int(last or 0) + 1
+                connection.execute(
+                    runs.insert(),
+                    [
+                        {
+                            "run_id": run_id,
+                            "snapshot_date": snapshot_date,
+                            "version": version,
+                            "status": status,
+                            "status_reason": reason,
+                            "flow_run_id": flow_run_id,
+                            "started_at": started_at,
+                            "finished_at": datetime.now(UTC),
+                            "code_version": code_version(),
+                            "definition": DEFINITION,
+                            "quality_failures": 0,
+                            "parameters": orjson.dumps(
+                                parameters, option=orjson.OPT_SORT_KEYS
+                            ).decode(),
+                            "report": "{}",
+                        }
+                    ],
+                )
+        except SQLAlchemyError as err:
+            if _retry_version_race(attempt, err):
+                continue
+            raise WarehouseError(
+                f"warehouse {_redact(str(engine.url))}: recording {status} run {run_id} failed "
+                f"({_first_line(err)})"
+            ) from None
+        break
     return LoadResult(run_id, snapshot_date, version, status)

@@ -105,7 +105,9 @@ def test_the_report_is_one_offline_file_with_every_section(three_published_dates
     only_last = tmp_path / "last.html"
     assert invoke("report", "--out", str(only_last), "--from", str(DATES[-1])).returncode == 0
     assert [row[0] for row in parse(only_last).tables["runs"] if row] == [str(DATES[-1])]
-    empty = invoke("report", "--out", str(tmp_path / "none.html"), "--from", "2030-01-01")
+    empty = invoke(
+        "report", "--out", str(tmp_path / "none.html"), "--from", "2016-01-01", "--to", "2016-01-02"
+    )
     assert empty.returncode == 1 and "nothing to report" in empty.stderr
 
 
