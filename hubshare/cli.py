@@ -19,7 +19,17 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from hubshare.errors import HubshareError, UsageError
+from hubshare.errors import (
+    ArchiveImportError,
+    ExtractError,
+    GateFailedError,
+    HubshareError,
+    MappingError,
+    ReproductionError,
+    SnapshotError,
+    UsageError,
+    WarehouseError,
+)
 from hubshare.settings import PROJECT_ROOT, get_settings
 
 app = typer.Typer(
@@ -30,6 +40,59 @@ app = typer.Typer(
 )
 stdout = Console(soft_wrap=True)  # long lines (paths, hashes) stay whole for scripts
 stderr = Console(stderr=True, soft_wrap=True)
+
+#: `--debug`: logs on the console and tracebacks for unexpected errors.
+DEBUG = {"on": False}
+
+
+@app.callback()
+def _options(
+    debug: Annotated[
+        bool,
+        typer.Option(
+            "--debug",
+            help="Show Prefect's and the libraries' logs on the console, and the traceback of "
+            "an unexpected error.",
+        ),
+    ] = False,
+) -> None:
+    """Daily share of Hugging Face Hub downloads by developer country."""
+    DEBUG["on"] = debug
+    # A command's output is its result and, on failure, one `error:` line; the run's logs go to
+    # the Prefect API (the UI), and to the console with --debug (`serve` always shows them).
+    os.environ.setdefault(
+        "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "DEBUG" if debug else "CRITICAL"
+    )
+    if not debug:
+        import logging
+
+        from huggingface_hub.utils import logging as hf_logging
+
+        # huggingface_hub prints its retry warnings with a handler of its own: drop it (they
+        # still reach the run's logs in the UI through Prefect's handler).
+        library = hf_logging.get_logger()
+        for handler in list(library.handlers):
+            if type(handler) is logging.StreamHandler:
+                library.removeHandler(handler)
+
+
+def main() -> None:
+    """The `hubshare` command: an unexpected error is one line too (exit 1), its traceback with
+    --debug; Ctrl-C exits 130."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        _print_error("interrupted; a crawl resumes from its last stored page next time")
+        sys.exit(130)
+    except Exception as err:
+        if DEBUG["on"]:
+            raise
+        first = (str(err).splitlines() or [""])[0]
+        _print_error(
+            f"unexpected {type(err).__name__}: {first} (run again with --debug for the traceback)"
+        )
+        sys.exit(1)
+
 
 DEMO_SAMPLE = PROJECT_ROOT / "data" / "samples" / "hub-2024-09-20.jsonl.gz"
 DEMO_DATE = date(2024, 9, 20)
@@ -113,9 +176,23 @@ DateOption = Annotated[
 ]
 
 
+#: Exit codes by what went wrong (README, "CLI contract").
+EXIT_CODES: tuple[tuple[type[HubshareError], int], ...] = (
+    (UsageError, 2),
+    (GateFailedError, 3),
+    (ExtractError, 4),
+    (SnapshotError, 5),
+    (ArchiveImportError, 5),
+    (MappingError, 5),
+    (ReproductionError, 5),
+    (WarehouseError, 6),
+)
+
+
 def _fail(err: HubshareError) -> typer.Exit:
     _print_error(str(err))
-    return typer.Exit(code=2 if isinstance(err, UsageError) else 1)
+    code = next((code for kind, code in EXIT_CODES if isinstance(err, kind)), 1)
+    return typer.Exit(code=code)
 
 
 def _engine() -> Any:
@@ -336,6 +413,8 @@ def backfill(
 
     first, last = _parse_date(start, "--start"), _parse_date(end, "--end")
     assert first is not None and last is not None
+    if last < first:
+        raise _usage_error(f"--end {last} precedes --start {first}")
     try:
         summary = backfill_with_limit(first, last, force, mapping_only)
     except HubshareError as err:
@@ -378,7 +457,7 @@ def reproduce(
         return
     for problem in result.problems:
         stderr.print(f"differs: {problem}", highlight=False)
-    raise _fail(HubshareError(f"run {run_id} was not reproduced: {result.problems[0]}"))
+    raise _fail(ReproductionError(f"run {run_id} was not reproduced: {result.problems[0]}"))
 
 
 class ExplainFormat(StrEnum):
@@ -445,6 +524,8 @@ def explain(
 def serve_() -> None:
     """Run both deployments (daily schedule and backfills) in this process, for one machine
     without a work pool; needs a Prefect server (PREFECT_API_URL). Stop with Ctrl-C."""
+    if not DEBUG["on"]:  # a server process: its logs are its output
+        os.environ["PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL"] = "INFO"
     from flows.serve import serve_deployments
 
     try:
@@ -564,9 +645,7 @@ def mapping_check(
         if problems:
             for problem in problems:
                 stderr.print(f"{path}: {problem}", highlight=False, soft_wrap=True, markup=False)
-            raise _fail(
-                HubshareError(f"{path}: {len(problems)} problem(s), first on {problems[0]}")
-            )
+            raise _fail(MappingError(f"{path}: {len(problems)} problem(s), first on {problems[0]}"))
         loaded = load_mapping(path)
         unsupported = unsupported_rows(loaded.frame)
         disagreements = cross_check(loaded.frame, *read_crosscheck())
@@ -622,11 +701,11 @@ def mapping_check(
     )
     if min_coverage is not None and report.share < min_coverage:
         raise _fail(
-            HubshareError(f"coverage {report.share:.2%} is below --min-coverage {min_coverage:.2%}")
+            MappingError(f"coverage {report.share:.2%} is below --min-coverage {min_coverage:.2%}")
         )
     if unsupported_share > max_unsupported:
         raise _fail(
-            HubshareError(
+            MappingError(
                 f"rows without evidence of their country carry {unsupported_share:.3%} of "
                 f"downloads, above --max-unsupported {max_unsupported:.3%}: cite a page that "
                 f"states the country for {', '.join(weighed['org'].head(5))}"
@@ -771,4 +850,4 @@ def _print_both_views(day: date, top: int = 15) -> None:
 
 
 if __name__ == "__main__":
-    app()
+    main()

@@ -40,5 +40,9 @@ class WarehouseError(HubshareError):
     """The warehouse cannot be reached or holds nothing for the request."""
 
 
+class ReproductionError(HubshareError):
+    """A stored run does not reproduce from its recorded inputs."""
+
+
 class UsageError(HubshareError):
     """The command line names something that does not exist or is ambiguous (exit 2)."""

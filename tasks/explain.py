@@ -25,7 +25,7 @@ from typing import Any
 import polars as pl
 from sqlalchemy import Engine, text
 
-from hubshare.errors import HubshareError, WarehouseError
+from hubshare.errors import HubshareError, UsageError, WarehouseError
 from hubshare.settings import Settings
 from tasks.enrich import attribute_origin, attribute_uploader
 from tasks.extract import read_snapshot, stored_snapshot
@@ -155,7 +155,7 @@ def explain_shares(
 ) -> list[BucketChange]:
     """Every bucket's headline share change from `from_date` to `to_date`, in both views."""
     if from_date >= to_date:
-        raise HubshareError(f"--from {from_date} must precede --to {to_date}")
+        raise UsageError(f"--from {from_date} must precede --to {to_date}")
     require_current(engine)
     run_from, run_to = published_run(engine, from_date), published_run(engine, to_date)
     for day in (from_date, to_date):

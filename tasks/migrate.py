@@ -20,7 +20,7 @@ from sqlalchemy import Engine, inspect, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
-from hubshare.errors import WarehouseError
+from hubshare.errors import UsageError, WarehouseError
 from hubshare.provenance import sha256_bytes
 from schemas.warehouse import VIEWS, view_column_comment, view_comment
 
@@ -162,7 +162,7 @@ def grant_reader(engine: Engine, role: str) -> list[str]:
             "(share the SQLite file read-only instead)"
         )
     if not _ROLE_NAME.match(role):
-        raise WarehouseError(
+        raise UsageError(
             f"role {role!r}: use lower-case letters, digits and underscores (at most 63)"
         )
     upgrade_warehouse(engine)

@@ -132,20 +132,20 @@ def test_runs_json_lists_every_version(published):
 def test_rejected_run_exits_non_zero(published, monkeypatch):
     monkeypatch.setenv("HUBSHARE_MAX_UNKNOWN_SHARE", "0.0")
     result = invoke("run", "--date", DAY)
-    assert result.returncode == 1
+    assert result.returncode == 3  # gate rejection
     assert last_line(result.stderr).startswith("error:")
     assert "quality gate" in last_line(result.stderr)
 
 
 def test_no_published_shares_is_a_clear_error(env):
     result = invoke("shares", "--date", DAY)
-    assert result.returncode == 1
+    assert result.returncode == 6  # warehouse
     assert last_line(result.stderr).startswith("error: no warehouse at sqlite:///")
     assert last_line(result.stderr).endswith("run `hubshare run` (or `hubshare db upgrade`) first")
     assert not (env / "warehouse.db").exists()  # a read command creates nothing
     assert invoke("db", "upgrade").returncode == 0
     result = invoke("shares", "--date", DAY)
-    assert result.returncode == 1
+    assert result.returncode == 6
     assert f"no published shares for {DAY}" in last_line(result.stderr)
     assert result.stdout == ""
 
@@ -208,3 +208,47 @@ def test_demo_prints_both_views_of_the_real_sample(tmp_path):
     )
     assert "1,368,390,199" in result.stdout
     assert (tmp_path / "demo" / "warehouse.db").exists()
+
+
+BAD_INPUT = {
+    # command line -> the exit code (README, "Exit codes") and a word of the one error line
+    "run-dead-hub": (("run", "--date", "2024-01-16", "--backdate"), 4, "is HF_ENDPOINT reachable"),
+    "run-future": (("run", "--date", "2999-01-01", "--backdate"), 2, "in the future"),
+    "shares-bad-date": (("shares", "--date", "2024-02-30"), 2, "not a date"),
+    "shares-no-run": (("shares", "--date", "2024-01-10"), 6, "no published shares"),
+    "runs-bad-date": (("runs", "--date", "yesterday"), 2, "not a date"),
+    "import-bad-file": (
+        ("import", "--date", "2024-01-10", "--file", "missing.jsonl"),
+        5,
+        "missing",
+    ),
+    "backfill-reversed": (("backfill", "--start", "2024-01-15", "--end", "2024-01-01"), 2, "end"),
+    "reproduce-unknown": (("reproduce", "ffffffff"), 2, "no run id starts with"),
+    "explain-unpublished": (("explain", "--from", "2024-01-10", "--to", "2024-01-15"), 6, "no pub"),
+    "mapping-check-missing": (("mapping", "check", "--mapping", "nope.csv"), 5, "nope.csv"),
+    "mapping-diff-unknown": (("mapping", "diff", "abcdef12", "fedcba98"), 5, "neither a file"),
+    "report-empty-span": (("report", "--from", "2016-01-01", "--to", "2016-01-02"), 6, "nothing"),
+    "grant-reader-sqlite": (("db", "grant-reader", "bi"), 6, "needs a PostgreSQL warehouse"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUT))
+def test_every_command_fails_in_one_line_and_leaves_the_warehouse(case, published, monkeypatch):
+    args, code, word = BAD_INPUT[case]
+    monkeypatch.setenv("HUBSHARE_WAREHOUSE_URL", f"sqlite:///{published}")
+    monkeypatch.setenv("HUBSHARE_EXTRACT_TASK_RETRIES", "0")
+    monkeypatch.setenv("HUBSHARE_HTTP_MAX_RETRIES", "0")
+    if case == "run-dead-hub":
+        monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    before = dump(published)
+    result = invoke(*args)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert word in lines[0]
+    assert result.returncode == code, lines[0]
+    assert result.stdout == ""
+    after = dump(published)
+    if case == "run-dead-hub":  # the failed run is on record; nothing else changed
+        new_runs = set(after.pop("etl_run")) - set(before.pop("etl_run"))
+        assert [run[3] for run in new_runs] == ["failed"]
+    assert after == before

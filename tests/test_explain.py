@@ -151,10 +151,10 @@ def test_the_command_prints_parts_that_sum_to_the_change(two_published_dates, mo
     assert table.returncode == 0 and "Qwen" in table.stdout and "new_models" in table.stdout
 
     backwards = invoke("explain", "--from", str(D2), "--to", str(D1))
-    assert backwards.returncode == 1
+    assert backwards.returncode == 2  # usage
     assert backwards.stderr.strip() == f"error: --from {D2} must precede --to {D1}"
     unpublished = invoke("explain", "--from", "2023-12-25", "--to", str(D2))
-    assert unpublished.returncode == 1 and "no published run for 2023-12-25" in unpublished.stderr
+    assert unpublished.returncode == 6 and "no published run for 2023-12-25" in unpublished.stderr
     bad = invoke("explain", "--from", str(D1), "--to", str(D2), "--country", "Germany")
     assert bad.returncode == 2 and "--country 'Germany'" in bad.stderr
 

@@ -408,10 +408,10 @@ def test_import_command(env, tmp_path):
     assert "9 public models" in first.stderr
     assert snapshot_path(env / "raw", date(2024, 7, 1)).exists()
     again = hubshare("import", "--date", "2024-07-01", "--file", str(HAND_MODELS))
-    assert again.returncode == 1
+    assert again.returncode == 5  # data/input
     assert "2024-07-01" in again.stderr.strip().splitlines()[-1]
     bad = tmp_path / "bad.csv"
     bad.write_text("name,size\na,1\n")
     refused = hubshare("import", "--date", "2024-07-02", "--file", str(bad))
-    assert refused.returncode == 1
+    assert refused.returncode == 5
     assert "no column" in refused.stderr.strip().splitlines()[-1]

@@ -321,10 +321,10 @@ def test_mapping_check_command(tmp_path):
     assert ok.returncode == 0, ok.stderr
     assert "classified: 94.68% of 3,010 downloads, 77.78% of 9 models" in ok.stdout
     low = hubshare(*check, "--min-coverage", "0.95", "--max-unsupported", "1")
-    assert low.returncode == 1 and "below --min-coverage" in low.stderr
+    assert low.returncode == 5 and "below --min-coverage" in low.stderr
     # The hand mapping cites only Hub profile pages: listed, and a failure above the threshold.
     unsupported = hubshare(*check)
-    assert unsupported.returncode == 1
+    assert unsupported.returncode == 5
     assert "rows with a country cite no evidence of it (5 hub page only)" in unsupported.stdout
     assert (
         unsupported.stderr.strip()
@@ -336,7 +336,7 @@ def test_mapping_check_command(tmp_path):
     )
     broken = write(tmp_path, [GOOD[1], GOOD[0]])
     bad = hubshare("mapping", "check", "--mapping", str(broken))
-    assert bad.returncode == 1
+    assert bad.returncode == 5
     assert "line 3: org 'alpha' is out of order" in bad.stderr
 
 

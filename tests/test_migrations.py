@@ -77,7 +77,7 @@ def test_a_warehouse_of_release_0_1_0_is_upgraded_in_place(warehouse_url, monkey
     # Reading refuses the old schema, in one line, and changes nothing.
     before = _fingerprint(warehouse_url)
     refused = invoke("shares", "--date", "2024-01-15")
-    assert refused.returncode == 1
+    assert refused.returncode == 6
     [line] = refused.stderr.strip().splitlines()
     assert line.startswith("error: warehouse ") and line.endswith(
         f" is at schema revision of hubshare 0.1.0, this hubshare reads {head_revision()}: "
@@ -119,7 +119,7 @@ def test_read_commands_never_create_a_warehouse(tmp_path, monkeypatch):
     monkeypatch.setenv("HUBSHARE_WAREHOUSE_URL", f"sqlite:///{missing}")
     for args in (("shares",), ("runs",), ("explain", "--from", "2024-01-01", "--to", "2024-01-02")):
         result = invoke(*args)
-        assert result.returncode == 1
+        assert result.returncode == 6
         assert result.stderr.strip().startswith(f"error: no warehouse at sqlite:///{missing}")
     assert not missing.exists() and not missing.parent.exists()
     with pytest.raises(WarehouseError, match="is empty: run `hubshare run`"):

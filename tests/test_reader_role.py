@@ -112,7 +112,7 @@ def test_every_view_and_column_is_described(published_pg):
 def test_grant_reader_refuses_sqlite_and_odd_names(env, monkeypatch, tmp_path):
     monkeypatch.setenv("HUBSHARE_WAREHOUSE_URL", f"sqlite:///{tmp_path / 'w.db'}")
     sqlite = invoke("db", "grant-reader", "bi")
-    assert sqlite.returncode == 1 and "needs a PostgreSQL warehouse" in sqlite.stderr
+    assert sqlite.returncode == 6 and "needs a PostgreSQL warehouse" in sqlite.stderr
     monkeypatch.setenv("HUBSHARE_WAREHOUSE_URL", PG_ADMIN_URL)
     odd = invoke("db", "grant-reader", 'bi"; DROP TABLE etl_run; --')
-    assert odd.returncode == 1 and "use lower-case letters" in odd.stderr
+    assert odd.returncode == 2 and "use lower-case letters" in odd.stderr

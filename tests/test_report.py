@@ -108,7 +108,7 @@ def test_the_report_is_one_offline_file_with_every_section(three_published_dates
     empty = invoke(
         "report", "--out", str(tmp_path / "none.html"), "--from", "2016-01-01", "--to", "2016-01-02"
     )
-    assert empty.returncode == 1 and "nothing to report" in empty.stderr
+    assert empty.returncode == 6 and "nothing to report" in empty.stderr
 
 
 def test_the_daily_run_refreshes_the_report(three_published_dates):
