@@ -12,10 +12,10 @@ from pathlib import Path
 
 import orjson
 import polars as pl
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 
 from hubshare.errors import HubshareError, SnapshotError
-from hubshare.provenance import code_version, sha256_file
+from hubshare.provenance import code_version, sha256_bytes, sha256_file
 from hubshare.settings import Settings, get_settings
 from tasks.enrich import attribute_origin, attribute_uploader
 from tasks.extract import read_snapshot, snapshot_path, stored_snapshot
@@ -148,4 +148,69 @@ def reproduce_run(run_id: str, settings: Settings | None = None) -> Reproduction
             f"share table sha256 {recomputed[:12]}… differs from the recorded {recorded[:12]}… "
             f"with identical inputs: the code changed (run: {run_code}, now: {code_version()})"
         )
+    if row[6] == "published":  # only a published run keeps its shares and facts
+        problems += stored_differences(engine, run_id, country_share, fact)
     return Reproduction(run_id, day, recorded, recomputed, tuple(problems))
+
+
+def _fact_checksum(frame: pl.DataFrame) -> tuple[int, str]:
+    """(rows, SHA-256) of the per-model facts that decide the shares."""
+    rows = frame.select("model_oid", "uploader", "uploader_bucket", "downloads_30d").sort(
+        "model_oid"
+    )
+    text = "\n".join(",".join(map(str, row)) for row in rows.iter_rows())
+    return rows.height, sha256_bytes(text.encode())
+
+
+def stored_differences(
+    engine: Engine, run_id: str, country_share: pl.DataFrame, fact: pl.DataFrame
+) -> list[str]:
+    """What the warehouse holds for the run, against the recomputation: its share rows (by the
+    canonical table text) and its model facts (by a checksum)."""
+    with engine.connect() as connection:
+        shares = connection.execute(
+            text(
+                "SELECT definition, cohort, attribution, bucket, downloads FROM country_share "
+                "WHERE run_id = :run_id"
+            ),
+            {"run_id": run_id},
+        ).all()
+        facts = connection.execute(
+            text(
+                "SELECT model_oid, uploader, uploader_bucket, downloads_30d FROM model_fact "
+                "WHERE run_id = :run_id"
+            ),
+            {"run_id": run_id},
+        ).all()
+    problems = []
+    stored = pl.DataFrame(
+        [tuple(r) for r in shares],
+        schema=["definition", "cohort", "attribution", "bucket", "downloads"],
+        orient="row",
+    )
+    expected = country_share.select("definition", "cohort", "attribution", "bucket", "downloads")
+    if stored.is_empty() or share_table_sha256(stored) != share_table_sha256(expected):
+        differing = (
+            expected.join(stored, on=["definition", "cohort", "attribution", "bucket"], how="full")
+            .filter(pl.col("downloads").ne_missing(pl.col("downloads_right")))
+            .select(pl.concat_str("attribution", "bucket", separator="/"))
+            .to_series()
+            .unique()
+            .sort()
+            .to_list()
+        )
+        problems.append(
+            f"the country_share rows stored for run {run_id} differ from the recomputation "
+            f"({len(shares)} stored; differing: {', '.join(map(str, differing[:6])) or 'all'})"
+        )
+    stored_facts = pl.DataFrame(
+        [tuple(r) for r in facts],
+        schema=["model_oid", "uploader", "uploader_bucket", "downloads_30d"],
+        orient="row",
+    )
+    if _fact_checksum(stored_facts) != _fact_checksum(fact):
+        problems.append(
+            f"the model_fact rows stored for run {run_id} differ from the recomputation "
+            f"({stored_facts.height:,} stored, {fact.height:,} recomputed)"
+        )
+    return problems

@@ -455,9 +455,7 @@ def reproduce(
             highlight=False,
         )
         return
-    for problem in result.problems:
-        stderr.print(f"differs: {problem}", highlight=False)
-    raise _fail(ReproductionError(f"run {run_id} was not reproduced: {result.problems[0]}"))
+    raise _fail(ReproductionError(f"run {run_id} was not reproduced: {'; '.join(result.problems)}"))
 
 
 class ExplainFormat(StrEnum):

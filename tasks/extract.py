@@ -219,8 +219,48 @@ def _fetch_page(url: str, headers: dict[str, str], settings: Settings) -> httpx2
     return response
 
 
+#: What each requested field may be on the wire (None is always allowed: fields may be absent).
+_WIRE_TYPES: dict[str, tuple[type, ...]] = {
+    "_id": (str,),
+    "id": (str,),
+    "author": (str,),
+    "downloads": (int,),
+    "downloadsAllTime": (int,),
+    "likes": (int,),
+    "createdAt": (str,),
+    "lastModified": (str,),
+    "pipeline_tag": (str,),
+    "library_name": (str,),
+    "tags": (list,),
+    "gated": (bool, str),
+    "private": (bool,),
+}
+
+
+def _wire_problem(item: object) -> str | None:
+    """What is wrong with one model object against the wire schema, or None."""
+    if not isinstance(item, dict):
+        return f"is a {type(item).__name__}, not an object"
+    if not item.get("_id") or not item.get("id"):
+        return "has no `_id`/`id`"
+    for name, kinds in _WIRE_TYPES.items():
+        value = item.get(name)
+        if value is None:
+            continue
+        # bool is an int in Python: a count must not be true/false.
+        wrong = not isinstance(value, kinds) or (kinds == (int,) and isinstance(value, bool))
+        if wrong:
+            return f"has `{name}` = {value!r:.40} ({type(value).__name__})"
+        if name == "tags" and not all(isinstance(tag, str) for tag in value):
+            return "has a `tags` entry that is not a string"
+        if kinds == (int,) and not 0 <= value < 2**63:
+            return f"has `{name}` = {value} out of range"
+    return None
+
+
 def _check_page(body: bytes, page_no: int, url: str) -> int:
-    """Fail loudly on anything but a JSON list of objects carrying `_id` and `id`."""
+    """Check a page against the wire schema before it is stored and the crawl advances: a JSON
+    list of model objects with `_id` and `id` and each requested field of its wire type."""
     where = f"page {page_no} ({public_endpoint(url)})"
     try:
         items = orjson.loads(body)
@@ -229,8 +269,9 @@ def _check_page(body: bytes, page_no: int, url: str) -> int:
     if not isinstance(items, list):
         raise MalformedPageError(f"{where}: expected a JSON list, got {type(items).__name__}")
     for position, item in enumerate(items):
-        if not isinstance(item, dict) or not item.get("_id") or not item.get("id"):
-            raise MalformedPageError(f"{where}: item {position} has no `_id`/`id`: {item!r:.120}")
+        problem = _wire_problem(item)
+        if problem is not None:
+            raise MalformedPageError(f"{where}: item {position} {problem}")
     return len(items)
 
 
@@ -272,7 +313,17 @@ def crawl_pages(
             before = counter.attempts
             response = _fetch_page(with_credentials(url, endpoint), headers, settings)
             page_no = state.pages + 1
-            count = _check_page(response.content, page_no, url)
+            try:
+                count = _check_page(response.content, page_no, url)
+            except MalformedPageError as err:
+                # Kept aside for inspection; the crawl does not advance, so the next run asks
+                # for the same page again.
+                quarantine = pages_dir / "quarantine" / f"page-{page_no:06d}.json.gz"
+                quarantine.parent.mkdir(exist_ok=True)
+                write_atomically(quarantine, gzip.compress(response.content, mtime=0))
+                raise MalformedPageError(
+                    f"{err}; kept in {quarantine}, the next run asks for the page again"
+                ) from None
             write_atomically(
                 pages_dir / f"page-{page_no:06d}.json.gz", gzip.compress(response.content, mtime=0)
             )
@@ -368,8 +419,16 @@ def describe_snapshot(
 
 
 def read_page(path: Path) -> pl.DataFrame:
-    body = gzip.decompress(path.read_bytes())
-    return pl.read_json(io.BytesIO(body), schema=WIRE_SCHEMA)
+    """A stored page; one that cannot be read (truncated, altered) is reported, naming it."""
+    try:
+        body = gzip.decompress(path.read_bytes())
+        return pl.read_json(io.BytesIO(body), schema=WIRE_SCHEMA)
+    except (OSError, EOFError, ValueError, pl.exceptions.PolarsError) as err:
+        raise SnapshotError(
+            f"{path}: stored page cannot be read ({type(err).__name__}: "
+            f"{(str(err).splitlines() or [''])[0]:.120}); restore it, or delete {path.parent} "
+            "to crawl the date again (possible only on that date)"
+        ) from None
 
 
 def normalise_models(frame: pl.LazyFrame) -> pl.LazyFrame:

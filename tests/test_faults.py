@@ -12,7 +12,7 @@ from sqlalchemy import create_engine
 
 from hubshare.fakehub import FakeHub
 from hubshare.read_warehouse import list_runs
-from tests.test_cli import invoke, last_line
+from tests.test_cli import closed_port, invoke, last_line
 
 DAY = date(2024, 1, 15)
 
@@ -124,3 +124,94 @@ def test_reproduce_takes_a_unique_prefix_of_a_run_id(env, tmp_path, monkeypatch)
     found = invoke("reproduce", "abcdef01")
     # The prefix resolved: the failed run has nothing to reproduce, and says so.
     assert "abcdef01-0000" in last_line(found.stderr)
+
+
+@pytest.mark.flow
+@pytest.mark.usefixtures("prefect_harness")
+def test_a_page_with_a_wrong_type_is_quarantined_and_retried(env, hand_models, monkeypatch):
+    """A page whose `downloads` is a string is not stored and the crawl does not advance: the
+    run fails naming the page, item and field, and the next run asks for that page again."""
+    from flows.daily import daily
+    from hubshare.errors import MalformedPageError
+
+    odd = [dict(m) for m in hand_models]
+    odd[4]["downloads"] = "12"  # the 5th public-or-private model: page 2 of 3-model pages
+    monkeypatch.setenv("HUBSHARE_EXTRACT_TASK_RETRIES", "0")
+    port = closed_port()  # one endpoint for both runs, as the real Hub's is
+    with FakeHub(odd, port=port) as hub, pytest.raises(MalformedPageError) as caught:
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        daily(run_date=DAY, backdate=True)
+    message = str(caught.value)
+    assert "page 2" in message and "`downloads` = '12' (str)" in message
+    pages = env / "raw" / DAY.isoformat() / "pages"
+    assert sorted(p.name for p in pages.glob("page-*.json.gz")) == ["page-000001.json.gz"]
+    assert (pages / "quarantine" / "page-000002.json.gz").exists()
+    with FakeHub(hand_models, port=port) as hub:  # the Hub fixed its page: resume at page 2
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        assert daily(run_date=DAY, backdate=True)["status"] == "published"
+
+
+@pytest.mark.flow
+@pytest.mark.usefixtures("prefect_harness")
+def test_a_stored_page_that_cannot_be_read_is_named(env, hand_models, monkeypatch):
+    from hubshare.fakehub import Fault
+
+    pages = env / "raw" / DAY.isoformat() / "pages"
+    port = closed_port()
+    # A crawl killed before its snapshot was built: page 2 then got truncated on disk.
+    with FakeHub(hand_models, faults=[Fault(3, "malformed")], port=port) as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        monkeypatch.setenv("HUBSHARE_EXTRACT_TASK_RETRIES", "0")
+        assert invoke("run", "--date", str(DAY), "--backdate").returncode == 4
+    page = pages / "page-000002.json.gz"
+    page.write_bytes(page.read_bytes()[:20])
+    with FakeHub(hand_models, port=port) as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        result = invoke("run", "--date", str(DAY), "--backdate")
+    assert result.returncode == 5
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith(f"error: {page}: stored page cannot be read")
+    assert "restore it, or delete" in line
+
+
+@pytest.mark.flow
+@pytest.mark.usefixtures("prefect_harness")
+def test_reproduce_proves_what_the_warehouse_holds(env, warehouse_url, hand_models, monkeypatch):
+    """An edited share row or deleted facts are found: reproduce compares the stored rows with
+    the recomputation, not only the inputs."""
+    from sqlalchemy import text
+
+    from flows.daily import daily
+
+    monkeypatch.setenv("HUBSHARE_WAREHOUSE_URL", warehouse_url)
+    with FakeHub(hand_models) as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        run_id = daily(run_date=DAY, backdate=True)["run_id"]
+    assert invoke("reproduce", run_id[:8]).returncode == 0
+    engine = create_engine(warehouse_url)
+    edit = (
+        "UPDATE country_share SET downloads = downloads + {n} WHERE run_id = :r "
+        "AND definition = 'downloads_30d' AND cohort = 'all' AND attribution = 'uploader' "
+        "AND bucket = 'CN'"
+    )
+    with engine.begin() as connection:
+        connection.execute(text(edit.format(n=1)), {"r": run_id})
+    edited = invoke("reproduce", run_id)
+    assert edited.returncode == 5
+    [line] = edited.stderr.strip().splitlines()
+    assert f"the country_share rows stored for run {run_id} differ" in line
+    assert "uploader/CN" in line
+    with engine.begin() as connection:
+        connection.execute(text(edit.format(n=-1)), {"r": run_id})
+        connection.execute(
+            text(
+                "DELETE FROM model_fact WHERE run_id = :r AND model_oid IN "
+                "(SELECT model_oid FROM model_fact WHERE run_id = :r ORDER BY model_oid LIMIT 4)"
+            ),
+            {"r": run_id},
+        )
+    deleted = invoke("reproduce", run_id)
+    assert deleted.returncode == 5
+    assert "the model_fact rows stored" in deleted.stderr and "(5 stored, 9 recomputed)" in (
+        deleted.stderr
+    )
