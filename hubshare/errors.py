@@ -16,6 +16,10 @@ class TransientExtractError(ExtractError):
     pages_fetched: int = 0
 
 
+class CrawlBusyError(ExtractError):
+    """Another process is crawling the same date into the same data dir."""
+
+
 class MalformedPageError(ExtractError):
     """The Hub answered a page that is not a JSON list of model objects."""
 

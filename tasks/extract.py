@@ -7,12 +7,14 @@ snapshot is then built from the page files, not from memory.
 
 from __future__ import annotations
 
+import fcntl
 import gzip
 import io
 import logging
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -31,6 +33,7 @@ from huggingface_hub.utils import (
 from huggingface_hub.utils._http import default_client_factory, hf_request_event_hook
 
 from hubshare.errors import (
+    CrawlBusyError,
     ExtractError,
     MalformedPageError,
     SnapshotError,
@@ -52,6 +55,7 @@ WIRE_SCHEMA = pl.Schema(
 SNAPSHOT_FILE = "snapshot.parquet"
 MANIFEST_FILE = "manifest.json"
 STATE_FILE = "state.json"
+LOCK_FILE = ".crawl.lock"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -286,10 +290,49 @@ def crawl_pages(
     again after an interruption. Returns the final crawl state. A transient failure reports how
     many pages this attempt stored (`TransientExtractError.pages_fetched`)."""
     pages_dir = _pages_dir(settings.raw_dir, snapshot_date)
+    pages_dir.mkdir(parents=True, exist_ok=True)
+    with crawl_lock(pages_dir, snapshot_date):
+        return _crawl_pages(snapshot_date, settings, pages_dir, on_page)
+
+
+@contextmanager
+def crawl_lock(pages_dir: Path, snapshot_date: date) -> Iterator[None]:
+    """One crawl of a date at a time per data dir: a second process is told who holds it
+    (an OS lock: released when its holder exits, even killed)."""
+    path = pages_dir / LOCK_FILE
+    with path.open("a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise CrawlBusyError(
+                f"another crawl of {snapshot_date} holds {path} ({holder}): wait for it to "
+                "finish, or stop it; the next run resumes where it stopped"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} since {_now().isoformat(timespec='seconds')}")
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _crawl_pages(
+    snapshot_date: date, settings: Settings, pages_dir: Path, on_page: PageCallback | None
+) -> CrawlState:
     state_path = pages_dir / STATE_FILE
     endpoint = settings.hf_endpoint
     if state_path.exists():
         state = CrawlState.load(state_path)
+        if state.endpoint != public_endpoint(endpoint):
+            raise ExtractError(
+                f"{pages_dir} holds a crawl of {snapshot_date} from {state.endpoint}, not from "
+                f"{public_endpoint(endpoint)}: a crawl resumes only against its own Hub (delete "
+                "the folder to crawl this one instead)"
+            )
         if state.done:
             return state
         state.resumes += 1

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine
 
-from hubshare.fakehub import FakeHub
+from hubshare.fakehub import FakeHub, Fault
 from hubshare.read_warehouse import list_runs
 from tests.test_cli import closed_port, invoke, last_line
 
@@ -154,7 +154,6 @@ def test_a_page_with_a_wrong_type_is_quarantined_and_retried(env, hand_models, m
 @pytest.mark.flow
 @pytest.mark.usefixtures("prefect_harness")
 def test_a_stored_page_that_cannot_be_read_is_named(env, hand_models, monkeypatch):
-    from hubshare.fakehub import Fault
 
     pages = env / "raw" / DAY.isoformat() / "pages"
     port = closed_port()
@@ -215,3 +214,33 @@ def test_reproduce_proves_what_the_warehouse_holds(env, warehouse_url, hand_mode
     assert "the model_fact rows stored" in deleted.stderr and "(5 stored, 9 recomputed)" in (
         deleted.stderr
     )
+
+
+@pytest.mark.flow
+@pytest.mark.usefixtures("prefect_harness")
+def test_one_crawl_per_date_at_a_time_and_only_against_its_own_hub(env, hand_models, monkeypatch):
+    import fcntl
+    import os
+
+    pages = env / "raw" / DAY.isoformat() / "pages"
+    pages.mkdir(parents=True)
+    monkeypatch.setenv("HUBSHARE_EXTRACT_TASK_RETRIES", "0")
+    with FakeHub(hand_models) as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        with (pages / ".crawl.lock").open("a+") as held:
+            fcntl.flock(held, fcntl.LOCK_EX)
+            held.write(f"pid {os.getpid()} since a moment ago")
+            held.flush()
+            busy = invoke("run", "--date", str(DAY), "--backdate")
+        assert busy.returncode == 4
+        [line] = busy.stderr.strip().splitlines()
+        assert f"another crawl of {DAY} holds" in line and f"pid {os.getpid()}" in line
+        assert not (pages / "state.json").exists()  # the second process touched nothing
+        # Interrupted after page 1 (a malformed page 2), then resumed against another Hub.
+        with FakeHub(hand_models, faults=[Fault(2, "malformed")]) as first:
+            monkeypatch.setenv("HF_ENDPOINT", first.url)
+            assert invoke("run", "--date", str(DAY), "--backdate").returncode == 4
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        other = invoke("run", "--date", str(DAY), "--backdate")
+    assert other.returncode == 4
+    assert "a crawl resumes only against its own Hub" in other.stderr
