@@ -27,6 +27,7 @@ from hubshare.errors import (
     MappingError,
     ReproductionError,
     SnapshotError,
+    UnstorableDataError,
     UsageError,
     WarehouseError,
 )
@@ -185,6 +186,7 @@ EXIT_CODES: tuple[tuple[type[HubshareError], int], ...] = (
     (ArchiveImportError, 5),
     (MappingError, 5),
     (ReproductionError, 5),
+    (UnstorableDataError, 5),
     (WarehouseError, 6),
 )
 

@@ -44,6 +44,10 @@ class WarehouseError(HubshareError):
     """The warehouse cannot be reached or holds nothing for the request."""
 
 
+class UnstorableDataError(HubshareError):
+    """A value the warehouse cannot store (too long for its column, a NUL character)."""
+
+
 class ReproductionError(HubshareError):
     """A stored run does not reproduce from its recorded inputs."""
 

@@ -5,6 +5,7 @@ PostgreSQL, the driver's executemany on SQLite), never row by row through the OR
 from __future__ import annotations
 
 import logging
+import sqlite3
 import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime
@@ -12,12 +13,13 @@ from typing import Any
 
 import orjson
 import polars as pl
+import psycopg
 from sqlalchemy import Engine, Table, create_engine, func, select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlmodel import SQLModel
 
-from hubshare.errors import WarehouseError
+from hubshare.errors import UnstorableDataError, WarehouseError
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +137,10 @@ def previous_row_count(engine: Engine, snapshot_date: date) -> int | None:
     return None if row is None else int(row[0])
 
 
+#: Errors of the database drivers themselves: the bulk path writes through the raw driver
+#: connection, so a full disk or a rejected value surfaces as these, not as SQLAlchemy's.
+LOAD_ERRORS: tuple[type[Exception], ...] = (SQLAlchemyError, sqlite3.Error, psycopg.Error)
+
 #: Attempts at allocating a run's version when another writer of the same date got there first.
 VERSION_ATTEMPTS = 8
 
@@ -153,6 +159,30 @@ def _retry_version_race(attempt: int, err: SQLAlchemyError) -> bool:
     return False
 
 
+def unstorable(table: Table, frame: pl.DataFrame) -> str | None:
+    """What in `frame` the warehouse cannot store in `table`, checked before loading: text longer
+    than its column (PostgreSQL enforces VARCHAR lengths) or a NUL character (PostgreSQL text
+    cannot hold one). None when all of it fits."""
+    for column in table.columns:
+        if column.name not in frame.columns or frame.schema[column.name] != pl.String:
+            continue
+        values = frame[column.name]
+        nul = values.str.contains("\x00", literal=True).fill_null(False)
+        if nul.any():
+            bad = values.filter(nul)[0]
+            return f"{table.name}.{column.name} value {bad!r:.80} contains a NUL character"
+        limit = getattr(column.type, "length", None)
+        if limit is not None:
+            too_long = values.str.len_chars().fill_null(0) > limit
+            if too_long.any():
+                bad = values.filter(too_long)[0]
+                return (
+                    f"{table.name}.{column.name} value {bad[:60]!r}… is {len(bad)} characters; "
+                    f"the warehouse stores at most {limit}"
+                )
+    return None
+
+
 def load_run(
     engine: Engine,
     record: RunRecord,
@@ -162,7 +192,14 @@ def load_run(
     published: bool,
     reason: str | None,
 ) -> LoadResult:
-    """Write the run atomically. Idempotent: a run_id already loaded is returned as it is."""
+    """Write the run atomically. Idempotent: a run_id already loaded is returned as it is.
+    Data the warehouse cannot store is refused before anything is written."""
+    for name, frame in facts.items():
+        problem = unstorable(_table(name), frame)
+        if problem is not None:
+            raise UnstorableDataError(
+                f"run {record.run_id} ({record.snapshot_date}) was not loaded: {problem}"
+            )
     ensure_schema(engine)
     status = PUBLISHED if published else REJECTED
     runs = _table("etl_run")
@@ -230,8 +267,8 @@ def load_run(
                             }
                         ],
                     )
-        except SQLAlchemyError as err:
-            if _retry_version_race(attempt, err):
+        except LOAD_ERRORS as err:
+            if isinstance(err, SQLAlchemyError) and _retry_version_race(attempt, err):
                 continue
             raise WarehouseError(
                 f"warehouse {_redact(str(engine.url))}: loading run {record.run_id} failed and was "
@@ -302,8 +339,8 @@ def record_unfinished_run(
                         }
                     ],
                 )
-        except SQLAlchemyError as err:
-            if _retry_version_race(attempt, err):
+        except LOAD_ERRORS as err:
+            if isinstance(err, SQLAlchemyError) and _retry_version_race(attempt, err):
                 continue
             raise WarehouseError(
                 f"warehouse {_redact(str(engine.url))}: recording {status} run {run_id} failed "
