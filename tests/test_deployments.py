@@ -104,13 +104,29 @@ def wait_for(api: str, deployment: str, seconds: float = 240) -> dict[str, Any]:
     pytest.fail(f"{deployment} did not finish within {seconds} s: {flow_runs(api, deployment)}")
 
 
+def run_both_deployments(env: dict[str, str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Trigger the daily run of DAY, then a forced backfill of it, as the docs show; wait for
+    each to finish."""
+    api = env["PREFECT_API_URL"]
+    prefect(
+        "deployment", "run", "daily/hubshare-daily",
+        "--param", f"run_date={DAY}", "--param", "backdate=true", env=env,
+    )  # fmt: skip
+    daily = wait_for(api, "daily/hubshare-daily")
+    prefect(
+        "deployment", "run", "backfill/hubshare-backfill",
+        "--param", f"start={DAY}", "--param", f"end={DAY}", "--param", "force=true",
+        env=env,
+    )  # fmt: skip
+    return daily, wait_for(api, "backfill/hubshare-backfill")
+
+
 def test_both_deployments_run_on_a_process_worker(server, tmp_path, hand_models):
     env = server | {
         "HUBSHARE_DATA_DIR": str(tmp_path / "data"),
         "HUBSHARE_MAPPING": str(HAND_MAPPING),
         "HUBSHARE_PAGE_SIZE": "3",
     }
-    api = env["PREFECT_API_URL"]
     prefect("work-pool", "create", "hubshare", "--type", "process", env=env)
     deployed = prefect(
         "--no-prompt", "deploy", "--all", "--prefect-file", "deployments/prefect.yaml", env=env
@@ -127,17 +143,7 @@ def test_both_deployments_run_on_a_process_worker(server, tmp_path, hand_models)
             stderr=subprocess.STDOUT,
         )
         try:
-            prefect(
-                "deployment", "run", "daily/hubshare-daily",
-                "--param", f"run_date={DAY}", "--param", "backdate=true", env=env,
-            )  # fmt: skip
-            daily = wait_for(api, "daily/hubshare-daily")
-            prefect(
-                "deployment", "run", "backfill/hubshare-backfill",
-                "--param", f"start={DAY}", "--param", f"end={DAY}", "--param", "force=true",
-                env=env,
-            )  # fmt: skip
-            backfill = wait_for(api, "backfill/hubshare-backfill")
+            daily, backfill = run_both_deployments(env)
         finally:
             worker.terminate()
             worker.wait(timeout=60)
@@ -185,17 +191,7 @@ def test_hubshare_serve_runs_both_deployments_in_one_process(server, tmp_path, h
                 if {"hubshare-daily", "hubshare-backfill"} <= names:
                     break
                 time.sleep(1)
-            prefect(
-                "deployment", "run", "daily/hubshare-daily",
-                "--param", f"run_date={DAY}", "--param", "backdate=true", env=env,
-            )  # fmt: skip
-            daily = wait_for(api, "daily/hubshare-daily")
-            prefect(
-                "deployment", "run", "backfill/hubshare-backfill",
-                "--param", f"start={DAY}", "--param", f"end={DAY}", "--param", "force=true",
-                env=env,
-            )  # fmt: skip
-            backfill = wait_for(api, "backfill/hubshare-backfill")
+            daily, backfill = run_both_deployments(env)
         finally:
             serving.terminate()
             serving.wait(timeout=60)
