@@ -218,9 +218,14 @@ def _explain_view(
     if total_from == 0 or total_to == 0:
         raise HubshareError(f"{view} view: a run has no downloads, so no share to explain")
     names = {key: entry[0] for table_ in (t_from, t_mid, t_to) for key, entry in table_.items()}
-    buckets = sorted({entry[1] for t in (t_from, t_mid, t_to) for entry in t.values()})
+    # Only the organisations that sit in a bucket on some side can contribute to it: one pass
+    # over those, not over every organisation for every bucket.
+    members: dict[str, set[str]] = {}
+    for entries in (t_from, t_mid, t_to):
+        for key, (_, bucket, _) in entries.items():
+            members.setdefault(bucket, set()).add(key)
     results = []
-    for bucket in buckets:
+    for bucket in sorted(members):
 
         def amount(entries: dict[str, tuple[str, str, int]], key: str, b: str = bucket) -> int:
             entry = entries.get(key)
@@ -229,7 +234,7 @@ def _explain_view(
         mapping: dict[str, Fraction] = {}
         organisation: dict[str, Fraction] = {}
         new_total = Fraction(0)
-        for key in names:
+        for key in sorted(members[bucket]):
             name = names[key]
             mapping[name] = Fraction(amount(t_to, key) - amount(t_mid, key), total_to)
             # New models count where their organisation sits under the first date's mapping.
@@ -239,7 +244,7 @@ def _explain_view(
             organisation[name] = (
                 Fraction(amount(t_mid, key) - amount(t_from, key), total_to) - new / total_to
             )
-        in_from = sum(amount(t_from, key) for key in t_from)
+        in_from = sum(amount(t_from, key) for key in members[bucket])
         parts = _top_parts("mapping", mapping, top, OTHER_MAPPING)
         if new_total != 0:
             parts.append(Part("new_models", "models new since the first date", new_total))
@@ -247,7 +252,7 @@ def _explain_view(
         total_effect = in_from * (Fraction(1, total_to) - Fraction(1, total_from))
         if total_effect != 0:
             parts.append(Part("population_total", "change of the population total", total_effect))
-        in_to = sum(amount(t_to, key) for key in t_to)
+        in_to = sum(amount(t_to, key) for key in members[bucket])
         change = BucketChange(
             bucket,
             view,

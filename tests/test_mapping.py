@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import polars as pl
@@ -376,3 +377,19 @@ def test_docs_list_every_contested_row_with_both_answers():
     }
     contested = load_mapping(DEFAULT_MAPPING).frame.filter(pl.col("alt_country") != "")
     assert listed == set(contested.select("org", "country", "alt_country").rows())
+
+
+def test_the_cross_check_tables_are_what_the_build_script_derives(tmp_path):
+    """The documented `python data/crosscheck/build_crosscheck.py` reproduces the shipped
+    tables from the upstream copies (skipped without them)."""
+    root = Path(__file__).resolve().parents[1]
+    if not (root.parent / "shared" / "data" / "upstream").is_dir():
+        pytest.skip("no upstream copies beside the repository")
+    subprocess.run(  # noqa: S603 - our own interpreter and script
+        [sys.executable, "data/crosscheck/build_crosscheck.py", str(tmp_path)],
+        cwd=root,
+        check=True,
+        timeout=120,
+    )
+    for name in ("atom_regions.csv", "epoch_countries.csv"):
+        assert (tmp_path / name).read_bytes() == (root / "data" / "crosscheck" / name).read_bytes()

@@ -11,6 +11,7 @@ Run from the repository root: `uv run python data/crosscheck/build_crosscheck.py
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import polars as pl
@@ -32,11 +33,11 @@ def alpha2(name: str) -> str | None:
     return NAMES.get(name) or pycountry.countries.lookup(name).alpha_2
 
 
-def main() -> None:
+def main(out: Path = HERE) -> None:
     atom = pl.read_csv(
         UPSTREAM / "Interconnects-AI__tracked-models/metadata/organization_regions.csv"
     ).select("hf_org", "region")
-    atom.sort(pl.col("hf_org").str.to_lowercase()).write_csv(HERE / "atom_regions.csv")
+    atom.sort(pl.col("hf_org").str.to_lowercase()).write_csv(out / "atom_regions.csv")
     rows: dict[str, tuple[set[str], set[str]]] = {}
     for file, column in EPOCH:
         frame = pl.read_csv(UPSTREAM / file, infer_schema_length=0)
@@ -54,8 +55,8 @@ def main() -> None:
         [(org, " ".join(sorted(c)), " | ".join(sorted(n))) for org, (c, n) in rows.items()],
         schema=["hf_org", "countries", "organization"],
         orient="row",
-    ).sort(pl.col("hf_org").str.to_lowercase()).write_csv(HERE / "epoch_countries.csv")
+    ).sort(pl.col("hf_org").str.to_lowercase()).write_csv(out / "epoch_countries.csv")
 
 
 if __name__ == "__main__":
-    main()
+    main(Path(sys.argv[1]) if len(sys.argv) > 1 else HERE)
