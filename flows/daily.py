@@ -55,6 +55,7 @@ from tasks.load import (
 from tasks.mapping import archive_mapping, contested_rows, load_mapping
 from tasks.quality import GateThresholds, QualityCheck, QualityReport, check_quality
 from tasks.report import write_report
+from tasks.settle import FINISHED_FILE, running_in, settle_abandoned_runs
 from tasks.shares import DEFINITION, compute_all_shares, share_table_sha256
 from tasks.windows import STANDARD_WINDOWS
 
@@ -509,6 +510,31 @@ def daily(run_date: date | None = None, backdate: bool = False) -> dict[str, Any
     # The flow run's id, so that a failure hook records the same run; a fresh id outside Prefect.
     run_id = str(flow_run.id) if flow_run.id else str(uuid.uuid4())
     started_at = datetime.now(UTC)
+    started = {
+        "run_id": run_id,
+        "snapshot_date": day.isoformat(),
+        "flow_run_id": str(flow_run.id) if flow_run.id else None,
+        "started_at": started_at.isoformat(),
+        "parameters": {"run_date": day.isoformat(), "backdate": backdate},
+    }
+    with running_in(run_dir(settings, run_id), started):
+        settled = settle_task(run_id)
+        return _run(settings, day, backdate, run_id, started_at) | {"settled": settled}
+
+
+@task(name="settle-abandoned-runs")
+def settle_task(run_id: str) -> list[str]:
+    """Runs of this data dir whose process died: recorded as crashed, marked crashed in Prefect,
+    their folders removed (the module tasks.settle says how a dead run is told apart)."""
+    settled = [run.describe() for run in settle_abandoned_runs(get_settings(), run_id)]
+    for line in settled:
+        get_run_logger().warning("Settled an %s", line)
+    return settled
+
+
+def _run(
+    settings: Settings, day: date, backdate: bool, run_id: str, started_at: datetime
+) -> dict[str, Any]:
     logger = get_run_logger()
     logger.info("Run %s for %s against %s", run_id, day, public_endpoint(settings.hf_endpoint))
 
@@ -568,7 +594,7 @@ def daily(run_date: date | None = None, backdate: bool = False) -> dict[str, Any
     )
     is_latest = is_latest_published(settings, day)
     folder = run_dir(settings, run_id)
-    (folder / "run.json").write_bytes(
+    (folder / FINISHED_FILE).write_bytes(
         orjson.dumps(asdict(record) | asdict(loaded), option=orjson.OPT_INDENT_2, default=str)
     )
 

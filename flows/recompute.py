@@ -22,7 +22,13 @@ from tasks.extract import read_snapshot, snapshot_path, stored_snapshot
 from tasks.load import warehouse_engine
 from tasks.mapping import contested_rows, load_mapping
 from tasks.migrate import require_current
-from tasks.shares import compute_all_shares, compute_shares, share_ranges, share_table_sha256
+from tasks.shares import (
+    compute_all_shares,
+    compute_shares,
+    has_all_time_counter,
+    share_ranges,
+    share_table_sha256,
+)
 from tasks.windows import Definition, model_metric
 
 
@@ -39,6 +45,13 @@ def window_shares_now(start: date, end: date, cohort: str, attribution: str) -> 
     """Bucket shares over [start, end) from the two raw snapshots and the current mapping."""
     settings = get_settings()
     end_snapshot, start_snapshot = _snapshot(end, settings), _snapshot(start, settings)
+    for day, snapshot in ((start, start_snapshot), (end, end_snapshot)):
+        if not has_all_time_counter(snapshot):
+            raise SnapshotError(
+                f"the raw snapshot of {day} has no downloadsAllTime counter (an archive without "
+                "it, or a crawl without expand=downloadsAllTime): a D1..D2 window needs it on "
+                "both dates (the default 30-day counter, without --window, needs neither)"
+            )
     mapping = load_mapping(settings.mapping_path)
     fact = attribute_uploader(end_snapshot, mapping.frame)
     origin, _ = attribute_origin(end_snapshot, fact, mapping.frame)

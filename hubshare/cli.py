@@ -82,9 +82,18 @@ def main() -> None:
     --debug; Ctrl-C exits 130."""
     try:
         app()
-    except KeyboardInterrupt:
+    except SystemExit as done:
+        if done.code == 130:  # Typer's answer to Ctrl-C
+            _print_error("interrupted; a crawl resumes from its last stored page next time")
+        raise
+    except KeyboardInterrupt:  # outside a command (while starting up)
         _print_error("interrupted; a crawl resumes from its last stored page next time")
         sys.exit(130)
+    except OSError as err:
+        if DEBUG["on"] or isinstance(err, ConnectionError | TimeoutError):
+            raise
+        _print_error(_storage_problem(err))
+        sys.exit(7)
     except Exception as err:
         if DEBUG["on"]:
             raise
@@ -93,6 +102,18 @@ def main() -> None:
             f"unexpected {type(err).__name__}: {first} (run again with --debug for the traceback)"
         )
         sys.exit(1)
+
+
+def _storage_problem(err: OSError) -> str:
+    """A disk full, read-only or forbidden: which file, what the system said, what to check.
+    Writes are atomic (temporary file, then rename), so what was stored before is intact."""
+    where = f"{err.filename}" if err.filename else "a file"
+    what = err.strerror or str(err)
+    return (
+        f"cannot write or read {where}: {what} (check free space and permissions under "
+        f"HUBSHARE_DATA_DIR={get_settings().data_dir}; what was stored before is unchanged, "
+        "and a crawl resumes from its last stored page)"
+    )
 
 
 DEMO_SAMPLE = PROJECT_ROOT / "data" / "samples" / "hub-2024-09-20.jsonl.gz"
@@ -211,9 +232,14 @@ def _jsonable(frame: pl.DataFrame) -> list[dict[str, Any]]:
 
 
 def _run_daily(run_date: date | None, backdate: bool) -> dict[str, Any]:
-    from flows.daily import daily
+    from hubshare.temporary_server import prefect_api
 
-    return daily(run_date=run_date, backdate=backdate)
+    with prefect_api() as server:
+        from flows.daily import daily  # imported while a temporary server starts
+
+        if server is not None:
+            server.wait_until_healthy()
+        return daily(run_date=run_date, backdate=backdate)
 
 
 @app.command()
@@ -237,6 +263,8 @@ def run(
             outcome = _run_daily(run_date, backdate)
     except HubshareError as err:
         raise _fail(err) from None
+    for line in outcome.get("settled", []):
+        stderr.print(f"Settled an {line}", highlight=False, markup=False)
     stderr.print(
         f"Published {outcome['snapshot_date']} version {outcome['version']} "
         f"(run {outcome['run_id']}, shares sha256 {outcome['shares_sha256'][:12]})"
@@ -411,14 +439,19 @@ def backfill(
 ) -> None:
     """Re-run every date of a range from its stored raw snapshot (never re-crawling the past).
     Exit 0 only if every date run was published."""
-    from flows.backfill import backfill_with_limit
+    from hubshare.temporary_server import prefect_api
 
     first, last = _parse_date(start, "--start"), _parse_date(end, "--end")
     assert first is not None and last is not None
     if last < first:
         raise _usage_error(f"--end {last} precedes --start {first}")
     try:
-        summary = backfill_with_limit(first, last, force, mapping_only)
+        with prefect_api() as server:
+            from flows.backfill import backfill_with_limit
+
+            if server is not None:
+                server.wait_until_healthy()
+            summary = backfill_with_limit(first, last, force, mapping_only)
     except HubshareError as err:
         raise _fail(err) from None
     for run in summary["runs"]:

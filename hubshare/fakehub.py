@@ -41,7 +41,6 @@ import contextlib
 import copy
 import dataclasses
 import gzip
-import hashlib
 import hmac
 import math
 import signal
@@ -61,6 +60,8 @@ from typing import Any, Final, Literal, Self, TypeVar, get_args
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
 import orjson
+
+from hubshare.provenance import synthetic_object_id
 
 __all__ = [
     "DEFAULT_LIST_KEYS",
@@ -167,14 +168,6 @@ _RATE_LIMITED_MESSAGE: Final[str] = (
 )
 _INVALID_CREDENTIALS: Final[str] = "Invalid credentials in Authorization header"
 _JSON: Final[str] = "application/json"
-
-
-def synthetic_object_id(model_id: str) -> str:
-    """Return a deterministic stand-in for a Mongo ObjectId: the first 24 hex chars of sha1(id).
-
-    Used when a model object carries no ``_id`` (the bundled sample has none upstream).
-    """
-    return hashlib.sha1(model_id.encode("utf-8"), usedforsecurity=False).hexdigest()[:24]
 
 
 @dataclass(frozen=True, slots=True)

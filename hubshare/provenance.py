@@ -78,3 +78,11 @@ def library_versions() -> dict[str, str]:
     versions = {name: package_version(name) for name in TRACKED_LIBRARIES}
     versions["python"] = platform.python_version()
     return versions
+
+
+def synthetic_object_id(model_id: str) -> str:
+    """Return a deterministic stand-in for a Mongo ObjectId: the first 24 hex chars of sha1(id).
+
+    Used when a model object carries no ``_id`` (the bundled sample has none upstream).
+    """
+    return hashlib.sha1(model_id.encode("utf-8"), usedforsecurity=False).hexdigest()[:24]

@@ -241,7 +241,7 @@ _WIRE_TYPES: dict[str, tuple[type, ...]] = {
 }
 
 
-def _wire_problem(item: object) -> str | None:
+def wire_problem(item: object) -> str | None:
     """What is wrong with one model object against the wire schema, or None."""
     if not isinstance(item, dict):
         return f"is a {type(item).__name__}, not an object"
@@ -273,7 +273,7 @@ def _check_page(body: bytes, page_no: int, url: str) -> int:
     if not isinstance(items, list):
         raise MalformedPageError(f"{where}: expected a JSON list, got {type(items).__name__}")
     for position, item in enumerate(items):
-        problem = _wire_problem(item)
+        problem = wire_problem(item)
         if problem is not None:
             raise MalformedPageError(f"{where}: item {position} {problem}")
     return len(items)

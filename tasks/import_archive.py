@@ -31,7 +31,7 @@ an empty list, `private` to false, as for a crawl). An empty CSV field is null (
 "" from missing); JSON and parquet text is kept as it is, "" included, as a crawl keeps it. Text
 timestamps may be ISO 8601 with `T` or a space, with `Z`, an offset or none (then UTC).
 
-**Synthetic `_id`s.** A record without `_id` gets `hubshare.fakehub.synthetic_object_id(id)` (the
+**Synthetic `_id`s.** A record without `_id` gets `hubshare.provenance.synthetic_object_id(id)` (the
 first 24 hex digits of sha1 of the id), so re-importing the same file gives the same bytes. These
 ids do NOT match the Mongo ObjectIds a crawl records for the same models: joining an imported
 snapshot with a crawled one (download windows) must go through `id`, not `_id`. They also make a
@@ -65,11 +65,11 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TypeVar
 
+import orjson
 import polars as pl
 
 from hubshare.errors import ArchiveImportError, SnapshotError
-from hubshare.fakehub import synthetic_object_id
-from hubshare.provenance import sha256_file
+from hubshare.provenance import sha256_file, synthetic_object_id
 from hubshare.settings import Settings
 from schemas.frames import SNAPSHOT_SCHEMA
 from tasks.extract import (
@@ -82,6 +82,7 @@ from tasks.extract import (
     finalise_snapshot,
     manifest_path,
     snapshot_path,
+    wire_problem,
 )
 
 log = logging.getLogger(__name__)
@@ -460,7 +461,14 @@ def _validate(file: Path, layout: str, typed: pl.LazyFrame, snapshot_date: date)
         ]
         if check.value is not None:
             aggregates.append(check.value.filter(check.bad).first().alias(f"value{index}"))
-    stats = _read_guard(file, layout, lambda: typed.select(aggregates).collect()).row(0, named=True)
+    try:
+        stats = _read_guard(file, layout, lambda: typed.select(aggregates).collect()).row(
+            0, named=True
+        )
+    except ArchiveImportError:
+        if layout == "jsonl":
+            _raise_first_wire_problem(file)  # name the record and field, as for a Hub page
+        raise
     if stats["rows"] == 0:
         raise ArchiveImportError(f"{file}: holds no models (layout {layout})")
     if layout == "jsonl":
@@ -632,6 +640,35 @@ def _require(file: Path, columns: list[str], required: tuple[str, ...]) -> None:
 
 def _layouts_help() -> str:
     return "; ".join(f"{name} ({description})" for name, description in LAYOUTS.items())
+
+
+def _raise_first_wire_problem(file: Path) -> None:
+    """Find the first record of a JSON file that a Hub page would be rejected for (bad JSON, a
+    field of the wrong type) and raise naming it; return if every record is well formed."""
+    opener = gzip.open if file.name.lower().endswith(".gz") else open
+    try:
+        with opener(file, "rb") as handle:
+            text = handle.read()
+    except (OSError, EOFError):
+        return  # unreadable as a whole: the reader's own message says so
+    if _json_is_list(file):
+        try:
+            records: list[tuple[int, bytes | object]] = list(enumerate(orjson.loads(text), 1))
+        except orjson.JSONDecodeError:
+            return
+    else:
+        records = list(enumerate(text.splitlines(), 1))
+    for number, record in records:
+        if isinstance(record, bytes):
+            if not record.strip():
+                continue
+            try:
+                record = orjson.loads(record)
+            except orjson.JSONDecodeError as err:
+                raise ArchiveImportError(f"{file}: line {number} is not JSON ({err})") from None
+        problem = wire_problem(record)
+        if problem is not None:
+            raise ArchiveImportError(f"{file}: record {number} {problem}")
 
 
 def _read_guard(file: Path, what: str, read: Callable[[], T]) -> T:

@@ -8,7 +8,10 @@ warehouse that is missing or behind is an error that says which command fixes it
 
 from __future__ import annotations
 
+import fcntl
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 
@@ -57,14 +60,31 @@ def _first_line(err: BaseException) -> str:
     return str(err).splitlines()[0] if str(err) else type(err).__name__
 
 
+@contextmanager
+def _sqlite_file_lock(engine: Engine) -> Iterator[None]:
+    """SQLite runs DDL outside the transaction that pysqlite opens, so two processes creating
+    one fresh warehouse would both try; they take turns on a lock file beside it instead
+    (PostgreSQL uses an advisory lock)."""
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or not database or database == ":memory:":
+        yield
+        return
+    path = Path(database)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.with_name(path.name + ".migrate-lock").open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def upgrade_warehouse(engine: Engine) -> str:
     """Create or upgrade the warehouse to the head revision and refresh the views, in one
     transaction. A warehouse made by the first release (tables, no `alembic_version`) is
     upgraded in place, keeping its data. Returns the revision."""
-    if engine.dialect.name == "sqlite" and engine.url.database:
-        Path(engine.url.database).parent.mkdir(parents=True, exist_ok=True)
     try:
-        with engine.begin() as connection:
+        with _sqlite_file_lock(engine), engine.begin() as connection:
             if connection.dialect.name == "postgresql":
                 connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
             revision = current_revision(connection)

@@ -157,12 +157,22 @@ def concentration(org_share: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def definitions_for(day: date, starts: dict[date, pl.DataFrame]) -> list[Definition]:
-    """The headline, and each standard window whose start snapshot is stored; both cohorts."""
+def has_all_time_counter(snapshot: pl.DataFrame) -> bool:
+    """Whether a raw snapshot carries `downloadsAllTime` (archives and old crawls may not)."""
+    return snapshot.is_empty() or snapshot["downloadsAllTime"].null_count() < snapshot.height
+
+
+def definitions_for(
+    day: date, starts: dict[date, pl.DataFrame], snapshot: pl.DataFrame | None = None
+) -> list[Definition]:
+    """The headline, and each standard window whose start snapshot is stored, both ends with a
+    `downloadsAllTime` counter; both cohorts."""
     found = [Definition.headline(day, cohort) for cohort in COHORTS]
+    if snapshot is not None and not has_all_time_counter(snapshot):
+        return found
     for days in STANDARD_WINDOWS:
         start = day - timedelta(days=days)
-        if start in starts:
+        if start in starts and has_all_time_counter(starts[start]):
             found += [Definition.window(start, day, cohort) for cohort in COHORTS]
     return found
 
@@ -232,7 +242,7 @@ def compute_all_shares(
     range."""
     country_parts, org_parts = [], []
     report: dict[str, Any] = {}
-    for definition in definitions_for(day, starts):
+    for definition in definitions_for(day, starts, snapshot):
         metric, metric_report = model_metric(definition, snapshot, starts.get(definition.start))
         countries, orgs = compute_shares(model_fact, model_origin, metric)
         tag = [

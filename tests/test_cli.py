@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, inspect, text
 
+from hubshare.cli import DEMO_SAMPLE
 from hubshare.fakehub import FakeHub, Fault
 from tests.conftest import HAND_MAPPING, run_hubshare
 from tests.test_attribution import EXPECTED_ORIGIN, EXPECTED_UPLOADER, TOTAL
@@ -135,6 +136,8 @@ def test_rejected_run_exits_non_zero(published, monkeypatch):
     assert result.returncode == 3  # gate rejection
     assert last_line(result.stderr).startswith("error:")
     assert "quality gate" in last_line(result.stderr)
+    # Taken literally, not as markup: the failed check's suite keeps its brackets.
+    assert "country_share[uploader]" in last_line(result.stderr)
 
 
 def test_no_published_shares_is_a_clear_error(env):
@@ -229,6 +232,38 @@ BAD_INPUT = {
     "mapping-diff-unknown": (("mapping", "diff", "abcdef12", "fedcba98"), 5, "neither a file"),
     "report-empty-span": (("report", "--from", "2016-01-01", "--to", "2016-01-02"), 6, "nothing"),
     "grant-reader-sqlite": (("db", "grant-reader", "bi"), 6, "needs a PostgreSQL warehouse"),
+    "import-truncated-gz": (
+        ("import", "--date", "2024-01-10", "--file", "truncated.jsonl.gz"),
+        5,
+        "truncated.jsonl.gz: cannot be read",
+    ),
+    "import-wrong-type": (
+        ("import", "--date", "2024-01-10", "--file", "wrong-type.jsonl"),
+        5,
+        "record 2 has `downloads` = '12' (str)",
+    ),
+    "reproduce-no-warehouse": (("reproduce", "abcdef12"), 6, "no warehouse at"),
+    "shares-window-no-all-time": (
+        ("shares", "--window", "2024-01-08..2024-01-09"),
+        5,
+        "has no downloadsAllTime counter",
+    ),
+}
+#: Files the cases read, written in the working directory first.
+BAD_FILES = {
+    "truncated.jsonl.gz": lambda: DEMO_SAMPLE.read_bytes()[:3000],
+    "wrong-type.jsonl": lambda: (
+        b'{"_id": "a1", "id": "a/one", "downloads": 3}\n'
+        b'{"_id": "a2", "id": "a/two", "downloads": "12"}\n'
+    ),
+    "no-all-time.jsonl": lambda: b'{"_id": "a1", "id": "a/one", "downloads": 3}\n',
+}
+#: Steps before a case (their effects on the data dir are part of the setting, not the case).
+BAD_SETUP = {
+    "shares-window-no-all-time": [
+        ("import", "--date", day, "--file", "no-all-time.jsonl")
+        for day in ("2024-01-08", "2024-01-09")
+    ],
 }
 
 
@@ -240,6 +275,12 @@ def test_every_command_fails_in_one_line_and_leaves_the_warehouse(case, publishe
     monkeypatch.setenv("HUBSHARE_HTTP_MAX_RETRIES", "0")
     if case == "run-dead-hub":
         monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    if case == "reproduce-no-warehouse":
+        monkeypatch.setenv("HUBSHARE_WAREHOUSE_URL", f"sqlite:///{published.parent / 'none.db'}")
+    for name, content in BAD_FILES.items():
+        Path(name).write_bytes(content())
+    for step in BAD_SETUP.get(case, []):
+        assert invoke(*step).returncode == 0
     before = dump(published)
     result = invoke(*args)
     lines = result.stderr.strip().splitlines()
@@ -247,6 +288,7 @@ def test_every_command_fails_in_one_line_and_leaves_the_warehouse(case, publishe
     assert word in lines[0]
     assert result.returncode == code, lines[0]
     assert result.stdout == ""
+    assert not (published.parent / "none.db").exists()  # nothing created by a reader
     after = dump(published)
     if case == "run-dead-hub":  # the failed run is on record; nothing else changed
         new_runs = set(after.pop("etl_run")) - set(before.pop("etl_run"))

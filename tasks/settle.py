@@ -1,0 +1,185 @@
+"""Runs whose process died without a word (SIGKILL, power loss, OOM killer) are settled by the
+next run: recorded as crashed in the warehouse, marked crashed in Prefect, their folder removed.
+
+A live run holds an exclusive `flock` on `<run folder>/.running` (the kernel drops it when the
+process dies, however it dies) and writes `started.json` only once it holds it; a finished run
+(published, rejected or failed) writes `run.json`. So a folder with `started.json`, without
+`run.json`, whose lock can be taken, belongs to a dead process.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import IO, Any
+from uuid import UUID
+
+import orjson
+
+from hubshare.errors import HubshareError
+from hubshare.settings import Settings
+from tasks.load import CRASHED, record_unfinished_run, warehouse_engine
+
+LOCK_FILE = ".running"
+STARTED_FILE = "started.json"
+FINISHED_FILE = "run.json"
+
+logger = logging.getLogger(__name__)
+
+
+@contextmanager
+def running_in(folder: Path, started: dict[str, Any]) -> Iterator[None]:
+    """Hold the run folder's lock while the run lives, then let it go."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / LOCK_FILE).open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # a new folder: nobody else holds it
+        try:
+            staged = folder / f".{STARTED_FILE}.tmp"
+            staged.write_bytes(orjson.dumps(started, default=str))
+            staged.replace(folder / STARTED_FILE)
+        except OSError:
+            shutil.rmtree(folder, ignore_errors=True)  # (a full disk) leave nothing to settle
+            raise
+        try:
+            yield
+        except BaseException as err:
+            # Ended by an error: its failure hook records it, not the next run. A rejected run
+            # has written its full record already.
+            finished = folder / FINISHED_FILE
+            if not finished.exists():
+                finished.write_bytes(orjson.dumps({"ended_by": type(err).__name__}))
+            raise
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextmanager
+def _lock_if_free(folder: Path) -> Iterator[bool]:
+    handle: IO[str] | None
+    try:
+        handle = (folder / LOCK_FILE).open("a")
+    except OSError:
+        handle = None
+    if handle is None:
+        yield False
+        return
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:  # its process is alive
+            yield False
+            return
+        yield True
+
+
+@dataclass(frozen=True)
+class SettledRun:
+    run_id: str
+    snapshot_date: date
+    started_at: datetime
+    version: int | None
+    status: str
+    prefect_marked_crashed: bool
+
+    def describe(self) -> str:
+        recorded = (
+            f"recorded as version {self.version} {self.status}"
+            if self.version
+            else "not recorded (the warehouse refused)"
+        )
+        prefect = "; its Prefect run marked Crashed" if self.prefect_marked_crashed else ""
+        return (
+            f"abandoned run {self.run_id} of {self.snapshot_date} (started "
+            f"{self.started_at:%Y-%m-%d %H:%M:%S} UTC): {recorded}{prefect}; "
+            "its folder removed"
+        )
+
+
+def abandoned_run_folders(settings: Settings, current_run_id: str) -> list[Path]:
+    if not settings.runs_dir.is_dir():
+        return []
+    return sorted(
+        folder
+        for folder in settings.runs_dir.iterdir()
+        if folder.name != current_run_id
+        and (folder / STARTED_FILE).is_file()
+        and not (folder / FINISHED_FILE).exists()
+    )
+
+
+def settle_abandoned_runs(settings: Settings, current_run_id: str) -> list[SettledRun]:
+    """Settle every abandoned run folder of this data dir (see the module's docstring)."""
+    settled = []
+    for folder in abandoned_run_folders(settings, current_run_id):
+        with _lock_if_free(folder) as free:
+            if not free or not (folder / STARTED_FILE).is_file():  # alive, or just settled
+                continue
+            try:
+                started = orjson.loads((folder / STARTED_FILE).read_bytes())
+            except (OSError, orjson.JSONDecodeError) as err:
+                logger.warning(
+                    "Removed run folder %s: its %s is unreadable (%s)", folder, STARTED_FILE, err
+                )
+            else:
+                settled.append(_settle(settings, folder, started, current_run_id))
+            shutil.rmtree(folder, ignore_errors=True)
+    return settled
+
+
+def _settle(
+    settings: Settings, folder: Path, started: dict[str, Any], current_run_id: str
+) -> SettledRun:
+    day = date.fromisoformat(started["snapshot_date"])
+    started_at = datetime.fromisoformat(started["started_at"])
+    reason = (
+        f"abandoned: its process stopped without finishing (killed or lost); settled by run "
+        f"{current_run_id} at {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC"
+    )
+    try:
+        recorded = record_unfinished_run(
+            warehouse_engine(settings.resolved_warehouse_url),
+            run_id=folder.name,
+            snapshot_date=day,
+            flow_run_id=started.get("flow_run_id"),
+            started_at=started_at,
+            status=CRASHED,
+            reason=reason,
+            parameters=started.get("parameters", {}),
+        )
+        version, status = recorded.version, recorded.status
+    except HubshareError as err:
+        logger.warning("Could not record abandoned run %s: %s", folder.name, err)
+        version, status = None, CRASHED
+    flow_run_id = started.get("flow_run_id")
+    marked = _mark_crashed_in_prefect(UUID(flow_run_id), reason) if flow_run_id else False
+    return SettledRun(folder.name, day, started_at, version, status, marked)
+
+
+def _mark_crashed_in_prefect(flow_run_id: UUID, reason: str) -> bool:
+    """Set the flow run and its unfinished task runs Crashed, if Prefect still shows them
+    running; False if it does not (or this Prefect API never saw the run)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+    from prefect.exceptions import ObjectNotFound
+    from prefect.states import Crashed
+
+    with get_client(sync_client=True) as client:
+        try:
+            flow_run = client.read_flow_run(flow_run_id)
+        except ObjectNotFound:
+            return False
+        if flow_run.state is None or flow_run.state.is_final():
+            return False
+        for task_run in client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
+        ):
+            if task_run.state is not None and not task_run.state.is_final():
+                client.set_task_run_state(task_run.id, Crashed(message=reason), force=True)
+        client.set_flow_run_state(flow_run_id, Crashed(message=reason), force=True)
+    return True
