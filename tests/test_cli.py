@@ -8,7 +8,7 @@ import io
 import json
 import shutil
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -250,7 +250,7 @@ BAD_INPUT = {
     ),
 }
 #: Files the cases read, written in the working directory first.
-BAD_FILES = {
+BAD_FILES: dict[str, Callable[[], bytes]] = {
     "truncated.jsonl.gz": lambda: DEMO_SAMPLE.read_bytes()[:3000],
     "wrong-type.jsonl": lambda: (
         b'{"_id": "a1", "id": "a/one", "downloads": 3}\n'
