@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -29,6 +32,7 @@ from prefect.runtime import flow_run
 from prefect.tasks import Task
 
 from hubshare.errors import GateFailedError, HubshareError, TransientExtractError
+from hubshare.progress import describe_stage_seconds
 from hubshare.provenance import code_version
 from hubshare.settings import Settings, get_settings
 from schemas.warehouse import FACT_TABLES
@@ -53,7 +57,13 @@ from tasks.load import (
     warehouse_engine,
 )
 from tasks.mapping import archive_mapping, contested_rows, load_mapping
-from tasks.quality import GateThresholds, QualityCheck, QualityReport, check_quality
+from tasks.quality import (
+    GateThresholds,
+    QualityCheck,
+    QualityReport,
+    check_quality,
+    import_gx_in_background,
+)
 from tasks.report import write_report
 from tasks.settle import FINISHED_FILE, running_in, settle_abandoned_runs
 from tasks.shares import DEFINITION, compute_all_shares, share_table_sha256
@@ -66,6 +76,24 @@ GATE_LOCK = threading.Lock()
 
 def today_utc() -> date:
     return datetime.now(UTC).date()
+
+
+class StageTimes:
+    """Wall time of each stage of a run, for its log, `hubshare run` and the benchmarks."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = round(time.perf_counter() - started, 3)
+
+    def describe(self) -> str:
+        return describe_stage_seconds(self.seconds)
 
 
 def run_dir(settings: Settings, run_id: str) -> Path:
@@ -538,13 +566,19 @@ def _run(
     logger = get_run_logger()
     logger.info("Run %s for %s against %s", run_id, day, public_endpoint(settings.hf_endpoint))
 
-    manifest = extract_task.with_options(
-        retries=settings.extract_task_retries,
-        retry_delay_seconds=settings.extract_task_retry_delay,
-    )(day, backdate)
-    enriched = enrich_task(run_id, day)
-    shares = shares_task(run_id, day)
-    gate = quality_task(run_id, day)
+    import_gx_in_background()  # the gate's library loads while the crawl waits on the Hub
+    times = StageTimes()
+    with times.stage("crawl"):
+        manifest = extract_task.with_options(
+            retries=settings.extract_task_retries,
+            retry_delay_seconds=settings.extract_task_retry_delay,
+        )(day, backdate)
+    with times.stage("attribute"):
+        enriched = enrich_task(run_id, day)
+    with times.stage("shares"):
+        shares = shares_task(run_id, day)
+    with times.stage("gate"):
+        gate = quality_task(run_id, day)
 
     record = RunRecord(
         run_id=run_id,
@@ -589,9 +623,12 @@ def _run(
             },
         },
     )
-    loaded = LoadResult(
-        **load_task(asdict(record), gate["success"], None if gate["success"] else gate["summary"])
-    )
+    with times.stage("load"):
+        loaded = LoadResult(
+            **load_task(
+                asdict(record), gate["success"], None if gate["success"] else gate["summary"]
+            )
+        )
     is_latest = is_latest_published(settings, day)
     folder = run_dir(settings, run_id)
     (folder / FINISHED_FILE).write_bytes(
@@ -617,11 +654,19 @@ def _run(
             key=key, markdown=markdown, description=f"Shares for {day}, version {loaded.version}"
         )
     if not gate["success"]:
+        logger.info("Stage times: %s", times.describe())
         raise GateFailedError(
             f"{day} run {run_id} (version {loaded.version}) was rejected by the quality gate and "
             f"nothing was published: {gate['summary']}"
         )
     logger.info("Published %s version %d (run %s)", day, loaded.version, run_id)
-    explain_task(day)
-    report_task(day)
-    return asdict(loaded) | {"shares_sha256": record.shares_sha256, "raw_sha256": record.raw_sha256}
+    with times.stage("explain"):
+        explain_task(day)
+    with times.stage("report"):
+        report_task(day)
+    logger.info("Stage times: %s", times.describe())
+    return asdict(loaded) | {
+        "shares_sha256": record.shares_sha256,
+        "raw_sha256": record.raw_sha256,
+        "stage_seconds": times.seconds,
+    }

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
+import logging
 import os
 import re
 import sys
@@ -65,8 +67,6 @@ def _options(
         "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "DEBUG" if debug else "CRITICAL"
     )
     if not debug:
-        import logging
-
         from huggingface_hub.utils import logging as hf_logging
 
         # huggingface_hub prints its retry warnings with a handler of its own: drop it (they
@@ -78,8 +78,33 @@ def _options(
 
 
 def main() -> None:
-    """The `hubshare` command: an unexpected error is one line too (exit 1), its traceback with
-    --debug; Ctrl-C exits 130."""
+    """The `hubshare` command, leaving without the interpreter's teardown (2-3 s once
+    great_expectations, scipy and polars are loaded) after flushing what must be written."""
+    code = 0
+    try:
+        _main()
+    except SystemExit as done:
+        code = done.code if isinstance(done.code, int) else int(done.code is not None)
+    _leave(code)
+
+
+def _leave(code: int) -> None:
+    from hubshare.temporary_server import send_pending_logs_and_events
+
+    send_pending_logs_and_events()  # Prefect's own atexit hooks will not run
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe (`| head`)
+            stream.flush()
+    os._exit(code)
+
+
+def _main() -> None:
+    """An unexpected error is one line too (exit 1), its traceback with --debug; Ctrl-C exits
+    130."""
+    from hubshare.temporary_server import start_early_for
+
+    start_early_for(sys.argv[1:])  # (already done when started as `hubshare`)
     try:
         app()
     except SystemExit as done:
@@ -235,7 +260,10 @@ def _run_daily(run_date: date | None, backdate: bool) -> dict[str, Any]:
     from hubshare.temporary_server import prefect_api
 
     with prefect_api() as server:
-        from flows.daily import daily  # imported while a temporary server starts
+        from tasks.quality import import_gx_in_background
+
+        import_gx_in_background()  # these imports overlap with a temporary server's start
+        from flows.daily import daily
 
         if server is not None:
             server.wait_until_healthy()
@@ -255,7 +283,7 @@ def run(
     ] = False,
 ) -> None:
     """Run the daily flow. Exit 0 only if the run was published."""
-    from hubshare.progress import crawl_progress
+    from hubshare.progress import crawl_progress, describe_stage_seconds
 
     run_date = _parse_date(date_)
     try:
@@ -269,6 +297,7 @@ def run(
         f"Published {outcome['snapshot_date']} version {outcome['version']} "
         f"(run {outcome['run_id']}, shares sha256 {outcome['shares_sha256'][:12]})"
     )
+    stderr.print(f"Stages: {describe_stage_seconds(outcome['stage_seconds'])}", highlight=False)
 
 
 @app.command()
@@ -797,6 +826,7 @@ def demo(
 ) -> None:
     """Offline demo: run the daily flow against a real 2024-09-20 sample on a local fake Hub."""
     from hubshare.fakehub import FakeHub
+    from hubshare.progress import describe_stage_seconds
 
     with FakeHub.from_file(DEMO_SAMPLE) as hub:
         os.environ["HF_ENDPOINT"] = hub.url
@@ -805,10 +835,11 @@ def demo(
         os.environ["HUBSHARE_WAREHOUSE_URL"] = f"sqlite:///{(data_dir / 'warehouse.db').resolve()}"
         stderr.print(f"Fake Hub serving {DEMO_SAMPLE.name} at {hub.url}")
         try:
-            _run_daily(DEMO_DATE, backdate=True)
+            outcome = _run_daily(DEMO_DATE, backdate=True)
         except HubshareError as err:
             raise _fail(err) from None
     _print_both_views(DEMO_DATE)
+    stderr.print(f"Stages: {describe_stage_seconds(outcome['stage_seconds'])}", highlight=False)
     stderr.print(
         f"More: hubshare shares --date {DEMO_DATE} --attribution origin --format json "
         f"(with HUBSHARE_DATA_DIR={data_dir})"

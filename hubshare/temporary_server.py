@@ -121,34 +121,61 @@ def start_temporary_server(timeout: float = 120) -> TemporaryServer:
     return TemporaryServer(process, port, log, timeout)
 
 
+#: A server started by `start_early`, for `prefect_api` to use.
+_EARLY: list[TemporaryServer] = []
+
+
+#: Commands that run flows, and so need a Prefect API.
+FLOW_COMMANDS = frozenset({"run", "backfill", "demo"})
+
+
+def start_early() -> None:
+    """Start the temporary server at once, before the command imports Prefect and the rest of
+    the stack (several seconds it would otherwise wait for), unless PREFECT_API_URL is set."""
+    if not os.environ.get("PREFECT_API_URL") and not _EARLY:
+        _EARLY.append(start_temporary_server(_startup_timeout()))
+
+
+def start_early_for(arguments: list[str]) -> None:
+    """`start_early` if the command line names a flow command (and does not ask for help)."""
+    if FLOW_COMMANDS & set(arguments[:2]) and "--help" not in arguments:
+        start_early()
+
+
+def _startup_timeout() -> float:
+    return float(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120"))
+
+
 @contextmanager
 def prefect_api() -> Iterator[TemporaryServer | None]:
     """The Prefect API for this command: the configured PREFECT_API_URL if any, else a temporary
     server that stops with the command. Call `wait_until_healthy` on a yielded server before the
     first flow (imports can run meanwhile)."""
-    from prefect.settings import (
-        PREFECT_API_URL,
-        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS,
-        temporary_settings,
-    )
+    start_early()  # before importing Prefect: the server starts while we import
+    from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    if PREFECT_API_URL.value():
+    server = _EARLY.pop() if _EARLY else None
+    if server is None or PREFECT_API_URL.value():  # an API of the environment or a profile
+        if server is not None:
+            server.stop()
         yield None
         return
-    server = start_temporary_server(float(PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value()))
     try:
         with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
             try:
                 yield server
             finally:
-                _send_pending_logs_and_events()
+                send_pending_logs_and_events()
     finally:
         server.stop()
 
 
-def _send_pending_logs_and_events() -> None:
+def send_pending_logs_and_events() -> None:
     """Prefect sends logs and events from background workers that would otherwise flush at exit,
-    after the server is gone, retrying for minutes: flush them while it still answers."""
+    after a temporary server is gone, retrying for minutes: flush them while it still answers
+    (and before a command leaves without the interpreter's teardown)."""
+    if "prefect" not in sys.modules:
+        return
     from prefect.events.worker import EventsWorker
     from prefect.logging.handlers import APILogWorker
 

@@ -22,8 +22,10 @@ Only the columns a suite names are converted to pandas, to keep the copy small.
 
 from __future__ import annotations
 
+import importlib
 import math
 import os
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -183,6 +185,17 @@ def check_quality(
 
 
 # --- GX plumbing -------------------------------------------------------------------------------
+
+
+def import_gx_in_background() -> threading.Thread:
+    """Start importing great_expectations (2 s byte-compiled, more on a busy machine) on a
+    thread, so that it overlaps with work that waits: the temporary server's start, the crawl.
+    The gate's own import then finds it loaded (or waits for the rest of it)."""
+    thread = threading.Thread(
+        target=importlib.import_module, args=("great_expectations",), name="import-gx", daemon=True
+    )
+    thread.start()
+    return thread
 
 
 def _ephemeral_context() -> EphemeralDataContext:
