@@ -16,6 +16,7 @@ import random
 import resource
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import asdict
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -34,15 +35,12 @@ from tasks.shares import compute_all_shares, share_table_sha256
 DAY = date(2026, 11, 29)
 
 
-def write_pages(raw_dir: Path, n_models: int, seed: int = 7) -> CrawlState:
+def synthetic_models(n_models: int, seed: int = 7) -> Iterator[dict[str, object]]:
+    """Hub model objects as the API returns them (every expanded field), reproducible by seed."""
     rng = random.Random(seed)
     orgs = pl.read_csv(DEFAULT_MAPPING)["org"].to_list()
     individuals = [f"user{i}" for i in range(max(n_models // 20, 1))]
-    pages = day_dir(raw_dir, DAY) / "pages"
-    pages.mkdir(parents=True)
     ids: list[str] = []
-    page: list[dict[str, object]] = []
-    page_no = 0
     for i in range(n_models):
         author = rng.choice(orgs) if rng.random() < 0.3 else rng.choice(individuals)
         model_id = f"{author}/model-{i}"
@@ -52,23 +50,30 @@ def write_pages(raw_dir: Path, n_models: int, seed: int = 7) -> CrawlState:
             bases = rng.sample(ids[-50_000:], 2 if kind == "merge" else 1)
             tags += [f"base_model:{kind}:{base}" for base in bases]
         ids.append(model_id)
-        page.append(
-            {
-                "_id": f"{i:024x}",
-                "id": model_id,
-                "author": author,
-                "downloads": int(rng.paretovariate(1.2)) - 1,
-                "downloadsAllTime": int(rng.paretovariate(1.1) * 10),
-                "likes": rng.randrange(50),
-                "createdAt": "2025-01-01T00:00:00.000Z",
-                "lastModified": "2025-06-01T00:00:00.000Z",
-                "pipeline_tag": "text-generation",
-                "library_name": "transformers",
-                "tags": tags,
-                "gated": False,
-                "private": False,
-            }
-        )
+        yield {
+            "_id": f"{i:024x}",
+            "id": model_id,
+            "author": author,
+            "downloads": int(rng.paretovariate(1.2)) - 1,
+            "downloadsAllTime": int(rng.paretovariate(1.1) * 10),
+            "likes": rng.randrange(50),
+            "createdAt": "2025-01-01T00:00:00.000Z",
+            "lastModified": "2025-06-01T00:00:00.000Z",
+            "pipeline_tag": "text-generation",
+            "library_name": "transformers",
+            "tags": tags,
+            "gated": False,
+            "private": False,
+        }
+
+
+def write_pages(raw_dir: Path, n_models: int, seed: int = 7) -> CrawlState:
+    pages = day_dir(raw_dir, DAY) / "pages"
+    pages.mkdir(parents=True)
+    page: list[dict[str, object]] = []
+    page_no = 0
+    for i, model in enumerate(synthetic_models(n_models, seed)):
+        page.append(model)
         if len(page) == 1000 or i == n_models - 1:
             page_no += 1
             (pages / f"page-{page_no:06d}.json.gz").write_bytes(

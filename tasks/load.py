@@ -19,6 +19,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlmodel import SQLModel
 
+import schemas.warehouse  # noqa: F401 - registers the tables in SQLModel.metadata
 from hubshare.errors import UnstorableDataError, WarehouseError
 
 log = logging.getLogger(__name__)

@@ -1,0 +1,43 @@
+"""The benchmark commands of benchmarks/README.md run (at a tiny size: speed is measured by
+running them, never asserted here)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).parent.parent / "benchmarks"
+
+
+def bench(script: str, *args: str, prefect_home: Path) -> str:
+    """Run a benchmark as its README shows (no Prefect server: `hubshare run` starts its own,
+    with its database in `prefect_home`)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
+    result = subprocess.run(  # noqa: S603 - our interpreter and our scripts
+        [sys.executable, str(BENCHMARKS / script), *args],
+        env=env | {"PREFECT_HOME": str(prefect_home)},
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout
+
+
+def test_the_stage_benchmark_runs(tmp_path):
+    out = bench("bench_pipeline.py", "--models", "3000", prefect_home=tmp_path)
+    for step in ("build snapshot", "attribute origin", "quality gate", "load SQLite", "total"):
+        assert step in out
+
+
+@pytest.mark.flow
+def test_the_side_by_side_benchmark_runs(tmp_path):
+    out = bench("bench_side_by_side.py", "--models", "2000", prefect_home=tmp_path)
+    [row] = [line for line in out.splitlines() if line.startswith("| 2,000 |")]
+    assert row.count(" GB") == 3  # floor, naive, hubshare: each measured as a whole process
+    assert "hubshare at 2,000: Published 2026-11-29 version 1" in out
