@@ -7,6 +7,7 @@ Tasks pass dates, paths and ids; every intermediate result is a file in the run'
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 import uuid
@@ -129,6 +130,7 @@ class CrawlProgress:
         self.expected_pages = -(-previous // settings.page_size) if previous else None
         self.run_date = run_date
         self.models = 0
+        self.updated_at = -math.inf
         self.artifact_id: UUID | None = None  # created with the first page: a stored snapshot
         self.logger = get_run_logger()  # needs no crawl, and no artifact
 
@@ -148,8 +150,24 @@ class CrawlProgress:
             self.artifact_id = created
         return self.artifact_id
 
+    #: At most one artifact update per this many seconds (and always the last page's): one API
+    #: round trip per page cost ~25 s per million models.
+    UPDATE_EVERY = 2.0
+
     def __call__(self, state: CrawlState, models: int) -> None:
         self.models += models
+        self.logger.info(
+            "Page %d stored: %d models (%d requests, %d retries so far)%s",
+            state.pages,
+            models,
+            state.requests,
+            state.retries,
+            " - last page" if state.done else "",
+        )
+        now = time.monotonic()
+        if not state.done and now - self.updated_at < self.UPDATE_EVERY:
+            return
+        self.updated_at = now
         if state.done:
             progress = 100.0
         elif self.expected_pages:
@@ -161,14 +179,6 @@ class CrawlProgress:
             progress=progress,
             description=f"{state.pages:,} pages, {self.models:,} models this attempt, "
             f"{state.retries} retries" + (" (done)" if state.done else ""),
-        )
-        self.logger.info(
-            "Page %d stored: %d models (%d requests, %d retries so far)%s",
-            state.pages,
-            models,
-            state.requests,
-            state.retries,
-            " - last page" if state.done else "",
         )
 
 

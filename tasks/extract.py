@@ -223,6 +223,10 @@ def _fetch_page(url: str, headers: dict[str, str], settings: Settings) -> httpx2
     return response
 
 
+#: Fast compression for stored pages: level 1 takes 1.9 ms for a 1,000-model page against 8 ms
+#: at the default 9 (8 s per million models), for pages about a third larger.
+PAGE_GZIP_LEVEL = 1
+
 #: What each requested field may be on the wire (None is always allowed: fields may be absent).
 _WIRE_TYPES: dict[str, tuple[type, ...]] = {
     "_id": (str,),
@@ -241,8 +245,33 @@ _WIRE_TYPES: dict[str, tuple[type, ...]] = {
 }
 
 
+#: The same, as exact types (JSON gives no subclasses; a bool is not a count).
+_EXACT_WIRE_TYPES: dict[str, frozenset[type]] = {
+    name: frozenset(kinds) | {type(None)} for name, kinds in _WIRE_TYPES.items()
+}
+
+
 def wire_problem(item: object) -> str | None:
-    """What is wrong with one model object against the wire schema, or None."""
+    """What is wrong with one model object against the wire schema, or None. The common case,
+    a well-formed object, takes one exact-type lookup per field (20 ms per 1,000-model page with
+    isinstance and its bool exception, 1,000 pages per million models)."""
+    if (
+        type(item) is dict
+        and item.get("_id")
+        and item.get("id")
+        and all(type(item.get(name)) in kinds for name, kinds in _EXACT_WIRE_TYPES.items())
+        and all(type(tag) is str for tag in item.get("tags") or ())
+        and all(
+            0 <= item[name] < 2**63
+            for name in ("downloads", "downloadsAllTime", "likes")
+            if item.get(name) is not None
+        )
+    ):
+        return None
+    return _describe_wire_problem(item)
+
+
+def _describe_wire_problem(item: object) -> str | None:
     if not isinstance(item, dict):
         return f"is a {type(item).__name__}, not an object"
     if not item.get("_id") or not item.get("id"):
@@ -363,12 +392,15 @@ def _crawl_pages(
                 # for the same page again.
                 quarantine = pages_dir / "quarantine" / f"page-{page_no:06d}.json.gz"
                 quarantine.parent.mkdir(exist_ok=True)
-                write_atomically(quarantine, gzip.compress(response.content, mtime=0))
+                write_atomically(
+                    quarantine, gzip.compress(response.content, PAGE_GZIP_LEVEL, mtime=0)
+                )
                 raise MalformedPageError(
                     f"{err}; kept in {quarantine}, the next run asks for the page again"
                 ) from None
             write_atomically(
-                pages_dir / f"page-{page_no:06d}.json.gz", gzip.compress(response.content, mtime=0)
+                pages_dir / f"page-{page_no:06d}.json.gz",
+                gzip.compress(response.content, PAGE_GZIP_LEVEL, mtime=0),
             )
             state.pages = page_no
             state.requests += counter.attempts - before
