@@ -41,3 +41,11 @@ def test_the_side_by_side_benchmark_runs(tmp_path):
     [row] = [line for line in out.splitlines() if line.startswith("| 2,000 |")]
     assert row.count(" GB") == 3  # floor, naive, hubshare: each measured as a whole process
     assert "hubshare at 2,000: Published 2026-11-29 version 1" in out
+
+
+@pytest.mark.flow
+def test_the_warehouse_size_benchmark_runs(tmp_path, postgres_url):
+    out = bench("bench_warehouse_bytes.py", "--postgres", postgres_url, prefect_home=tmp_path)
+    for backend in ("SQLite", "PostgreSQL"):
+        assert f"\n{backend}: " in out and "bytes per model-day" in out
+    assert "| model_fact |" in out

@@ -282,11 +282,13 @@ def test_values_a_warehouse_cannot_store_are_refused_before_loading(
     assert runs.select("status", "published").rows() == [("failed", False)]  # on record only
 
 
-def start_run(extra_env: dict[str, str]) -> subprocess.Popen[str]:
+def start_run(
+    extra_env: dict[str, str], base_env: dict[str, str] | None = None
+) -> subprocess.Popen[str]:
     """`hubshare run` for DAY in its own process group, as a terminal starts it."""
     return subprocess.Popen(  # noqa: S603 - our own interpreter and module
         [sys.executable, "-m", "hubshare.cli", "run", "--date", str(DAY), "--backdate"],
-        env=os.environ | extra_env,
+        env=(dict(os.environ) if base_env is None else base_env) | extra_env,
         cwd=Path(__file__).parent.parent,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -401,14 +403,8 @@ def test_no_temporary_server_outlives_its_command(env, hand_models, own_prefect_
     pages = env / "raw" / DAY.isoformat() / "pages"
     without_api = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
     with FakeHub(hand_models, faults=[Fault(3, "slow", delay=60)]) as hub:
-        child = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-            [sys.executable, "-m", "hubshare.cli", "run", "--date", str(DAY), "--backdate"],
-            env=without_api | {"HF_ENDPOINT": hub.url, "PREFECT_HOME": str(own_prefect_home)},
-            cwd=Path(__file__).parent.parent,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=True,
+        child = start_run(
+            {"HF_ENDPOINT": hub.url, "PREFECT_HOME": str(own_prefect_home)}, without_api
         )
         wait_for_page(child, pages, 2)
         spawned = descendants(child.pid)
