@@ -188,13 +188,20 @@ def stored_differences(
             ),
             {"run_id": run_id},
         ).all()
+        # model_day holds the facts of the run each date publishes now; a superseded run's
+        # facts were not kept (they are what this recomputation rebuilt from the raw snapshot).
         facts = connection.execute(
             text(
-                "SELECT model_oid, uploader, uploader_bucket, downloads_30d FROM model_fact "
-                "WHERE run_id = :run_id"
+                "SELECT d.model_oid, d.uploader, d.uploader_bucket, f.downloads_30d "
+                "FROM model_day f JOIN model_dim d ON d.model_key = f.model_key "
+                "JOIN published_run p ON p.snapshot_date = f.snapshot_date "
+                "WHERE p.run_id = :run_id"
             ),
             {"run_id": run_id},
         ).all()
+        current = connection.execute(
+            text("SELECT 1 FROM published_run WHERE run_id = :run_id"), {"run_id": run_id}
+        ).first()
     problems = []
     stored = pl.DataFrame(
         [tuple(r) for r in shares],
@@ -221,9 +228,9 @@ def stored_differences(
         schema=["model_oid", "uploader", "uploader_bucket", "downloads_30d"],
         orient="row",
     )
-    if _fact_checksum(stored_facts) != _fact_checksum(fact):
+    if current is not None and _fact_checksum(stored_facts) != _fact_checksum(fact):
         problems.append(
-            f"the model_fact rows stored for run {run_id} differ from the recomputation "
+            f"the per-model facts stored for run {run_id} differ from the recomputation "
             f"({stored_facts.height:,} stored, {fact.height:,} recomputed)"
         )
     return problems

@@ -7,6 +7,7 @@ date analysts should read, and the `published_*` views join that for them.
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime
 from typing import Any
 
@@ -15,6 +16,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     Double,
+    Integer,
     MetaData,
     String,
     Text,
@@ -79,6 +81,13 @@ class EtlRun(SQLModel, table=True):
         max_length=64,
         sa_column_kwargs={"comment": "SHA-256 of the share table text"},
     )
+    facts_sha256: str | None = Field(
+        default=None,
+        max_length=64,
+        sa_column_kwargs={
+            "comment": "SHA-256 of the per-model facts a published run stored (model_day)"
+        },
+    )
     row_count: int | None = Field(
         default=None, sa_column_kwargs={"comment": "Public models in the snapshot"}
     )
@@ -112,27 +121,37 @@ class PublishedRun(SQLModel, table=True):
     published_at: datetime = Field(sa_column=_ts("When the pointer moved to this run"))
 
 
-class ModelFact(SQLModel, table=True):
-    """Per-model facts of a run (the enriched snapshot)."""
+class ModelDim(SQLModel, table=True):
+    """The model dimension: one row per distinct content of a model (its Hub attributes and its
+    attribution in both views). A model whose content does not change keeps one row for years;
+    daily facts refer to it by `model_key`."""
 
-    __tablename__ = "model_fact"
-    __table_args__ = ({"comment": "One row per public model per run"},)
+    __tablename__ = "model_dim"
+    __table_args__ = (
+        {"comment": "One row per distinct content of a model; model_day refers to it"},
+    )
 
-    run_id: str = Field(foreign_key="etl_run.run_id", primary_key=True, max_length=36)
+    model_key: int = Field(
+        sa_column=Column(
+            Integer,
+            primary_key=True,
+            autoincrement=False,
+            comment="Surrogate key of this content of the model",
+        )
+    )
     model_oid: str = Field(
-        primary_key=True,
-        max_length=24,
-        sa_column_kwargs={"comment": "Hub _id (stable across renames)"},
+        max_length=24, sa_column_kwargs={"comment": "Hub _id (stable across renames)"}
+    )
+    content_digest: int = Field(
+        sa_column=_c(
+            BigInteger,
+            "64-bit digest of every other column and the model's origin rows (how a day finds "
+            "the row it shares with earlier days)",
+            nullable=False,
+        )
     )
     model_id: str = Field(max_length=256, sa_column_kwargs={"comment": "Hub repo id"})
     uploader: str = Field(max_length=128, sa_column_kwargs={"comment": "Namespace that uploaded"})
-    downloads_30d: int = Field(
-        sa_column=_c(BigInteger, "Hub downloads, trailing 30 days", nullable=False)
-    )
-    downloads_all_time: int | None = Field(
-        default=None, sa_column=_c(BigInteger, "Hub downloadsAllTime")
-    )
-    likes: int | None = Field(default=None)
     created_at: datetime | None = Field(default=None, sa_column=_ts("Hub createdAt", True))
     last_modified: datetime | None = Field(default=None, sa_column=_ts("Hub lastModified", True))
     pipeline_tag: str | None = Field(default=None, max_length=64)
@@ -149,14 +168,58 @@ class ModelFact(SQLModel, table=True):
     )
 
 
+class ModelDay(SQLModel, table=True):
+    """The narrow daily fact: a model's counters on a snapshot date, for the published run of
+    that date only (a superseded run's facts are reproducible from its raw snapshot)."""
+
+    __tablename__ = "model_day"
+    __table_args__ = (
+        {
+            "comment": "Per-model counters of each published snapshot date",
+            # Each month is its own partition (created by the load that first needs it), so a
+            # year of days can be detached, archived or dropped a month at a time.
+            "postgresql_partition_by": "RANGE (snapshot_date)",
+            "sqlite_with_rowid": False,
+        },
+    )
+
+    snapshot_date: date = Field(primary_key=True)
+    model_key: int = Field(
+        sa_column=Column(
+            Integer,
+            primary_key=True,
+            autoincrement=False,
+            comment="The model's content that day (model_dim.model_key)",
+        )
+    )
+    downloads_30d: int = Field(
+        sa_column=_c(BigInteger, "Hub downloads, trailing 30 days", nullable=False)
+    )
+    downloads_all_time: int | None = Field(
+        default=None, sa_column=_c(BigInteger, "Hub downloadsAllTime")
+    )
+    likes: int | None = Field(default=None)
+
+
 class ModelOrigin(SQLModel, table=True):
-    """Origin view per model: the organisations behind its weights and their weight."""
+    """Origin view per model content: the organisations behind its weights and their weight."""
 
     __tablename__ = "model_origin"
-    __table_args__ = ({"comment": "Origin attribution; weights of a model sum to 1"},)
+    __table_args__ = (
+        {
+            "comment": "Origin attribution of each model_dim row; weights of a model sum to 1",
+            "sqlite_with_rowid": False,
+        },
+    )
 
-    run_id: str = Field(foreign_key="etl_run.run_id", primary_key=True, max_length=36)
-    model_oid: str = Field(primary_key=True, max_length=24)
+    model_key: int = Field(
+        sa_column=Column(
+            Integer,
+            primary_key=True,
+            autoincrement=False,
+            comment="The model's content (model_dim.model_key)",
+        )
+    )
     origin_org: str = Field(primary_key=True, max_length=128)
     origin_bucket: str = Field(max_length=8)
     weight: float = Field(sa_column=_c(Double, "Share of the model's downloads", nullable=False))
@@ -209,7 +272,13 @@ class OrgShare(SQLModel, table=True):
     """Share of downloads per organisation (namespace), definition and view."""
 
     __tablename__ = "org_share"
-    __table_args__ = ({"comment": "Organisation shares per run, definition, cohort and view"},)
+    __table_args__ = (
+        {
+            "comment": "Organisation shares per run, definition, cohort and view: each "
+            "organisation with a country (or INTL), and one row '(namespaces with no country)' "
+            "summing the UNKNOWN ones"
+        },
+    )
 
     run_id: str = Field(foreign_key="etl_run.run_id", primary_key=True, max_length=36)
     definition: str = Field(primary_key=True, max_length=32)
@@ -308,10 +377,14 @@ VIEWS: dict[str, str] = {
         JOIN published_run p ON p.run_id = s.run_id
         JOIN etl_run r ON r.run_id = s.run_id""",
     "published_model_fact": """
-        SELECT r.snapshot_date, r.version, f.*
-        FROM model_fact f
-        JOIN published_run p ON p.run_id = f.run_id
-        JOIN etl_run r ON r.run_id = f.run_id""",
+        SELECT r.snapshot_date, r.version, r.run_id, d.model_oid, d.model_id, d.uploader,
+               f.downloads_30d, f.downloads_all_time, f.likes, d.created_at, d.last_modified,
+               d.pipeline_tag, d.library_name, d.gated, d.base_relation, d.base_models,
+               d.uploader_bucket
+        FROM model_day f
+        JOIN model_dim d ON d.model_key = f.model_key
+        JOIN published_run p ON p.snapshot_date = f.snapshot_date
+        JOIN etl_run r ON r.run_id = p.run_id""",
     "published_concentration": """
         SELECT r.snapshot_date, r.version, r.run_id, c.definition, c.cohort, c.attribution,
                c.orgs, c.hhi, c.gini, c.top10_share
@@ -337,8 +410,10 @@ VIEWS: dict[str, str] = {
 VIEW_COMMENTS: dict[str, str] = {
     "published_country_share": "Bucket (country, INTL, UNKNOWN) shares of the published run of "
     "each snapshot date, per definition, cohort and view, with their range",
-    "published_org_share": "Organisation shares of the published run of each snapshot date",
-    "published_model_fact": "Per-model facts of the published run of each snapshot date",
+    "published_org_share": "Organisation shares of the published run of each snapshot date "
+    "(namespaces with no country are one row per definition, cohort and view)",
+    "published_model_fact": "Per-model facts of the published run of each snapshot date "
+    "(model_day joined to model_dim)",
     "published_concentration": "HHI, Gini and top-10 share over organisations of the published "
     "run of each snapshot date",
     "latest_country_share": "published_country_share for the latest published snapshot date",
@@ -358,7 +433,14 @@ def view_column_comment(column: str) -> str | None:
     """A view column's comment: its own, or that of the table column it shows."""
     if column in VIEW_COLUMN_COMMENTS:
         return VIEW_COLUMN_COMMENTS[column]
-    for table in ("country_share", "org_share", "concentration", "model_fact", "etl_run"):
+    for table in (
+        "country_share",
+        "org_share",
+        "concentration",
+        "model_dim",
+        "model_day",
+        "etl_run",
+    ):
         found = SQLModel.metadata.tables[table].c.get(column)
         if found is not None and found.comment:
             return str(found.comment)
@@ -369,6 +451,8 @@ def view_comment(name: str) -> str:
     return VIEW_COMMENTS[name]
 
 
+#: The frames a published run loads (the per-model frames `model_fact` and `model_origin` go to
+#: model_dim, model_origin and model_day).
 FACT_TABLES = ("model_fact", "model_origin", "country_share", "org_share", "concentration")
 
 
@@ -384,6 +468,18 @@ class ViewDefinition(SQLModel, table=True):
         max_length=64,
         sa_column_kwargs={"comment": "SHA-256 of the SELECT the view was created from"},
     )
+
+
+#: model_day's monthly partitions on PostgreSQL (created by loads, not declared here).
+MONTH_PARTITION = re.compile(r"model_day_\d{4}_\d{2}")
+
+
+def include_object(
+    item: object, name: str | None, type_: str, reflected: bool, compare_to: object
+) -> bool:
+    """For alembic's comparisons: model_day's partitions are part of model_day, not tables of
+    their own to drop."""
+    return not (type_ == "table" and reflected and MONTH_PARTITION.fullmatch(name or ""))
 
 
 def metadata() -> MetaData:

@@ -9,7 +9,8 @@ For a bucket b of one view, with T the population total and B(b) its downloads,
       + B1(b) · (1/T2 − 1/T1)                    the change of the population total
 
 where B1, B2 are the published organisation totals of the two runs and B2' is the D2 snapshot
-attributed with D1's mapping (so the mapping's effect is isolated from the models'). Every part is
+attributed with D1's mapping (so the mapping's effect is isolated from the models').
+Organisations with no country are one organisation here, as the warehouse stores them. Every part is
 an exact fraction, so the parts add up to the change exactly; they are then rounded to
 SHARE_DECIMALS places so that the rounded parts still add up exactly to the rounded change.
 """
@@ -33,9 +34,11 @@ from tasks.mapping import load_mapping
 from tasks.migrate import require_current
 from tasks.shares import (
     DEFINITION,
+    OTHER_UNKNOWN_ORGS,
     SHARE_DECIMALS,
     attribution_rows,
     compute_shares,
+    fold_unknown_orgs,
     headline_metric,
 )
 
@@ -186,7 +189,18 @@ def explain_shares(
     )
     orgs_from = _published_orgs(engine, run_from.run_id)
     orgs_to = _published_orgs(engine, run_to.run_id)
-    orgs_mid = _by_lower(under_old)
+    # The warehouse keeps organisations with no country as one row (fold_unknown_orgs): the
+    # middle term is folded the same way, and so are the new models it counts.
+    orgs_mid = _by_lower(fold_unknown_orgs(under_old))
+    new_rows = {
+        view: rows.with_columns(
+            pl.when(pl.col("bucket") == "UNKNOWN")
+            .then(pl.lit(OTHER_UNKNOWN_ORGS))
+            .otherwise(pl.col("org"))
+            .alias("org")
+        )
+        for view, rows in new_rows.items()
+    }
     changes: list[BucketChange] = []
     for view in ("uploader", "origin"):
         before, middle, after = (

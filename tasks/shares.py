@@ -132,6 +132,42 @@ def compute_shares(
     return countries, orgs
 
 
+#: The one org_share row that sums the organisations with no country (bucket UNKNOWN, mapped so
+#: or not mapped at all) of a definition, cohort and view. They are most of the Hub's
+#: namespaces: one row each would make org_share grow with the Hub, not with the mapping.
+OTHER_UNKNOWN_ORGS = "(namespaces with no country)"
+
+
+def fold_unknown_orgs(org_share: pl.DataFrame) -> pl.DataFrame:
+    """org_share as the warehouse keeps it: every organisation with a country (or INTL), and
+    one OTHER_UNKNOWN_ORGS row per group summing the UNKNOWN ones (so that bucket totals still
+    add up). Groups are the frame's definition, cohort and attribution columns present."""
+    keys = [name for name in ("definition", "cohort", "attribution") if name in org_share.columns]
+    unknown = pl.col("bucket") == "UNKNOWN"
+    totals = org_share.group_by(keys).agg(pl.col("downloads").sum().alias("total"))
+    folded = (
+        org_share.filter(unknown)
+        .group_by(keys)
+        .agg(pl.col("downloads").sum())
+        .join(totals, on=keys)
+        .select(
+            *keys,
+            pl.lit(OTHER_UNKNOWN_ORGS).alias("org"),
+            pl.lit("UNKNOWN").alias("bucket"),
+            "downloads",
+            pl.when(pl.col("total") > 0)
+            .then(pl.col("downloads") / pl.col("total"))
+            .otherwise(0.0)
+            .alias("share"),
+        )
+    )
+    return (
+        pl.concat([org_share.filter(~unknown), folded.select(org_share.columns)])
+        .cast(org_share.schema)
+        .sort(*keys, "org")
+    )
+
+
 def concentration(org_share: pl.DataFrame) -> pl.DataFrame:
     """The study's concentration measures over organisations, per definition and view: HHI on
     the 0-10,000 scale, Gini of organisation downloads, and the top-10 organisations' share."""

@@ -53,6 +53,11 @@ def test_daily_publishes_exact_shares_and_reruns_as_version_two(hub, warehouse_u
     assert (first["version"], first["status"]) == (1, "published")
     assert shares_of(warehouse_url, "uploader") == EXPECTED_UPLOADER
     assert shares_of(warehouse_url, "origin") == EXPECTED_ORIGIN
+    model_tables = ("model_dim", "model_origin", "model_day")
+    stored = {
+        table: count(warehouse_url, f"SELECT COUNT(*) FROM {table}") for table in model_tables
+    }
+    assert stored["model_dim"] == stored["model_day"] == 9 < stored["model_origin"]
 
     second = run_daily()
     assert (second["version"], second["status"]) == (2, "published")
@@ -61,9 +66,24 @@ def test_daily_publishes_exact_shares_and_reruns_as_version_two(hub, warehouse_u
     assert runs["version"].to_list() == [1, 2]
     assert runs["published"].to_list() == [False, True]
     assert runs["run_id"].n_unique() == 2
-    # Earlier versions stay queryable; each run holds its own facts.
-    assert count(warehouse_url, "SELECT COUNT(DISTINCT run_id) FROM model_fact") == 2
-    assert count(warehouse_url, "SELECT COUNT(*) FROM model_fact") == 18
+    # Both versions keep their shares; the per-model facts are stored once: version 2's are
+    # identical to version 1's, so it wrote no model rows and the published view shows them
+    # under version 2.
+    assert count(warehouse_url, "SELECT COUNT(DISTINCT run_id) FROM country_share") == 2
+    assert {t: count(warehouse_url, f"SELECT COUNT(*) FROM {t}") for t in model_tables} == stored
+    facts = count(
+        warehouse_url,
+        "SELECT COUNT(DISTINCT facts_sha256) FROM etl_run WHERE status = 'published'",
+    )
+    assert facts == 1
+    assert (
+        count(
+            warehouse_url,
+            f"SELECT COUNT(*) FROM published_model_fact WHERE run_id = '{second['run_id']}' "
+            "AND version = 2",
+        )
+        == 9
+    )
 
 
 def test_failing_gate_publishes_nothing(hub, warehouse_url, monkeypatch):
@@ -81,10 +101,13 @@ def test_failing_gate_publishes_nothing(hub, warehouse_url, monkeypatch):
     ]
     assert "UNKNOWN" in runs["status_reason"][1]
     rejected = runs["run_id"][1]
-    for table in ("model_fact", "model_origin", "country_share", "org_share"):
+    for table in ("country_share", "org_share", "concentration"):
         assert (
             count(warehouse_url, f"SELECT COUNT(*) FROM {table} WHERE run_id = '{rejected}'") == 0
         )
+    assert count(warehouse_url, "SELECT COUNT(*) FROM model_day") == 9  # the published run's
+    facts = f"SELECT COUNT(*) FROM etl_run WHERE run_id = '{rejected}' AND facts_sha256 IS NULL"
+    assert count(warehouse_url, facts) == 1
     assert (
         count(
             warehouse_url,

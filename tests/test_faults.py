@@ -211,14 +211,13 @@ def test_reproduce_proves_what_the_warehouse_holds(env, warehouse_url, hand_mode
         connection.execute(text(edit.format(n=-1)), {"r": run_id})
         connection.execute(
             text(
-                "DELETE FROM model_fact WHERE run_id = :r AND model_oid IN "
-                "(SELECT model_oid FROM model_fact WHERE run_id = :r ORDER BY model_oid LIMIT 4)"
-            ),
-            {"r": run_id},
+                "DELETE FROM model_day WHERE model_key IN "
+                "(SELECT model_key FROM model_day ORDER BY model_key LIMIT 4)"
+            )
         )
     deleted = invoke("reproduce", run_id)
     assert deleted.returncode == 5
-    assert "the model_fact rows stored" in deleted.stderr and "(5 stored, 9 recomputed)" in (
+    assert "the per-model facts stored" in deleted.stderr and "(5 stored, 9 recomputed)" in (
         deleted.stderr
     )
 
@@ -258,8 +257,8 @@ def test_one_crawl_per_date_at_a_time_and_only_against_its_own_hub(env, hand_mod
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [
-        ("id", "someone/" + "x" * 300, "model_fact.model_id value 'someone/xxx"),
-        ("pipeline_tag", "text\x00generation", "model_fact.pipeline_tag value 'text\\x00gen"),
+        ("id", "someone/" + "x" * 300, "model_dim.model_id value 'someone/xxx"),
+        ("pipeline_tag", "text\x00generation", "model_dim.pipeline_tag value 'text\\x00gen"),
     ],
     ids=["id-over-256", "nul-byte"],
 )

@@ -47,17 +47,37 @@ def load_old_release(url: str, kind: str) -> None:
             connection.execute(script)  # a trusted fixture, not user input
 
 
-def counts(url: str) -> dict[str, int]:
+# The same data after revision 0006: the published run's 9 model rows moved to the dimension
+# and the daily fact (0.1.0 stored the headline definition only, so org_share keeps its rows).
+UPGRADED_ROWS = {name: rows for name, rows in OLD_ROWS.items() if name != "model_fact"} | {
+    "model_dim": 9,
+    "model_day": 9,
+}
+
+MODEL_FACTS = (
+    "SELECT model_oid, model_id, uploader, uploader_bucket, downloads_30d, downloads_all_time, "
+    "likes, created_at, pipeline_tag, base_models FROM {table} ORDER BY model_oid"
+)
+
+
+def counts(url: str, tables: dict[str, int] = OLD_ROWS) -> dict[str, int]:
     with create_engine(url).connect() as connection:
         return {
             table: connection.execute(text(f"SELECT COUNT(*) FROM {table}")).scalar_one()
-            for table in OLD_ROWS
+            for table in tables
         }
+
+
+def model_facts(url: str, table: str) -> list[tuple[object, ...]]:
+    with create_engine(url).connect() as connection:
+        return [tuple(row) for row in connection.execute(text(MODEL_FACTS.format(table=table)))]
 
 
 def schema_differences(url: str) -> list[object]:
     with create_engine(url).connect() as connection:
-        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        context = MigrationContext.configure(
+            connection, opts={"compare_type": True, "include_object": warehouse.include_object}
+        )
         return list(compare_metadata(context, warehouse.metadata()))
 
 
@@ -72,6 +92,7 @@ def test_a_warehouse_of_release_0_1_0_is_upgraded_in_place(warehouse_url, monkey
     kind = "sqlite" if warehouse_url.startswith("sqlite") else "postgres"
     load_old_release(warehouse_url, kind)
     assert counts(warehouse_url) == OLD_ROWS
+    facts_before = model_facts(warehouse_url, "model_fact")
     monkeypatch.setenv("HUBSHARE_WAREHOUSE_URL", warehouse_url)
 
     # Reading refuses the old schema, in one line, and changes nothing.
@@ -87,14 +108,16 @@ def test_a_warehouse_of_release_0_1_0_is_upgraded_in_place(warehouse_url, monkey
 
     upgraded = invoke("db", "upgrade")
     assert upgraded.returncode == 0, upgraded.stderr
-    assert counts(warehouse_url) == OLD_ROWS  # every row kept
+    assert counts(warehouse_url, UPGRADED_ROWS) == UPGRADED_ROWS  # every row kept
+    # The published run's per-model facts read the same through the BI view.
+    assert model_facts(warehouse_url, "published_model_fact") == facts_before
     assert schema_differences(warehouse_url) == []
     shares = invoke("shares", "--date", "2024-01-15", "--format", "json")
     assert shares.returncode == 0, shares.stderr
     # The old run's shares read through the replaced views; it has no ranges (null).
     assert '"country": "CN"' in shares.stdout and '"share_low": null' in shares.stdout
     again = invoke("db", "upgrade")
-    assert again.returncode == 0 and counts(warehouse_url) == OLD_ROWS
+    assert again.returncode == 0 and counts(warehouse_url, UPGRADED_ROWS) == UPGRADED_ROWS
 
 
 def test_views_are_replaced_when_their_definition_changes(warehouse_url, monkeypatch):

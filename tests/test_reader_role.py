@@ -69,7 +69,7 @@ def test_a_reader_role_reads_the_views_and_nothing_else(published_pg, role, monk
         assert rows is not None and rows[0] > 0
         for statement in (
             "SELECT * FROM country_share",  # a raw table
-            "SELECT * FROM model_fact",
+            "SELECT * FROM model_day",
             "INSERT INTO reader_role VALUES ('x', now())",
             "DELETE FROM etl_run",
             "CREATE TABLE mine (x int)",

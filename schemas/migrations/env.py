@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from schemas.warehouse import metadata
+from schemas.warehouse import include_object, metadata
 
 connection = context.config.attributes["connection"]
 context.configure(
@@ -13,6 +13,7 @@ context.configure(
     target_metadata=metadata(),
     render_as_batch=True,  # SQLite alters tables by copying them
     compare_type=True,
+    include_object=include_object,
 )
 with context.begin_transaction():
     context.run_migrations()
