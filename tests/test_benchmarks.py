@@ -31,7 +31,13 @@ def bench(script: str, *args: str, prefect_home: Path) -> str:
 
 def test_the_stage_benchmark_runs(tmp_path):
     out = bench("bench_pipeline.py", "--models", "3000", prefect_home=tmp_path)
-    for step in ("build snapshot", "attribute origin", "quality gate", "load SQLite", "total"):
+    for step in (
+        "build snapshot",
+        "attribute origin",
+        "quality gate",
+        "load SQLite, next day",
+        "total, a following day",
+    ):
         assert step in out
 
 
