@@ -199,36 +199,49 @@ DIMENSION_COLUMNS = (
 
 
 def model_dimension(fact: pl.DataFrame, origin: pl.DataFrame) -> pl.DataFrame:
-    """Each model's dimension columns and `content_digest`: a 64-bit hash of them and of its
-    origin rows. The hash is polars' (pinned by uv.lock): were an upgrade to change it, each model
-    would get one new dimension row once, never a wrong one, since a row is reused only when its
-    digest matches."""
-    origin_set = (
-        origin.sort("model_oid", "origin_org")
-        .group_by("model_oid", maintain_order=True)
-        .agg(
-            pl.concat_str(
-                "origin_org", "origin_bucket", "weight_num", "weight_den", separator="\x1f"
-            )
-            .str.join("\x1e")
-            .alias("origin_set")
+    """Each model's dimension columns (in fact's row order) and `content_digest`: a 64-bit hash
+    of them and of its origin rows (a wrapping sum of one hash per origin row, so their order
+    does not matter). The hashes are polars' (pinned by uv.lock): were an upgrade to change
+    them, each model would get one new dimension row once, never a wrong one, since a row is
+    reused only when its digest matches."""
+    origin_digest = (
+        origin.lazy()
+        .select(
+            "model_oid",
+            pl.struct("origin_org", "origin_bucket", "weight_num", "weight_den")
+            .hash(seed=0x6F726967)
+            .alias("origin_digest"),
         )
+        .group_by("model_oid")
+        .agg(pl.col("origin_digest").sum())
     )
-    dims = fact.select(DIMENSION_COLUMNS).join(origin_set, on="model_oid", how="left")
+    # Streaming keeps the group-by and the join from holding a copy of the day: only the digest
+    # column is new; the dimension columns are fact's own buffers.
     digest = (
-        pl.struct(*DIMENSION_COLUMNS, "origin_set")
-        .hash(seed=0x68756273)
-        .reinterpret(signed=True)
-        .alias("content_digest")
+        fact.lazy()
+        .select(DIMENSION_COLUMNS)
+        .join(origin_digest, on="model_oid", how="left", maintain_order="left")
+        .select(
+            pl.struct(*DIMENSION_COLUMNS, "origin_digest")
+            .hash(seed=0x68756273)
+            .reinterpret(signed=True)
+            .alias("content_digest")
+        )
+        .collect(engine="streaming")
+        .to_series()
     )
-    return dims.with_columns(digest).drop("origin_set")
+    return fact.select(DIMENSION_COLUMNS).with_columns(digest)
 
 
 def _read_frame(connection: Connection, sql: str, schema: dict[str, Any]) -> pl.DataFrame:
     raw: Any = connection.connection.driver_connection
     cursor = raw.cursor()
     cursor.execute(sql)
-    return pl.DataFrame(cursor.fetchall(), schema=schema, orient="row")
+    # In blocks, so that only one block of Python tuples exists at a time.
+    parts = [pl.DataFrame(schema=schema)]
+    while rows := cursor.fetchmany(COPY_CHUNK_ROWS):
+        parts.append(pl.DataFrame(rows, schema=schema, orient="row"))
+    return pl.concat(parts, rechunk=True)
 
 
 def _ensure_month_partition(connection: Connection, day: date) -> None:
@@ -264,6 +277,10 @@ def facts_sha256(model_day: pl.DataFrame) -> str:
     return hashlib.sha256(ordered.write_csv().encode()).hexdigest()
 
 
+def _next_model_key(connection: Connection) -> int:
+    return int(connection.execute(text("SELECT MAX(model_key) FROM model_dim")).scalar() or 0) + 1
+
+
 def store_model_facts(
     connection: Connection, day: date, fact: pl.DataFrame, origin: pl.DataFrame
 ) -> str:
@@ -272,17 +289,40 @@ def store_model_facts(
     unless the date's published facts are already these. Returns the facts' SHA-256."""
     if connection.dialect.name == "postgresql":
         connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _DIMENSION_LOCK})
-    dims = model_dimension(fact, origin)
+    dims = model_dimension(fact, origin)  # in fact's row order
     known = _read_frame(
         connection,
         "SELECT model_oid, content_digest, model_key FROM model_dim",
         {"model_oid": pl.String, "content_digest": pl.Int64, "model_key": pl.Int64},
     )
-    new = dims.join(known, on=["model_oid", "content_digest"], how="anti")
-    first_key = int(known["model_key"].max() or 0) + 1  # type: ignore[arg-type]
-    new = new.with_columns(
-        pl.int_range(first_key, first_key + new.height, dtype=pl.Int64).alias("model_key")
+    found = (
+        dims.lazy()
+        .select("model_oid", "content_digest")
+        .join(known.lazy(), on=["model_oid", "content_digest"], how="left", maintain_order="left")
+        .select("model_key")
+        .collect(engine="streaming")
+        .to_series()
     )
+    del known
+    if found.len() != dims.height:
+        raise WarehouseError("model_dim holds one model content twice: run `hubshare db upgrade`")
+    # Contents not seen before get the next keys, in the day's row order. Positions, not joins,
+    # carry the keys to the rows: no copy of a day's dimension columns unless they are new.
+    missing = found.is_null()
+    first_key = _next_model_key(connection)
+    keys = (
+        pl.select(
+            pl.when(missing)
+            .then(first_key - 1 + missing.cast(pl.Int64).cum_sum())
+            .otherwise(found)
+            .alias("model_key")
+        )
+        .to_series()
+        .cast(pl.Int64)
+    )
+    dims = dims.with_columns(keys)
+    new = dims if missing.all() else dims.filter(missing)
+    del dims
     bulk_insert(
         connection,
         _table("model_dim"),
@@ -295,21 +335,14 @@ def store_model_facts(
             [column.name for column in _table("model_origin").columns]
         ),
     )
-    keys = dims.select("model_oid", "content_digest").join(
-        pl.concat([known, new.select(known.columns)]), on=["model_oid", "content_digest"]
-    )
-    rows = (
-        fact.select("model_oid", "downloads_30d", "downloads_all_time", "likes")
-        .join(keys.select("model_oid", "model_key"), on="model_oid")
-        .select(
-            pl.lit(day).alias("snapshot_date"),
-            "model_key",
-            "downloads_30d",
-            "downloads_all_time",
-            "likes",
-        )
-        .sort("model_key")
-    )
+    del new
+    rows = fact.select(
+        pl.lit(day).alias("snapshot_date"),
+        keys,
+        "downloads_30d",
+        "downloads_all_time",
+        "likes",
+    ).sort("model_key")
     digest = facts_sha256(rows)
     stored = connection.execute(
         text(

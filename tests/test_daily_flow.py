@@ -86,6 +86,32 @@ def test_daily_publishes_exact_shares_and_reruns_as_version_two(hub, warehouse_u
     )
 
 
+def test_a_rerun_under_a_new_mapping_replaces_the_dates_model_facts(
+    hub, warehouse_url, monkeypatch, tmp_path
+):
+    from tests.test_backfill import new_mapping
+
+    monkeypatch.setenv("HUBSHARE_WAREHOUSE_URL", warehouse_url)
+    first = run_daily()
+    monkeypatch.setenv("HUBSHARE_MAPPING", str(new_mapping(tmp_path)))  # randomuser: DE
+    second = run_daily()
+    assert second["version"] == 2 and second["shares_sha256"] != first["shares_sha256"]
+    facts = "SELECT model_id, uploader_bucket FROM published_model_fact ORDER BY model_id"
+    with create_engine(warehouse_url).connect() as connection:
+        published: dict[str, str] = dict(connection.execute(text(facts)).tuples().all())
+        digests = connection.execute(
+            text("SELECT COUNT(DISTINCT facts_sha256) FROM etl_run WHERE facts_sha256 IS NOT NULL")
+        ).scalar_one()
+    randomuser = {model: bucket for model, bucket in published.items() if "randomuser" in model}
+    assert randomuser and set(randomuser.values()) == {"DE"}
+    assert len(published) == 9 and digests == 2
+    # The date keeps one set of facts; models whose content changed got new dimension rows
+    # (the uploader's own, and the fine-tune whose origin is now German), the others kept theirs.
+    assert count(warehouse_url, "SELECT COUNT(*) FROM model_day") == 9
+    changed = count(warehouse_url, "SELECT COUNT(*) FROM model_dim") - 9
+    assert len(randomuser) <= changed < 9
+
+
 def test_failing_gate_publishes_nothing(hub, warehouse_url, monkeypatch):
     monkeypatch.setenv("HUBSHARE_WAREHOUSE_URL", warehouse_url)
     published = run_daily()
