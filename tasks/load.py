@@ -274,7 +274,10 @@ def facts_sha256(model_day: pl.DataFrame) -> str:
     ordered = model_day.select("model_key", "downloads_30d", "downloads_all_time", "likes").sort(
         "model_key"
     )
-    return hashlib.sha256(ordered.write_csv().encode()).hexdigest()
+    digest = hashlib.sha256(",".join(ordered.columns).encode() + b"\n")
+    for chunk in ordered.iter_slices(COPY_CHUNK_ROWS):  # the CSV text, a block at a time
+        digest.update(chunk.write_csv(include_header=False).encode())
+    return digest.hexdigest()
 
 
 def _next_model_key(connection: Connection) -> int:
