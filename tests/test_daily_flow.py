@@ -98,7 +98,7 @@ def test_a_rerun_under_a_new_mapping_replaces_the_dates_model_facts(
     assert second["version"] == 2 and second["shares_sha256"] != first["shares_sha256"]
     facts = "SELECT model_id, uploader_bucket FROM published_model_fact ORDER BY model_id"
     with create_engine(warehouse_url).connect() as connection:
-        published: dict[str, str] = dict(connection.execute(text(facts)).tuples().all())
+        published = {model: bucket for model, bucket in connection.execute(text(facts))}
         digests = connection.execute(
             text("SELECT COUNT(DISTINCT facts_sha256) FROM etl_run WHERE facts_sha256 IS NOT NULL")
         ).scalar_one()
