@@ -308,7 +308,10 @@ def store_model_facts(
     )
     del known
     if found.len() != dims.height:
-        raise WarehouseError("model_dim holds one model content twice: run `hubshare db upgrade`")
+        raise WarehouseError(
+            "model_dim holds some (model_oid, content_digest) twice, which only an edit outside "
+            "hubshare makes: delete the duplicate with the higher model_key, then run again"
+        )
     # Contents not seen before get the next keys, in the day's row order. Positions, not joins,
     # carry the keys to the rows: no copy of a day's dimension columns unless they are new.
     missing = found.is_null()
@@ -435,6 +438,10 @@ def load_run(
                     ).decode(),
                     "report": orjson.dumps(record.report, option=orjson.OPT_SORT_KEYS).decode(),
                 }
+                if published:
+                    row["facts_sha256"] = store_model_facts(
+                        connection, record.snapshot_date, facts["model_fact"], facts["model_origin"]
+                    )
                 connection.execute(runs.insert(), [row])
                 bulk_insert(
                     connection,
@@ -451,14 +458,6 @@ def load_run(
                     ),
                 )
                 if published:
-                    stored = store_model_facts(
-                        connection, record.snapshot_date, facts["model_fact"], facts["model_origin"]
-                    )
-                    connection.execute(
-                        runs.update()
-                        .where(runs.c.run_id == record.run_id)
-                        .values(facts_sha256=stored)
-                    )
                     for name in ("country_share", "org_share", "concentration"):
                         frame = facts[name]
                         if name == "org_share":

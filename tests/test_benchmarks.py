@@ -60,3 +60,10 @@ def test_the_warehouse_size_benchmark_runs(tmp_path, postgres_url):
     assert len(rows) == 2
     for first, following, rerun in rows:
         assert float(first) > 0 and float(following) > 0 and float(rerun) == 0
+
+
+@pytest.mark.flow
+def test_the_warehouse_size_benchmark_runs_on_generated_models(tmp_path):
+    out = bench("bench_warehouse_bytes.py", "--models", "2000", prefect_home=tmp_path)
+    assert "first day (2,000 models)" in out and "next day (2,040 models)" in out
+    assert "\nSQLite next day: " in out and "3,000,000-model day" in out
