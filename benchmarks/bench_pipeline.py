@@ -25,7 +25,7 @@ import orjson
 import polars as pl
 
 from hubshare.settings import DEFAULT_MAPPING, Settings
-from tasks.enrich import attribute_origin, attribute_uploader
+from tasks.enrich import attribute_origin, attribute_uploader, parse_lineage
 from tasks.extract import CrawlState, build_snapshot, day_dir
 from tasks.load import RunRecord, load_run, warehouse_engine
 from tasks.mapping import load_mapping
@@ -115,9 +115,10 @@ def main() -> None:
         step("build snapshot")
         snapshot = pl.read_parquet(day_dir(settings.raw_dir, DAY) / "snapshot.parquet")
         mapping = load_mapping(DEFAULT_MAPPING)
-        fact = attribute_uploader(snapshot, mapping.frame)
+        lineage = parse_lineage(snapshot)
+        fact = attribute_uploader(snapshot, mapping.frame, lineage)
         step("attribute uploader")
-        origin, _ = attribute_origin(snapshot, fact, mapping.frame)
+        origin, _ = attribute_origin(snapshot, fact, mapping.frame, lineage)
         step("attribute origin")
         countries, orgs, concentration, _ = compute_all_shares(DAY, snapshot, fact, origin, {})
         step("compute shares")

@@ -7,6 +7,7 @@
   data dir and SQLite warehouse).
 
     uv run python benchmarks/bench_side_by_side.py --models 100000 1000000
+    uv run python benchmarks/bench_side_by_side.py --models 1000000 --ways floor hubshare
 
 Prints wall time and peak RSS of each process and the speed-up on everything but the network,
 (naive - floor) / (hubshare - floor), as a markdown table (benchmarks/README.md).
@@ -65,7 +66,10 @@ def serve(models_file: Path) -> tuple[subprocess.Popen[str], str]:
     raise SystemExit("the fake Hub did not start")
 
 
-def one_size(n_models: int) -> dict[str, Any]:
+WAYS = ("floor", "naive", "hubshare")
+
+
+def one_size(n_models: int, ways: tuple[str, ...] = WAYS) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         models_file = folder / "models.jsonl.gz"
@@ -74,20 +78,33 @@ def one_size(n_models: int) -> dict[str, Any]:
                 out.write(orjson.dumps(model) + b"\n")
         hub, url = serve(models_file)
         try:
-            floor = timed([sys.executable, str(HERE / "naive_way.py"), "floor", url])
-            naive = timed(
-                [sys.executable, str(HERE / "naive_way.py"), "naive", url, str(folder / "n.db")]
+            skipped = (float("nan"), float("nan"), "")
+            floor = (
+                timed([sys.executable, str(HERE / "naive_way.py"), "floor", url])
+                if "floor" in ways
+                else skipped
+            )
+            naive = (
+                timed(
+                    [sys.executable, str(HERE / "naive_way.py"), "naive", url, str(folder / "n.db")]
+                )
+                if "naive" in ways
+                else skipped
             )
             without_api = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
-            ours = timed(
-                [sys.executable, "-m", "hubshare.cli", "run", "--date", str(DAY), "--backdate"],
-                env=without_api
-                | {
-                    "HF_ENDPOINT": url,
-                    "HUBSHARE_DATA_DIR": str(folder / "data"),
-                    "HUBSHARE_PAGE_SIZE": "1000",
-                    "HUBSHARE_MAX_UNKNOWN_SHARE": "1.0",
-                },
+            ours = (
+                skipped
+                if "hubshare" not in ways
+                else timed(
+                    [sys.executable, "-m", "hubshare", "run", "--date", str(DAY), "--backdate"],
+                    env=without_api
+                    | {
+                        "HF_ENDPOINT": url,
+                        "HUBSHARE_DATA_DIR": str(folder / "data"),
+                        "HUBSHARE_PAGE_SIZE": "1000",
+                        "HUBSHARE_MAX_UNKNOWN_SHARE": "1.0",
+                    },
+                )
             )
         finally:
             hub.terminate()
@@ -109,6 +126,9 @@ def one_size(n_models: int) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", type=int, nargs="+", default=[100_000])
+    parser.add_argument(
+        "--ways", nargs="+", choices=WAYS, default=list(WAYS), help="run only these (default: all)"
+    )
     args = parser.parse_args()
     print(
         "| models | floor | naive | hubshare run | (naive − floor) / (hubshare − floor) |\n"
@@ -116,7 +136,7 @@ def main() -> None:
     )
     results = []
     for n in args.models:
-        r = one_size(n)
+        r = one_size(n, tuple(args.ways))
         results.append(r)
         print(
             f"| {n:,} | {r['floor_s']:.1f} s, {r['floor_gb']:.2f} GB "

@@ -17,7 +17,7 @@ from sqlalchemy import Engine, text
 from hubshare.errors import HubshareError, SnapshotError
 from hubshare.provenance import code_version, sha256_bytes, sha256_file
 from hubshare.settings import Settings, get_settings
-from tasks.enrich import attribute_origin, attribute_uploader
+from tasks.enrich import attribute_models
 from tasks.extract import read_snapshot, snapshot_path, stored_snapshot
 from tasks.load import warehouse_engine
 from tasks.mapping import contested_rows, load_mapping
@@ -53,8 +53,7 @@ def window_shares_now(start: date, end: date, cohort: str, attribution: str) -> 
                 "both dates (the default 30-day counter, without --window, needs neither)"
             )
     mapping = load_mapping(settings.mapping_path)
-    fact = attribute_uploader(end_snapshot, mapping.frame)
-    origin, _ = attribute_origin(end_snapshot, fact, mapping.frame)
+    fact, origin, _ = attribute_models(end_snapshot, mapping.frame)
     definition = Definition.window(start, end, cohort)
     metric, _ = model_metric(definition, end_snapshot, start_snapshot)
     countries, orgs = compute_shares(fact, origin, metric)
@@ -150,8 +149,7 @@ def reproduce_run(run_id: str, settings: Settings | None = None) -> Reproduction
         for start in window_inputs
     }
     mapping = load_mapping(mapping_file)
-    fact = attribute_uploader(snapshot, mapping.frame)
-    origin, _ = attribute_origin(snapshot, fact, mapping.frame)
+    fact, origin, _ = attribute_models(snapshot, mapping.frame)
     country_share, _, _, _ = compute_all_shares(
         day, snapshot, fact, origin, starts, contested_rows(mapping.frame)
     )

@@ -297,7 +297,8 @@ def run(
         f"Published {outcome['snapshot_date']} version {outcome['version']} "
         f"(run {outcome['run_id']}, shares sha256 {outcome['shares_sha256'][:12]})"
     )
-    stderr.print(f"Stages: {describe_stage_seconds(outcome['stage_seconds'])}", highlight=False)
+    stages = describe_stage_seconds(outcome["stage_seconds"], outcome.get("stage_peak_gb"))
+    stderr.print(f"Stages: {stages}", highlight=False)
 
 
 @app.command()
@@ -839,7 +840,8 @@ def demo(
         except HubshareError as err:
             raise _fail(err) from None
     _print_both_views(DEMO_DATE)
-    stderr.print(f"Stages: {describe_stage_seconds(outcome['stage_seconds'])}", highlight=False)
+    stages = describe_stage_seconds(outcome["stage_seconds"], outcome.get("stage_peak_gb"))
+    stderr.print(f"Stages: {stages}", highlight=False)
     stderr.print(
         f"More: hubshare shares --date {DEMO_DATE} --attribution origin --format json "
         f"(with HUBSHARE_DATA_DIR={data_dir})"

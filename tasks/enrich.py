@@ -41,33 +41,43 @@ def parse_lineage(snapshot: pl.DataFrame) -> pl.DataFrame:
     """Per model with a declared base: `base_relation` and `base_lower` (distinct base ids,
     lower-cased, sorted) and `base_models` (their spelling in the tags, space-separated)."""
     rel_pattern = rf"^({'|'.join(RELATIONS)}):"
+    base_tags = pl.element().filter(pl.element().str.starts_with("base_model:"))
+    # Models are grouped by their row number, not their `_id` text: grouping by an integer
+    # takes a fraction of the memory. The base tags are parsed once, for both aggregates.
     tags = (
         snapshot.lazy()
-        .select("_id", "tags")
+        # Keep only base tags before exploding: a third of models have one or two, and every
+        # model has several others.
+        .select(
+            pl.int_range(pl.len(), dtype=pl.UInt32).alias("_row"),
+            pl.col("tags").list.eval(base_tags),
+        )
+        .filter(pl.col("tags").list.len() > 0)
         .explode("tags")
-        .filter(pl.col("tags").str.starts_with("base_model:"))
         .with_columns(pl.col("tags").str.strip_prefix("base_model:").alias("rest"))
-        .with_columns(
+        .select(
+            "_row",
             pl.col("rest").str.extract(rel_pattern).alias("relation"),
             pl.col("rest").str.replace(rel_pattern, "").str.strip_chars().alias("base_id"),
         )
         .filter(pl.col("base_id") != "")
         .with_columns(pl.col("base_id").str.to_lowercase().alias("base_lower"))
+        .collect()
+        .lazy()
     )
     relations = (
         tags.filter(pl.col("relation").is_not_null())
-        .group_by("_id")
+        .group_by("_row")
         .agg(pl.col("relation").unique().sort().str.join(",").alias("relations"))
     )
     bases = (
-        tags.sort("_id", "base_lower", "base_id")
-        .unique(subset=["_id", "base_lower"], keep="first")
-        .sort("_id", "base_lower")
-        .group_by("_id", maintain_order=True)
+        tags.sort("_row", "base_lower", "base_id")
+        .unique(subset=["_row", "base_lower"], keep="first", maintain_order=True)
+        .group_by("_row", maintain_order=True)
         .agg(pl.col("base_lower"), pl.col("base_id").str.join(" ").alias("base_models"))
     )
-    return (
-        bases.join(relations, on="_id", how="left")
+    parsed = (
+        bases.join(relations, on="_row", how="left", maintain_order="left")
         .with_columns(
             pl.when(pl.col("relations").str.contains("quantized"))
             .then(pl.lit("quantized"))
@@ -77,6 +87,8 @@ def parse_lineage(snapshot: pl.DataFrame) -> pl.DataFrame:
         .drop("relations")
         .collect()
     )
+    ids = snapshot.get_column("_id").gather(parsed.get_column("_row"))
+    return parsed.select(ids.alias("_id"), pl.exclude("_row")).sort("_id")
 
 
 def _bucket_table(mapping: pl.DataFrame) -> pl.DataFrame:
@@ -88,15 +100,40 @@ def _bucket_table(mapping: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def attribute_uploader(snapshot: pl.DataFrame, mapping: pl.DataFrame) -> pl.DataFrame:
+def attribute_models(
+    snapshot: pl.DataFrame, mapping: pl.DataFrame
+) -> tuple[pl.DataFrame, pl.DataFrame, LineageReport]:
+    """Both views for a snapshot: (model facts, model origins, lineage report), with the
+    lineage tags parsed once. Pass the snapshot without keeping a reference to free it early."""
+    lineage = parse_lineage(snapshot)
+    fact = attribute_uploader(snapshot, mapping, lineage)
+    # The origin walk needs only each model's ids and uploader, which the facts hold: the
+    # snapshot is let go here (a caller that passed it without keeping it frees it now).
+    del snapshot
+    ids = fact.select(
+        pl.col("model_oid").alias("_id"),
+        pl.col("model_id").alias("id"),
+        pl.col("uploader").alias("author"),
+    )
+    origin, report = attribute_origin(ids, fact, mapping, lineage)
+    return fact, origin, report
+
+
+def attribute_uploader(
+    snapshot: pl.DataFrame, mapping: pl.DataFrame, lineage: pl.DataFrame | None = None
+) -> pl.DataFrame:
     """Model facts with the uploader view's bucket: the mapped country of the namespace that
     uploaded the model (lookup exact, then case-insensitive: the mapping is free of
-    case-insensitive duplicates, so one lower-case join does both), else UNKNOWN."""
-    lineage = parse_lineage(snapshot)
-    return (
-        snapshot.join(lineage.drop("base_lower"), on="_id", how="left")
+    case-insensitive duplicates, so one lower-case join does both), else UNKNOWN. `lineage` is
+    `parse_lineage(snapshot)` if the caller has it."""
+    if lineage is None:
+        lineage = parse_lineage(snapshot)
+    fact = (
+        # Lazy so that only the columns kept are joined (the snapshot's tags are not copied).
+        snapshot.lazy()
+        .join(lineage.lazy().drop("base_lower"), on="_id", how="left", maintain_order="left")
         .with_columns(pl.col("author").str.to_lowercase().alias("org_lower"))
-        .join(_bucket_table(mapping), on="org_lower", how="left")
+        .join(_bucket_table(mapping).lazy(), on="org_lower", how="left", maintain_order="left")
         .select(
             pl.col("_id").alias("model_oid"),
             pl.col("id").alias("model_id"),
@@ -114,8 +151,11 @@ def attribute_uploader(snapshot: pl.DataFrame, mapping: pl.DataFrame) -> pl.Data
             pl.col("bucket").fill_null(UNKNOWN).alias("uploader_bucket"),
         )
         .cast(MODEL_FACT_SCHEMA)
-        .sort("model_oid")
+        .collect()
     )
+    # A stored snapshot is sorted by `_id` already, and the joins keep its order: sorting
+    # again would copy every fact for nothing.
+    return fact if fact.get_column("model_oid").is_sorted() else fact.sort("model_oid")
 
 
 def _walk_lineage(
@@ -132,7 +172,12 @@ def _walk_lineage(
         ),
         pl.col("base_lower").alias("cur_bases"),
     ).unique("cur", keep="first")
-    listed = ids.select(pl.col("id_lower").alias("cur"), pl.col("author").alias("listed_uploader"))
+    # Only ids that some model names as a base can be met on the walk: joining each step with
+    # those alone keeps the hash tables to a third of the snapshot.
+    bases = with_base.select(pl.col("base_lower").explode().unique()).to_series()
+    listed = ids.filter(pl.col("id_lower").is_in(bases.implode())).select(
+        pl.col("id_lower").alias("cur"), pl.col("author").alias("listed_uploader")
+    )
     roots = with_base.join(nodes, left_on="id_lower", right_on="cur")
     # Rule 2 (developer organisations keep their models) unless rule 1 (quantized) applies.
     terminals = [
@@ -261,11 +306,15 @@ def _walk_lineage(
 
 
 def attribute_origin(
-    snapshot: pl.DataFrame, model_fact: pl.DataFrame, mapping: pl.DataFrame
+    snapshot: pl.DataFrame,
+    model_fact: pl.DataFrame,
+    mapping: pl.DataFrame,
+    lineage: pl.DataFrame | None = None,
 ) -> tuple[pl.DataFrame, LineageReport]:
     """One row per (model, origin organisation) with the exact weight of the model's downloads
     that goes to it, and the organisation's bucket."""
-    lineage = parse_lineage(snapshot)
+    if lineage is None:
+        lineage = parse_lineage(snapshot)
     buckets = _bucket_table(mapping)
     ids = snapshot.select(
         "_id", pl.col("id").str.to_lowercase().alias("id_lower"), pl.col("author")

@@ -28,7 +28,7 @@ from sqlalchemy import Engine, text
 
 from hubshare.errors import HubshareError, UsageError, WarehouseError
 from hubshare.settings import Settings
-from tasks.enrich import attribute_origin, attribute_uploader
+from tasks.enrich import attribute_models
 from tasks.extract import read_snapshot, stored_snapshot
 from tasks.mapping import load_mapping
 from tasks.migrate import require_current
@@ -175,8 +175,7 @@ def explain_shares(
         )
     old_mapping = load_mapping(mapping_file).frame
     snapshot = read_snapshot(to_date, settings)
-    fact = attribute_uploader(snapshot, old_mapping)
-    origin, _ = attribute_origin(snapshot, fact, old_mapping)
+    fact, origin, _ = attribute_models(snapshot, old_mapping)
     _, under_old = compute_shares(fact, origin)  # D2's models under D1's mapping
     known = read_snapshot(from_date, settings, columns=["_id"]).rename({"_id": "model_oid"})
     new_fact = fact.join(known, on="model_oid", how="anti")

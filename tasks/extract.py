@@ -1,26 +1,32 @@
 """Extract: crawl `GET /api/models` page by page into files, then build the day's raw snapshot.
 
-Every page is written to disk (with the URL of the next one) before the next request, so a crawl
-that is killed and started again for the same date resumes from its last stored page. The
-snapshot is then built from the page files, not from memory.
+Every page is checked and written to disk (with the URL of the next one) before the crawl
+advances, so a crawl that is killed and started again for the same date resumes from its last
+stored page. The next page's request is already in flight while a page is checked, stored and
+parsed into columns; the snapshot is built from those columns, and from the stored files for
+pages an earlier, interrupted attempt fetched.
 """
 
 from __future__ import annotations
 
+import contextvars
 import fcntl
 import gzip
 import io
 import logging
 import os
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Annotated
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import httpx2
+import msgspec
 import orjson
 import polars as pl
 from huggingface_hub.errors import HfHubHTTPError
@@ -80,16 +86,28 @@ def _pages_dir(raw_dir: Path, snapshot_date: date) -> Path:
 
 def write_atomically(path: Path, data: bytes) -> None:
     """Write via a temporary file and rename: a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
+
+    def write(tmp: Path) -> None:
+        with tmp.open("wb") as handle:
             handle.write(data)
-            handle.flush()
+
+    write_atomically_with(path, write)
+
+
+def write_atomically_with(path: Path, write: Callable[[Path], None]) -> None:
+    """`write(tmp)` fills a temporary file beside `path`, which is synced and renamed into place:
+    a reader never sees half a file (for writers that want a path, like parquet's)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        write(tmp)
+        with tmp.open("rb+") as handle:
             os.fsync(handle.fileno())
-        Path(tmp).replace(path)
+        tmp.replace(path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 
@@ -168,13 +186,21 @@ def first_page_url(endpoint: str, page_size: int) -> str:
 
 
 class _AttemptCounter:
-    """Counts HTTP attempts (retries included): huggingface_hub's backoff does not report them."""
+    """Counts HTTP attempts (retries included) of the current thread's request:
+    huggingface_hub's backoff does not report them."""
 
     def __init__(self) -> None:
-        self.attempts = 0
+        self._local = threading.local()
+
+    def reset(self) -> None:
+        self._local.attempts = 0
+
+    @property
+    def attempts(self) -> int:
+        return int(getattr(self._local, "attempts", 0))
 
     def hook(self, request: httpx2.Request) -> None:
-        self.attempts += 1
+        self._local.attempts = self.attempts + 1
 
 
 def _client_factory(settings: Settings, counter: _AttemptCounter) -> Callable[[], httpx2.Client]:
@@ -291,9 +317,43 @@ def _describe_wire_problem(item: object) -> str | None:
     return None
 
 
+#: Ids are non-empty text, counts fit a signed 64-bit integer and are never negative.
+_Id = Annotated[str, msgspec.Meta(min_length=1)]
+_Count = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
+
+
+class _WireModel(msgspec.Struct, gc=False):
+    """`_WIRE_TYPES` as a msgspec type: its decoder checks a well-formed page in C, several
+    times faster than `wire_problem` on each parsed object (which still names what is wrong)."""
+
+    oid: _Id = msgspec.field(name="_id")
+    id: _Id
+    author: str | None = None
+    downloads: _Count | None = None
+    downloadsAllTime: _Count | None = None  # noqa: N815 - the Hub's field name
+    likes: _Count | None = None
+    createdAt: str | None = None  # noqa: N815
+    lastModified: str | None = None  # noqa: N815
+    pipeline_tag: str | None = None
+    library_name: str | None = None
+    tags: list[str] | None = None
+    gated: bool | str | None = None
+    private: bool | None = None
+
+
+_WIRE_PAGE = msgspec.json.Decoder(list[_WireModel])
+
+
 def _check_page(body: bytes, page_no: int, url: str) -> int:
     """Check a page against the wire schema before it is stored and the crawl advances: a JSON
     list of model objects with `_id` and `id` and each requested field of its wire type."""
+    try:
+        return len(_WIRE_PAGE.decode(body))
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return _describe_page_problem(body, page_no, url)  # names what is wrong
+
+
+def _describe_page_problem(body: bytes, page_no: int, url: str) -> int:
     where = f"page {page_no} ({public_endpoint(url)})"
     try:
         items = orjson.loads(body)
@@ -312,16 +372,25 @@ def _check_page(body: bytes, page_no: int, url: str) -> int:
 PageCallback = Callable[["CrawlState", int], None]
 
 
+#: Pages parsed while the crawl stored them, by page number: the snapshot build reads from disk
+#: only the pages it does not find here (those of an earlier, interrupted attempt).
+ParsedPages = dict[int, pl.DataFrame]
+
+
 def crawl_pages(
-    snapshot_date: date, settings: Settings, on_page: PageCallback | None = None
+    snapshot_date: date,
+    settings: Settings,
+    on_page: PageCallback | None = None,
+    parsed: ParsedPages | None = None,
 ) -> CrawlState:
     """Fetch every listing page for `snapshot_date` into `raw/<date>/pages/`, resuming if asked
     again after an interruption. Returns the final crawl state. A transient failure reports how
-    many pages this attempt stored (`TransientExtractError.pages_fetched`)."""
+    many pages this attempt stored (`TransientExtractError.pages_fetched`). With `parsed`, each
+    stored page is also parsed into it (while the next page is on its way)."""
     pages_dir = _pages_dir(settings.raw_dir, snapshot_date)
     pages_dir.mkdir(parents=True, exist_ok=True)
     with crawl_lock(pages_dir, snapshot_date):
-        return _crawl_pages(snapshot_date, settings, pages_dir, on_page)
+        return _crawl_pages(snapshot_date, settings, pages_dir, on_page, parsed)
 
 
 @contextmanager
@@ -350,7 +419,11 @@ def crawl_lock(pages_dir: Path, snapshot_date: date) -> Iterator[None]:
 
 
 def _crawl_pages(
-    snapshot_date: date, settings: Settings, pages_dir: Path, on_page: PageCallback | None
+    snapshot_date: date,
+    settings: Settings,
+    pages_dir: Path,
+    on_page: PageCallback | None,
+    parsed: ParsedPages | None,
 ) -> CrawlState:
     state_path = pages_dir / STATE_FILE
     endpoint = settings.hf_endpoint
@@ -379,11 +452,25 @@ def _crawl_pages(
     counter = _AttemptCounter()
     set_client_factory(_client_factory(settings, counter))
     pages_before = state.pages
+
+    def fetch(url: str) -> tuple[httpx2.Response, int]:
+        counter.reset()
+        return _fetch_page(with_credentials(url, endpoint), headers, settings), counter.attempts
+
+    # One request is in flight while the page before it is checked, stored and parsed: the
+    # Hub's time and ours overlap. Still one request at a time, and the state advances only
+    # once a page is stored, so a stop anywhere resumes at the first page not stored.
+    ahead: _PageRequest | None = None
     try:
         while state.next_url is not None:
             url = state.next_url
-            before = counter.attempts
-            response = _fetch_page(with_credentials(url, endpoint), headers, settings)
+            if ahead is None:
+                ahead = _PageRequest(fetch, url)
+            response, attempts = ahead.result()
+            ahead = None
+            next_url = response.links.get("next", {}).get("url")
+            if next_url:
+                ahead = _PageRequest(fetch, without_credentials(next_url))
             page_no = state.pages + 1
             try:
                 count = _check_page(response.content, page_no, url)
@@ -398,14 +485,13 @@ def _crawl_pages(
                 raise MalformedPageError(
                     f"{err}; kept in {quarantine}, the next run asks for the page again"
                 ) from None
-            write_atomically(
-                pages_dir / f"page-{page_no:06d}.json.gz",
-                gzip.compress(response.content, PAGE_GZIP_LEVEL, mtime=0),
-            )
+            page_path = pages_dir / f"page-{page_no:06d}.json.gz"
+            write_atomically(page_path, gzip.compress(response.content, PAGE_GZIP_LEVEL, mtime=0))
+            if parsed is not None:
+                parsed[page_no] = parse_page(response.content, page_no, page_path)
             state.pages = page_no
-            state.requests += counter.attempts - before
-            state.retries += counter.attempts - before - 1
-            next_url = response.links.get("next", {}).get("url")
+            state.requests += attempts
+            state.retries += attempts - 1
             state.next_url = without_credentials(next_url) if next_url else None
             if state.next_url is None:
                 state.finished_at = _now().isoformat()
@@ -422,10 +508,46 @@ def _crawl_pages(
     except TransientExtractError as err:
         err.pages_fetched = state.pages - pages_before
         raise
+    except Exception:
+        # The request in flight after a failure (a malformed page) is waited for, not stored:
+        # our client closes once no request uses it. An interrupt (Ctrl-C) does not wait.
+        if ahead is not None:
+            ahead.wait()
+        raise
     finally:
         # Hand the process its default client back (this closes ours).
         set_client_factory(default_client_factory)
     return state
+
+
+class _PageRequest:
+    """`fetch(url)` on a daemon thread (a Ctrl-C or the process's exit never waits for it)."""
+
+    def __init__(self, fetch: Callable[[str], tuple[httpx2.Response, int]], url: str) -> None:
+        self._fetch = fetch
+        self._url = url
+        # The caller's context (Prefect's run): huggingface_hub's "Rate limited" warnings, logged
+        # on this thread, then reach the run's logs.
+        self._context = contextvars.copy_context()
+        self._outcome: tuple[httpx2.Response, int] | BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="hubshare-crawl", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._outcome = self._context.run(self._fetch, self._url)
+        except BaseException as err:  # noqa: BLE001 - handed to the crawl, which raises it
+            self._outcome = err
+
+    def wait(self) -> None:
+        self._thread.join()
+
+    def result(self) -> tuple[httpx2.Response, int]:
+        self._thread.join()
+        if isinstance(self._outcome, BaseException):
+            raise self._outcome
+        assert self._outcome is not None  # noqa: S101 - set by _run before it returns
+        return self._outcome
 
 
 # ----------------------------------------------------------------------------------------------
@@ -493,17 +615,31 @@ def describe_snapshot(
     )
 
 
-def read_page(path: Path) -> pl.DataFrame:
-    """A stored page; one that cannot be read (truncated, altered) is reported, naming it."""
+def _read_stored(path: Path) -> bytes:
     try:
-        body = gzip.decompress(path.read_bytes())
-        return pl.read_json(io.BytesIO(body), schema=WIRE_SCHEMA)
-    except (OSError, EOFError, ValueError, pl.exceptions.PolarsError) as err:
-        raise SnapshotError(
-            f"{path}: stored page cannot be read ({type(err).__name__}: "
-            f"{(str(err).splitlines() or [''])[0]:.120}); restore it, or delete {path.parent} "
-            "to crawl the date again (possible only on that date)"
-        ) from None
+        return gzip.decompress(path.read_bytes())
+    except (OSError, EOFError, ValueError) as err:
+        raise _unreadable_page(path, err) from None
+
+
+def parse_page(body: bytes, page_no: int, path: Path) -> pl.DataFrame:
+    """Page `page_no` (its JSON `body`, stored at `path`) as snapshot rows with `_order`, the
+    position of each row in the crawl: what the snapshot build concatenates."""
+    try:
+        wire = pl.read_json(io.BytesIO(body), schema=WIRE_SCHEMA)
+    except (ValueError, pl.exceptions.PolarsError) as err:
+        raise _unreadable_page(path, err) from None
+    # Pages are numbered from 1 and hold far fewer than a million models.
+    order = pl.int_range(pl.len(), dtype=pl.Int64) + (page_no - 1) * 1_000_000
+    return normalised_with_order(wire.with_columns(order.alias("_order")))
+
+
+def _unreadable_page(path: Path, err: Exception) -> SnapshotError:
+    return SnapshotError(
+        f"{path}: stored page cannot be read ({type(err).__name__}: "
+        f"{(str(err).splitlines() or [''])[0]:.120}); restore it, or delete {path.parent} "
+        "to crawl the date again (possible only on that date)"
+    )
 
 
 def normalise_models(frame: pl.LazyFrame) -> pl.LazyFrame:
@@ -527,33 +663,54 @@ def finalise_snapshot(
     """Deduplicate (one row per `_id`, the later observation wins), drop private models, sort by
     `_id` and write the parquet file deterministically. Returns (listed, duplicates, private, rows).
 
-    `listed` must carry `_order` (observation order across the crawl)."""
+    `listed` is wire rows carrying `_order` (observation order across the crawl)."""
     # Eager on purpose: a lazy plan over thousands of page frames costs far more than the data.
     frame = listed.collect() if isinstance(listed, pl.LazyFrame) else listed
-    n_listed = frame.height
-    deduped = frame.sort("_order").unique(subset="_id", keep="last").drop("_order")
-    n_unique = deduped.height
-    del frame
-    deduped = normalise_models(deduped.lazy()).collect()
+    return write_snapshot(normalised_with_order(frame), out_path)
+
+
+#: A normalised model row and its observation order: what `write_snapshot` takes.
+ORDERED_SNAPSHOT_SCHEMA = pl.Schema({**dict(SNAPSHOT_SCHEMA), "_order": pl.Int64()})
+
+
+def normalised_with_order(wire: pl.DataFrame) -> pl.DataFrame:
+    """Wire rows with `_order` -> snapshot columns and `_order` (timestamps parsed: a third of
+    the wire frame's bytes)."""
+    columns = [*SNAPSHOT_SCHEMA.names(), "_order"]
+    return normalise_models(wire.lazy()).select(columns).cast(ORDERED_SNAPSHOT_SCHEMA).collect()
+
+
+def write_snapshot(models: pl.DataFrame, out_path: Path) -> tuple[int, int, int, int]:
+    """`models` (`ORDERED_SNAPSHOT_SCHEMA`) -> the snapshot file, sorted by `_id`, one row per
+    `_id` (its last observation), public models only. Returns (listed, duplicates, private,
+    rows). One sort does both the order and the deduplication, and copies are made only when
+    rows are dropped: the frame is held about twice, not five times."""
+    n_listed = models.height
+    ordered = models.sort("_id", "_order")
+    last = ordered.select(
+        (pl.col("_id") != pl.col("_id").shift(-1)).fill_null(value=True)
+    ).to_series()
+    n_unique = int(last.sum())
+    deduped = ordered if n_unique == n_listed else ordered.filter(last)
+    del ordered
     n_private = int(deduped["private"].sum())
-    snapshot = (
-        deduped.filter(~pl.col("private"))
-        .sort("_id")
-        .select(list(SNAPSHOT_SCHEMA.names()))
-        .cast(SNAPSHOT_SCHEMA)
-    )
+    snapshot = (deduped.filter(~pl.col("private")) if n_private else deduped).drop("_order")
     del deduped
-    buffer = io.BytesIO()
     # Fixed writer settings so the same rows always give the same bytes (and SHA-256).
-    snapshot.write_parquet(
-        buffer, compression="zstd", compression_level=3, statistics=False, row_group_size=256_000
+    write_atomically_with(
+        out_path,
+        lambda path: snapshot.write_parquet(
+            path, compression="zstd", compression_level=3, statistics=False, row_group_size=256_000
+        ),
     )
-    write_atomically(out_path, buffer.getvalue())
     return n_listed, n_listed - n_unique, n_private, snapshot.height
 
 
-def build_snapshot(snapshot_date: date, settings: Settings, state: CrawlState) -> SnapshotManifest:
-    """Turn the stored pages of a finished crawl into the immutable snapshot and its manifest."""
+def build_snapshot(
+    snapshot_date: date, settings: Settings, state: CrawlState, parsed: ParsedPages | None = None
+) -> SnapshotManifest:
+    """Turn the stored pages of a finished crawl into the immutable snapshot and its manifest
+    (taking from `parsed` the pages the crawl parsed as it stored them)."""
     pages_dir = _pages_dir(settings.raw_dir, snapshot_date)
     page_files = sorted(pages_dir.glob("page-*.json.gz"))
     if len(page_files) != state.pages:
@@ -561,22 +718,23 @@ def build_snapshot(snapshot_date: date, settings: Settings, state: CrawlState) -
             f"{pages_dir}: {len(page_files)} page files but the crawl state "
             f"records {state.pages}; delete the folder to crawl again"
         )
-    # Pages are parsed one at a time into compact columns (the JSON text is never all in
-    # memory), tagged with their crawl order for "the later observation wins".
-    parts = [
-        read_page(path).with_columns(
-            (pl.int_range(pl.len(), dtype=pl.Int64) + page_no * 1_000_000).alias("_order")
-        )
-        for page_no, path in enumerate(page_files)
-    ]
-    listed = (
-        pl.concat(parts, rechunk=True)
-        if parts
-        else pl.DataFrame(schema={**dict(WIRE_SCHEMA), "_order": pl.Int64})
+    # Pages are parsed and normalised one at a time into compact columns (the JSON text is
+    # never all in memory), tagged with their crawl order for "the later observation wins".
+    parsed = parsed if parsed is not None else {}
+    parts = []
+    for page_no, path in enumerate(page_files, start=1):
+        if page_no in parsed:
+            parts.append(parsed.pop(page_no))
+        else:
+            body = _read_stored(path)
+            parts.append(parse_page(body, page_no, path))
+    models = (
+        pl.concat(parts, rechunk=False) if parts else pl.DataFrame(schema=ORDERED_SNAPSHOT_SCHEMA)
     )
     del parts
     out_path = snapshot_path(settings.raw_dir, snapshot_date)
-    counts = finalise_snapshot(listed, out_path)
+    counts = write_snapshot(models, out_path)
+    del models
     manifest = describe_snapshot(snapshot_date, out_path, counts, "crawl", state.endpoint, state)
     manifest.save(manifest_path(settings.raw_dir, snapshot_date))
     return manifest
@@ -625,8 +783,9 @@ def extract_snapshot(
             f"now would record {today}'s counters. Run without --date (today, UTC), or pass "
             f"--backdate to label today's crawl as {snapshot_date} on purpose"
         )
-    state = crawl_pages(snapshot_date, settings, on_page)
-    return build_snapshot(snapshot_date, settings, state)
+    parsed: ParsedPages = {}
+    state = crawl_pages(snapshot_date, settings, on_page, parsed)
+    return build_snapshot(snapshot_date, settings, state, parsed)
 
 
 def read_snapshot(

@@ -261,6 +261,10 @@ def share_ranges(
     )
 
 
+#: What `compute_all_shares` reads of the raw snapshot and of the model facts.
+SHARE_SNAPSHOT_COLUMNS = ("_id", "createdAt", "downloads", "downloadsAllTime")
+SHARE_FACT_COLUMNS = ("model_oid", "uploader", "uploader_bucket")
+
 NO_CONTESTED = pl.DataFrame(schema={"org_lower": pl.String, "alt_bucket": pl.String})
 
 

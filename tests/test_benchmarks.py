@@ -4,6 +4,7 @@ running them, never asserted here)."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -47,6 +48,8 @@ def test_the_side_by_side_benchmark_runs(tmp_path):
     [row] = [line for line in out.splitlines() if line.startswith("| 2,000 |")]
     assert row.count(" GB") == 3  # floor, naive, hubshare: each measured as a whole process
     assert "hubshare at 2,000: Published 2026-11-29 version 1" in out
+    # The run's stage line names where its memory peaked.
+    assert re.search(r"\(total [\d.]+ s; peak RSS [\d.]+ GB, in [a-z]+\)", out), out
 
 
 @pytest.mark.flow

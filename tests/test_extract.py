@@ -11,12 +11,14 @@ import time
 from datetime import date
 from pathlib import Path
 
+import orjson
 import pytest
 
 from hubshare.errors import MalformedPageError, SnapshotError, TransientExtractError
 from hubshare.fakehub import FakeHub, Fault
 from hubshare.settings import Settings
 from tasks.extract import (
+    _check_page,
     crawl_pages,
     extract_snapshot,
     manifest_path,
@@ -160,3 +162,54 @@ def test_stored_snapshot_is_reused_and_checked(env, hand_models, monkeypatch):
 def test_past_date_without_snapshot_needs_backdate(env, monkeypatch):
     with pytest.raises(SnapshotError, match="keeps no history"):
         extract_snapshot(DAY, Settings())
+
+
+GOOD_ITEM = {
+    "_id": "65a1",
+    "id": "org/model",
+    "author": "org",
+    "downloads": 3,
+    "downloadsAllTime": 2**63 - 1,
+    "likes": 0,
+    "createdAt": "2024-01-01T00:00:00.000Z",
+    "lastModified": None,
+    "tags": ["base_model:finetune:org/base"],
+    "gated": "auto",
+    "private": False,
+    "cardData": {"license": "mit"},  # fields not asked for are ignored
+}
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"downloads": True}, "`downloads` = True (bool)"),
+        ({"likes": 1.0}, "`likes` = 1.0 (float)"),
+        ({"downloads": "12"}, "`downloads` = '12' (str)"),
+        ({"downloads": -1}, "`downloads` = -1 out of range"),
+        ({"downloadsAllTime": 2**63}, f"`downloadsAllTime` = {2**63} out of range"),
+        ({"tags": ["ok", 7]}, "a `tags` entry that is not a string"),
+        ({"gated": 1}, "`gated` = 1 (int)"),
+        ({"private": "no"}, "`private` = 'no' (str)"),
+        ({"_id": ""}, "has no `_id`/`id`"),
+        ({"id": None}, "has no `_id`/`id`"),
+    ],
+)
+def test_a_page_check_names_the_item_and_field(change, named):
+    """The fast check (msgspec) and the one that names the problem agree: every wrong item is
+    refused with its position and field, and a well-formed page passes with its count."""
+    body = orjson.dumps([GOOD_ITEM, GOOD_ITEM | change])
+    with pytest.raises(MalformedPageError) as caught:
+        _check_page(body, 4, "http://127.0.0.1:1/api/models?limit=2")
+    assert str(caught.value).startswith("page 4 (http://127.0.0.1:1/api/models): item 1 ")
+    assert named in str(caught.value)
+    assert _check_page(orjson.dumps([GOOD_ITEM, GOOD_ITEM | {"author": None}]), 1, "u") == 2
+
+
+@pytest.mark.parametrize(
+    ("body", "named"),
+    [(b'{"models": []}', "expected a JSON list"), (b'["org/model"]', "item 0 is a str")],
+)
+def test_a_page_that_is_not_a_list_of_objects_is_named(body, named):
+    with pytest.raises(MalformedPageError, match=named):
+        _check_page(body, 1, "http://127.0.0.1:1/api/models")
