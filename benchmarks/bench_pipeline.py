@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import os
 import random
 import resource
 import tempfile
@@ -21,8 +22,13 @@ from dataclasses import asdict
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-import orjson
-import polars as pl
+from hubshare.__main__ import POLARS_ALLOCATOR
+
+# polars' allocator as `hubshare` sets it (read when polars loads, so before importing it).
+os.environ.setdefault("_RJEM_MALLOC_CONF", POLARS_ALLOCATOR)
+
+import orjson  # noqa: E402
+import polars as pl  # noqa: E402
 
 from hubshare.settings import DEFAULT_MAPPING, Settings
 from tasks.enrich import attribute_origin, attribute_uploader, parse_lineage

@@ -204,23 +204,33 @@ def model_dimension(fact: pl.DataFrame, origin: pl.DataFrame) -> pl.DataFrame:
     does not matter). The hashes are polars' (pinned by uv.lock): were an upgrade to change
     them, each model would get one new dimension row once, never a wrong one, since a row is
     reused only when its digest matches."""
-    origin_digest = (
-        origin.lazy()
-        .select(
-            "model_oid",
-            pl.struct("origin_org", "origin_bucket", "weight_num", "weight_den")
-            .hash(seed=0x6F726967)
-            .alias("origin_digest"),
-        )
-        .group_by("model_oid")
-        .agg(pl.col("origin_digest").sum())
+    row_hash = (
+        pl.struct("origin_org", "origin_bucket", "weight_num", "weight_den")
+        .hash(seed=0x6F726967)
+        .alias("origin_digest")
     )
-    # Streaming keeps the group-by and the join from holding a copy of the day: only the digest
-    # column is new; the dimension columns are fact's own buffers.
+    origin_digest = _digest_by_position(fact, origin, row_hash)
+    if origin_digest is None:
+        origin_digest = (
+            fact.lazy()
+            .select("model_oid")
+            .join(
+                origin.lazy()
+                .select("model_oid", row_hash)
+                .group_by("model_oid")
+                .agg(pl.col("origin_digest").sum()),
+                on="model_oid",
+                how="left",
+                maintain_order="left",
+            )
+            .collect()
+            .get_column("origin_digest")
+        )
+    # Streaming: only the digest column is new; the dimension columns are fact's own buffers.
     digest = (
         fact.lazy()
         .select(DIMENSION_COLUMNS)
-        .join(origin_digest, on="model_oid", how="left", maintain_order="left")
+        .with_columns(origin_digest)
         .select(
             pl.struct(*DIMENSION_COLUMNS, "origin_digest")
             .hash(seed=0x68756273)
@@ -231,6 +241,26 @@ def model_dimension(fact: pl.DataFrame, origin: pl.DataFrame) -> pl.DataFrame:
         .to_series()
     )
     return fact.select(DIMENSION_COLUMNS).with_columns(digest)
+
+
+def _digest_by_position(
+    fact: pl.DataFrame, origin: pl.DataFrame, row_hash: pl.Expr
+) -> pl.Series | None:
+    """The per-model sum of `row_hash` in fact's row order, without a join: when origin's rows
+    come in runs of one model each, in the order of fact's models (as attribution writes them),
+    the runs are the models. None when they do not, for the join to do it."""
+    oid = origin.get_column("model_oid")
+    starts = (oid != oid.shift(1)).fill_null(value=True)
+    if int(starts.sum()) != fact.height or not oid.filter(starts).equals(fact["model_oid"]):
+        return None
+    return (
+        origin.lazy()
+        .select(starts.cum_sum().alias("run"), row_hash)
+        .group_by("run", maintain_order=True)
+        .agg(pl.col("origin_digest").sum())
+        .collect()
+        .get_column("origin_digest")
+    )
 
 
 def _read_frame(connection: Connection, sql: str, schema: dict[str, Any]) -> pl.DataFrame:

@@ -201,3 +201,15 @@ def test_hubshare_serve_runs_both_deployments_in_one_process(server, tmp_path, h
     schedules = httpx.post(f"{api}/deployments/filter", json={}, timeout=10).json()
     [served] = [d for d in schedules if d["name"] == "hubshare-daily"]
     assert [s["schedule"]["cron"] for s in served["schedules"]] == ["30 2 * * *"]
+
+
+def test_flows_on_workers_get_the_same_allocator_setting_as_the_command():
+    """Both deployments pass polars' allocator setting of `hubshare` to the flows they run."""
+    import yaml
+
+    from hubshare.__main__ import POLARS_ALLOCATOR
+
+    spec = yaml.safe_load((PROJECT_ROOT / "deployments" / "prefect.yaml").read_text())
+    for deployment in spec["deployments"]:
+        env = deployment["work_pool"]["job_variables"]["env"]
+        assert env == {"_RJEM_MALLOC_CONF": POLARS_ALLOCATOR}, deployment["name"]
