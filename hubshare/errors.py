@@ -24,6 +24,10 @@ class MalformedPageError(ExtractError):
     """The Hub answered a page that is not a JSON list of model objects."""
 
 
+class StorageError(HubshareError):
+    """The data dir's store (a folder or object storage) refused or failed an operation."""
+
+
 class SnapshotError(HubshareError):
     """A stored raw snapshot is missing, altered, or cannot be read."""
 

@@ -107,3 +107,62 @@ def warehouse_url(request: pytest.FixtureRequest, env: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{env / 'warehouse.db'}"
     return str(request.getfixturevalue("postgres_url"))
+
+
+#: Credentials of the loopback S3 server: fake, and hunted for in files and logs by the tests.
+S3_KEY_ID = "AKIAHUBSHARETESTKEY1"
+S3_SECRET = "hubshare-test-secret-NEVER-written-0123"  # noqa: S105 - a fake secret to hunt for
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[str]:
+    """moto's standalone S3 server on a loopback port, for the session: its endpoint URL."""
+    import socket
+    import time
+
+    import httpx
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    moto = Path(sys.executable).parent / "moto_server"
+    process = subprocess.Popen(  # noqa: S603 - the test venv's moto
+        [str(moto), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                httpx.get(endpoint, timeout=2)
+                break
+            except httpx.HTTPError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    pytest.fail(f"moto's S3 server did not start on {endpoint}")
+                time.sleep(0.2)
+        yield endpoint
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+@pytest.fixture
+def s3_bucket(s3_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A new bucket on the loopback S3 server, with the standard AWS environment pointing at
+    it: the bucket's name."""
+    import boto3
+
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": S3_KEY_ID,
+        "AWS_SECRET_ACCESS_KEY": S3_SECRET,
+        "AWS_REGION": "us-east-1",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": s3_server,
+        "AWS_ALLOW_HTTP": "true",
+    }.items():
+        monkeypatch.setenv(name, value)
+    bucket = f"hubshare-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3", endpoint_url=s3_server).create_bucket(Bucket=bucket)
+    return bucket
