@@ -4,7 +4,7 @@ raw snapshots (the past is never crawled again), one child flow run per date."""
 from __future__ import annotations
 
 from datetime import date, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from prefect import flow, get_run_logger, task
 from prefect.task_runners import ThreadPoolTaskRunner
@@ -18,6 +18,9 @@ from tasks.extract import SnapshotManifest, manifest_path
 from tasks.load import ensure_schema, warehouse_engine
 from tasks.mapping import load_mapping
 from tasks.windows import STANDARD_WINDOWS
+
+if TYPE_CHECKING:
+    from prefect.client.schemas.objects import FlowRun
 
 
 def dates_between(start: date, end: date) -> list[date]:
@@ -100,9 +103,72 @@ def rerun_date(day: date) -> dict[str, Any]:
     }
 
 
+#: The deployment a backfill on the work pool fans out to (deployments/prefect.yaml).
+DAILY_DEPLOYMENT = "daily/hubshare-daily"
+
+
+@task(name="submit-date", task_run_name="submit-{day}")
+def submit_date(day: date) -> dict[str, Any]:
+    """One run of the daily deployment for `day`, taken by any worker of its pool, linked to
+    this backfill in the UI; waits for it to end."""
+    from prefect.deployments import run_deployment
+    from prefect.exceptions import ObjectNotFound
+
+    try:
+        # Called from a synchronous task: it returns the ended flow run, not a coroutine.
+        child = cast(
+            "FlowRun",
+            run_deployment(
+                DAILY_DEPLOYMENT,
+                parameters={"run_date": day.isoformat()},
+                timeout=None,
+                as_subflow=True,
+            ),
+        )
+    except ObjectNotFound:
+        raise HubshareError(
+            f"no deployment {DAILY_DEPLOYMENT} on this Prefect server: deploy it first "
+            "(prefect deploy --all --prefect-file deployments/prefect.yaml)"
+        ) from None
+    state = child.state
+    if state is None or not state.is_completed():
+        name = state.name if state is not None else "no state"
+        message = (state.message if state is not None else None) or ""
+        return {
+            "snapshot_date": day.isoformat(),
+            "status": "failed",
+            "reason": f"flow run {child.name}: {name} {message}".strip(),
+        }
+    version, run_id = _published_run(day)
+    return {
+        "snapshot_date": day.isoformat(),
+        "status": "published",
+        "version": version,
+        "run_id": run_id,
+    }
+
+
+def _published_run(day: date) -> tuple[int, str]:
+    """The published (version, run_id) of `day`: what a completed daily run left."""
+    engine = warehouse_engine(get_settings().resolved_warehouse_url)
+    with engine.connect() as connection:
+        row = connection.execute(
+            text(
+                "SELECT r.version, r.run_id FROM published_run p "
+                "JOIN etl_run r ON r.run_id = p.run_id WHERE p.snapshot_date = :day"
+            ),
+            {"day": day},
+        ).one()
+    return int(row[0]), str(row[1])
+
+
 @flow(name="backfill", flow_run_name="backfill-{start}..{end}")
 def backfill(
-    start: date, end: date, force: bool = False, mapping_only: bool = False
+    start: date,
+    end: date,
+    force: bool = False,
+    mapping_only: bool = False,
+    on_pool: bool = False,
 ) -> dict[str, Any]:
     """Re-run every date in [start, end] that has a stored raw snapshot, unless its published
     run already read the same inputs (`force` re-runs anyway). Safe to interrupt: each date is
@@ -114,6 +180,8 @@ def backfill(
         force: Re-run dates already done with the same inputs.
         mapping_only: Re-run only dates whose published run used another mapping (or other raw
             inputs); a code change alone is not enough.
+        on_pool: Run each date as a run of the daily deployment on its work pool (any worker,
+            any machine) instead of in this process.
     """
     if end < start:
         raise HubshareError(f"backfill {start}..{end}: the end precedes the start")
@@ -143,9 +211,10 @@ def backfill(
     )
     # At most HUBSHARE_BACKFILL_CONCURRENCY dates at once on PostgreSQL, one on SQLite (a
     # single writer), however the flow was started (CLI, deployment, `hubshare serve`).
+    run_one = submit_date if on_pool else rerun_date
     results = []
     for first in range(0, len(due), concurrency(settings)):
-        batch = [rerun_date.submit(day) for day in due[first : first + concurrency(settings)]]
+        batch = [run_one.submit(day) for day in due[first : first + concurrency(settings)]]
         results += [future.result() for future in batch]
     failed = [r for r in results if r["status"] != "published"]
     return {"runs": results, "skipped": skipped, "missing": missing, "failed": len(failed)}
@@ -158,9 +227,11 @@ def concurrency(settings: Settings) -> int:
     return max(settings.backfill_concurrency, 1)
 
 
-def backfill_with_limit(start: date, end: date, force: bool, mapping_only: bool) -> dict[str, Any]:
+def backfill_with_limit(
+    start: date, end: date, force: bool, mapping_only: bool, on_pool: bool = False
+) -> dict[str, Any]:
     """The backfill flow with a thread pool sized to its concurrency."""
     runner: Any = ThreadPoolTaskRunner(max_workers=concurrency(get_settings()))
     return backfill.with_options(task_runner=runner)(
-        start=start, end=end, force=force, mapping_only=mapping_only
+        start=start, end=end, force=force, mapping_only=mapping_only, on_pool=on_pool
     )

@@ -466,6 +466,14 @@ def backfill(
             "(or other raw inputs); a code change alone is not enough.",
         ),
     ] = False,
+    on_pool: Annotated[
+        bool,
+        typer.Option(
+            "--on-pool",
+            help="Run each date as a run of the daily deployment on its work pool (any worker, "
+            "any machine; needs PREFECT_API_URL), HUBSHARE_BACKFILL_CONCURRENCY at a time.",
+        ),
+    ] = False,
 ) -> None:
     """Re-run every date of a range from its stored raw snapshot (never re-crawling the past).
     Exit 0 only if every date run was published."""
@@ -475,13 +483,18 @@ def backfill(
     assert first is not None and last is not None
     if last < first:
         raise _usage_error(f"--end {last} precedes --start {first}")
+    if on_pool and not os.environ.get("PREFECT_API_URL"):
+        raise _usage_error(
+            "--on-pool needs PREFECT_API_URL: the server whose work pool has the workers "
+            "(a temporary server has none)"
+        )
     try:
         with prefect_api() as server:
             from flows.backfill import backfill_with_limit
 
             if server is not None:
                 server.wait_until_healthy()
-            summary = backfill_with_limit(first, last, force, mapping_only)
+            summary = backfill_with_limit(first, last, force, mapping_only, on_pool)
     except HubshareError as err:
         raise _fail(err) from None
     for run in summary["runs"]:

@@ -213,3 +213,86 @@ def test_flows_on_workers_get_the_same_allocator_setting_as_the_command():
     for deployment in spec["deployments"]:
         env = deployment["work_pool"]["job_variables"]["env"]
         assert env == {"_RJEM_MALLOC_CONF": POLARS_ALLOCATOR}, deployment["name"]
+
+
+def published_shares(env: dict[str, str], cwd: Path) -> dict[str, str]:
+    """shares_sha256 of each date's published run in the warehouse `env` names."""
+    import orjson
+
+    runs = subprocess.run(  # noqa: S603 - our own CLI
+        [sys.executable, "-m", "hubshare.cli", "runs", "--format", "json"],
+        env=env,
+        capture_output=True,
+        timeout=120,
+        check=True,
+        cwd=cwd,
+    ).stdout
+    return {r["snapshot_date"]: r["shares_sha256"] for r in orjson.loads(runs) if r["published"]}
+
+
+def test_a_backfill_on_the_pool_fans_out_to_the_workers(
+    server, tmp_path, hand_models, postgres_url
+):
+    """`backfill --on-pool` runs each date as a run of the daily deployment, taken by two
+    workers, into PostgreSQL: every date's published shares equal a local backfill's (SQLite)."""
+    days = ["2024-01-13", "2024-01-14", "2024-01-15"]
+    env = server | {
+        "HUBSHARE_DATA_DIR": str(tmp_path / "data"),
+        "HUBSHARE_MAPPING": str(HAND_MAPPING),
+        "HUBSHARE_PAGE_SIZE": "3",
+    }
+    local = env | {"HUBSHARE_WAREHOUSE_URL": f"sqlite:///{tmp_path / 'local.db'}"}
+    with FakeHub(hand_models) as hub:
+        for day in days:  # the raw snapshots a backfill re-runs from
+            run_cli("run", "--date", day, "--backdate", env=local | {"HF_ENDPOINT": hub.url})
+    run_cli("backfill", "--start", days[0], "--end", days[-1], "--force", env=local)
+    expected = published_shares(local, tmp_path)
+    assert sorted(expected) == days
+
+    pooled = env | {"HUBSHARE_WAREHOUSE_URL": postgres_url, "HUBSHARE_BACKFILL_CONCURRENCY": "2"}
+    prefect("work-pool", "create", "hubshare", "--type", "process", env=pooled)
+    prefect(
+        "--no-prompt", "deploy", "--all", "--prefect-file", "deployments/prefect.yaml", env=pooled
+    )
+    logs = [(tmp_path / f"worker-{n}.log").open("w") for n in range(2)]
+    workers = [
+        subprocess.Popen(  # noqa: S603 - started from the repository root, as documented
+            [PREFECT, "worker", "start", "--pool", "hubshare", "--name", f"worker-{n}"],
+            cwd=PROJECT_ROOT,
+            env=pooled,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        for n, log in enumerate(logs)
+    ]
+    try:
+        run_cli(
+            "backfill", "--start", days[0], "--end", days[-1], "--force", "--on-pool", env=pooled
+        )
+    finally:
+        for worker in workers:
+            worker.terminate()
+        for worker in workers:
+            worker.wait(timeout=60)
+        for log in logs:
+            log.close()
+    assert published_shares(pooled, tmp_path) == expected
+    children = flow_runs(pooled["PREFECT_API_URL"], "daily/hubshare-daily")
+    # Named by the daily flow's own template on the worker; linked to the backfill's tasks.
+    assert sorted(run["name"] for run in children) == [f"daily-{day}" for day in days]
+    assert all(run["state_type"] == "COMPLETED" for run in children)
+    assert all(run["parent_task_run_id"] for run in children)  # linked to the backfill
+
+
+def run_cli(*args: str, env: dict[str, str]) -> str:
+    result = subprocess.run(  # noqa: S603 - our own CLI
+        [sys.executable, "-m", "hubshare", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        cwd=PROJECT_ROOT,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stderr

@@ -54,6 +54,10 @@ def test_credentials_in_the_endpoint_are_never_written(env, hand_models, monkeyp
         (("run", "--date", "2999-01-01", "--backdate"), "--date 2999-01-01 is in the future"),
         (("backfill", "--start", "2024-01-01", "--end", "2999-01-01"), "--end 2999-01-01 is in"),
         (
+            ("backfill", "--start", "2024-01-01", "--end", "2024-01-02", "--on-pool"),
+            "--on-pool needs PREFECT_API_URL",
+        ),
+        (
             ("shares", "--window", "2024-01-01..2999-01-01"),
             "--window 2999-01-01 is in the future",
         ),
