@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
+import polars as pl
 from prefect import flow, get_run_logger, task
 from prefect.task_runners import ThreadPoolTaskRunner
 from sqlalchemy import text
@@ -150,16 +151,11 @@ def submit_date(day: date) -> dict[str, Any]:
 
 def _published_run(day: date) -> tuple[int, str]:
     """The published (version, run_id) of `day`: what a completed daily run left."""
-    engine = warehouse_engine(get_settings().resolved_warehouse_url)
-    with engine.connect() as connection:
-        row = connection.execute(
-            text(
-                "SELECT r.version, r.run_id FROM published_run p "
-                "JOIN etl_run r ON r.run_id = p.run_id WHERE p.snapshot_date = :day"
-            ),
-            {"day": day},
-        ).one()
-    return int(row[0]), str(row[1])
+    from hubshare.read_warehouse import list_runs
+
+    runs = list_runs(warehouse_engine(get_settings().resolved_warehouse_url), day)
+    published = runs.row(by_predicate=pl.col("published"), named=True)
+    return int(published["version"]), str(published["run_id"])
 
 
 @flow(name="backfill", flow_run_name="backfill-{start}..{end}")

@@ -17,7 +17,7 @@ import pytest
 
 from hubshare.fakehub import FakeHub
 from hubshare.settings import PROJECT_ROOT
-from tests.conftest import HAND_MAPPING
+from tests.conftest import HAND_MAPPING, run_hubshare
 from tests.test_cli import closed_port
 
 pytestmark = pytest.mark.flow
@@ -285,14 +285,6 @@ def test_a_backfill_on_the_pool_fans_out_to_the_workers(
 
 
 def run_cli(*args: str, env: dict[str, str]) -> str:
-    result = subprocess.run(  # noqa: S603 - our own CLI
-        [sys.executable, "-m", "hubshare", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-        cwd=PROJECT_ROOT,
-    )
+    result = run_hubshare(*args, env=env)
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stderr
