@@ -54,10 +54,6 @@ def test_credentials_in_the_endpoint_are_never_written(env, hand_models, monkeyp
         (("run", "--date", "2999-01-01", "--backdate"), "--date 2999-01-01 is in the future"),
         (("backfill", "--start", "2024-01-01", "--end", "2999-01-01"), "--end 2999-01-01 is in"),
         (
-            ("backfill", "--start", "2024-01-01", "--end", "2024-01-02", "--on-pool"),
-            "--on-pool needs PREFECT_API_URL",
-        ),
-        (
             ("shares", "--window", "2024-01-01..2999-01-01"),
             "--window 2999-01-01 is in the future",
         ),
@@ -70,6 +66,23 @@ def test_dates_are_strict(env, args, message):
     assert result.returncode == 2, result.stderr
     assert result.stderr.strip().splitlines() == [last_line(result.stderr)]
     assert message in last_line(result.stderr)
+
+
+def test_a_backfill_on_the_pool_needs_a_server_with_workers(env):
+    """Without PREFECT_API_URL there is no work pool to fan out to (a temporary server has no
+    workers): a usage error, before anything runs."""
+    without_api = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
+    result = subprocess.run(  # noqa: S603 - our own interpreter and module
+        [sys.executable, "-m", "hubshare.cli", "backfill", "--start", "2024-01-01", "--end",
+         "2024-01-02", "--on-pool"],
+        env=without_api,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert last_line(result.stderr).startswith("error: --on-pool needs PREFECT_API_URL")
 
 
 def test_versions_stay_unique_when_loads_of_a_date_race(warehouse_url):
