@@ -23,7 +23,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 import orjson
 from bench_pipeline import DAY, synthetic_models
@@ -68,8 +67,12 @@ def serve(models_file: Path) -> tuple[subprocess.Popen[str], str]:
 
 WAYS = ("floor", "naive", "hubshare")
 
+#: What `timed` measured of one way: (wall seconds, peak RSS in GB, stderr tail).
+Measured = tuple[float, float, str]
 
-def one_size(n_models: int, ways: tuple[str, ...] = WAYS) -> dict[str, Any]:
+
+def one_size(n_models: int, ways: tuple[str, ...] = WAYS) -> dict[str, Measured]:
+    """Each of `ways` run as a whole process against one generated day of `n_models`."""
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         models_file = folder / "models.jsonl.gz"
@@ -77,50 +80,44 @@ def one_size(n_models: int, ways: tuple[str, ...] = WAYS) -> dict[str, Any]:
             for model in synthetic_models(n_models):
                 out.write(orjson.dumps(model) + b"\n")
         hub, url = serve(models_file)
+        without_api = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
+        commands: dict[str, tuple[list[str], dict[str, str] | None]] = {
+            "floor": ([sys.executable, str(HERE / "naive_way.py"), "floor", url], None),
+            "naive": (
+                [sys.executable, str(HERE / "naive_way.py"), "naive", url, str(folder / "n.db")],
+                None,
+            ),
+            "hubshare": (
+                [sys.executable, "-m", "hubshare", "run", "--date", str(DAY), "--backdate"],
+                without_api
+                | {
+                    "HF_ENDPOINT": url,
+                    "HUBSHARE_DATA_DIR": str(folder / "data"),
+                    "HUBSHARE_PAGE_SIZE": "1000",
+                    "HUBSHARE_MAX_UNKNOWN_SHARE": "1.0",
+                },
+            ),
+        }
         try:
-            skipped = (float("nan"), float("nan"), "")
-            floor = (
-                timed([sys.executable, str(HERE / "naive_way.py"), "floor", url])
-                if "floor" in ways
-                else skipped
-            )
-            naive = (
-                timed(
-                    [sys.executable, str(HERE / "naive_way.py"), "naive", url, str(folder / "n.db")]
-                )
-                if "naive" in ways
-                else skipped
-            )
-            without_api = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
-            ours = (
-                skipped
-                if "hubshare" not in ways
-                else timed(
-                    [sys.executable, "-m", "hubshare", "run", "--date", str(DAY), "--backdate"],
-                    env=without_api
-                    | {
-                        "HF_ENDPOINT": url,
-                        "HUBSHARE_DATA_DIR": str(folder / "data"),
-                        "HUBSHARE_PAGE_SIZE": "1000",
-                        "HUBSHARE_MAX_UNKNOWN_SHARE": "1.0",
-                    },
-                )
-            )
+            return {way: timed(*commands[way]) for way in WAYS if way in ways}
         finally:
             hub.terminate()
             hub.wait()
-    speedup = (naive[0] - floor[0]) / max(ours[0] - floor[0], 1e-9)
-    return {
-        "models": n_models,
-        "floor_s": floor[0],
-        "floor_gb": floor[1],
-        "naive_s": naive[0],
-        "naive_gb": naive[1],
-        "hubshare_s": ours[0],
-        "hubshare_gb": ours[1],
-        "speedup_without_network": speedup,
-        "hubshare_stages": ours[2],
-    }
+
+
+def table_row(n_models: int, measured: dict[str, Measured]) -> str:
+    """One markdown row: each way's time and peak RSS (`not run` if skipped) and the speed-up
+    on everything but the network, (naive - floor) / (hubshare - floor), when all three ran."""
+    cells = [
+        f"{measured[way][0]:.1f} s, {measured[way][1]:.2f} GB" if way in measured else "not run"
+        for way in WAYS
+    ]
+    if set(WAYS) <= set(measured):
+        floor, naive, ours = (measured[way][0] for way in WAYS)
+        cells.append(f"{(naive - floor) / max(ours - floor, 1e-9):.1f}×")
+    else:
+        cells.append("—")
+    return f"| {n_models:,} | " + " | ".join(cells) + " |"
 
 
 def main() -> None:
@@ -134,19 +131,14 @@ def main() -> None:
         "| models | floor | naive | hubshare run | (naive − floor) / (hubshare − floor) |\n"
         "|---:|---:|---:|---:|---:|"
     )
-    results = []
+    stages = []
     for n in args.models:
-        r = one_size(n, tuple(args.ways))
-        results.append(r)
-        print(
-            f"| {n:,} | {r['floor_s']:.1f} s, {r['floor_gb']:.2f} GB "
-            f"| {r['naive_s']:.1f} s, {r['naive_gb']:.2f} GB "
-            f"| {r['hubshare_s']:.1f} s, {r['hubshare_gb']:.2f} GB "
-            f"| {r['speedup_without_network']:.1f}× |",
-            flush=True,
-        )
-    for r in results:
-        print(f"hubshare at {r['models']:,}: {r['hubshare_stages']}")
+        measured = one_size(n, tuple(args.ways))
+        print(table_row(n, measured), flush=True)
+        if "hubshare" in measured:
+            stages.append(f"hubshare at {n:,}: {measured['hubshare'][2]}")
+    for line in stages:
+        print(line)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from sqlalchemy import text
 from flows.daily import daily
 from hubshare.errors import HubshareError
 from hubshare.provenance import code_version
+from hubshare.read_warehouse import list_runs
 from hubshare.settings import Settings, get_settings
 from tasks.extract import SnapshotManifest, manifest_path
 from tasks.load import ensure_schema, warehouse_engine
@@ -151,8 +152,6 @@ def submit_date(day: date) -> dict[str, Any]:
 
 def _published_run(day: date) -> tuple[int, str]:
     """The published (version, run_id) of `day`: what a completed daily run left."""
-    from hubshare.read_warehouse import list_runs
-
     runs = list_runs(warehouse_engine(get_settings().resolved_warehouse_url), day)
     published = runs.row(by_predicate=pl.col("published"), named=True)
     return int(published["version"]), str(published["run_id"])

@@ -34,7 +34,7 @@ from prefect.tasks import Task
 
 from hubshare.errors import GateFailedError, HubshareError, TransientExtractError
 from hubshare.progress import describe_stage_seconds, peak_rss_gb
-from hubshare.provenance import code_version
+from hubshare.provenance import code_version, public_endpoint
 from hubshare.settings import Settings, get_settings
 from schemas.warehouse import FACT_TABLES
 from tasks.alert import post_alert
@@ -43,7 +43,6 @@ from tasks.explain import explain_markdown, explain_shares, previous_published_d
 from tasks.extract import (
     CrawlState,
     extract_snapshot,
-    public_endpoint,
     read_snapshot,
     stored_snapshot,
 )

@@ -483,13 +483,13 @@ def backfill(
     assert first is not None and last is not None
     if last < first:
         raise _usage_error(f"--end {last} precedes --start {first}")
-    if on_pool and not os.environ.get("PREFECT_API_URL"):
-        raise _usage_error(
-            "--on-pool needs PREFECT_API_URL: the server whose work pool has the workers "
-            "(a temporary server has none)"
-        )
     try:
         with prefect_api() as server:
+            if on_pool and server is not None:  # no API in the environment or the profile
+                raise _usage_error(
+                    "--on-pool needs PREFECT_API_URL (environment or Prefect profile): the "
+                    "server whose work pool has the workers (a temporary server has none)"
+                )
             from flows.backfill import backfill_with_limit
 
             if server is not None:

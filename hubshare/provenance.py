@@ -9,6 +9,7 @@ import subprocess
 from functools import cache
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from hubshare.settings import PROJECT_ROOT
 
@@ -21,6 +22,16 @@ TRACKED_LIBRARIES = (
     "sqlmodel",
     "sqlalchemy",
 )
+
+
+def public_endpoint(endpoint: str) -> str:
+    """`endpoint` (a Hub, an object store) without a user:password part, query or fragment
+    (a signed URL's secrets live there): safe to record and to name in errors."""
+    parts = urlsplit(endpoint)
+    netloc = parts.hostname or ""
+    if parts.port:
+        netloc = f"{netloc}:{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 def sha256_file(path: Path) -> str:

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import obstore
 from obstore.exceptions import AlreadyExistsError, BaseError
 from obstore.store import LocalStore, ObjectStore, from_url
 
 from hubshare.errors import StorageError
+from hubshare.provenance import public_endpoint
 
 #: URL schemes read as object storage; anything else is a local path.
 OBJECT_STORE_SCHEMES = ("s3", "s3a", "gs", "az", "abfs", "abfss", "file", "memory")
@@ -38,12 +39,12 @@ class DataStore:
         scheme = urlsplit(text).scheme
         try:
             if scheme in OBJECT_STORE_SCHEMES:
-                return cls(public_location(text), from_url(text))
+                return cls(_public(text), from_url(text))
             folder = Path(text).expanduser().resolve()
             return cls(str(folder), LocalStore(folder, mkdir=True))
         except (BaseError, OSError, ValueError) as err:
             raise StorageError(
-                f"HUBSHARE_DATA_DIR {public_location(text)}: cannot open ({_reason(err)})"
+                f"HUBSHARE_DATA_DIR {_public(text)}: cannot open ({_reason(err)})"
             ) from None
 
     def create(self, key: str, data: bytes) -> bool:
@@ -94,15 +95,9 @@ class DataStore:
         return StorageError(f"{self.location}: cannot {action} {key} ({_reason(err)})")
 
 
-def public_location(location: str) -> str:
-    """`location` without a user:password part or query (a signed URL's secrets live there)."""
-    parts = urlsplit(location)
-    if not parts.scheme:
-        return location
-    netloc = parts.hostname or ""
-    if parts.port:
-        netloc = f"{netloc}:{parts.port}"
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+def _public(location: str) -> str:
+    """A store URL without its secrets; a local path as it is."""
+    return public_endpoint(location) if urlsplit(location).scheme else location
 
 
 def _reason(err: Exception) -> str:

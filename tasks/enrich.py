@@ -312,7 +312,8 @@ def attribute_origin(
     lineage: pl.DataFrame | None = None,
 ) -> tuple[pl.DataFrame, LineageReport]:
     """One row per (model, origin organisation) with the exact weight of the model's downloads
-    that goes to it, and the organisation's bucket."""
+    that goes to it, and the organisation's bucket. Of `snapshot` only `_id`, `id` and `author`
+    are read (and `tags`, unless `lineage` is given)."""
     if lineage is None:
         lineage = parse_lineage(snapshot)
     buckets = _bucket_table(mapping)

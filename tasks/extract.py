@@ -45,7 +45,7 @@ from hubshare.errors import (
     SnapshotError,
     TransientExtractError,
 )
-from hubshare.provenance import library_versions, package_version, sha256_file
+from hubshare.provenance import library_versions, package_version, public_endpoint, sha256_file
 from hubshare.settings import Settings
 from schemas.frames import EXPAND_FIELDS, SNAPSHOT_SCHEMA
 
@@ -143,15 +143,6 @@ class CrawlState:
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def public_endpoint(endpoint: str) -> str:
-    """The endpoint without any user:password part, safe to record."""
-    parts = urlsplit(endpoint)
-    netloc = parts.hostname or ""
-    if parts.port:
-        netloc = f"{netloc}:{parts.port}"
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 def without_credentials(url: str) -> str:

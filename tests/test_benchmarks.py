@@ -52,6 +52,16 @@ def test_the_side_by_side_benchmark_runs(tmp_path):
     assert re.search(r"\(total [\d.]+ s; peak RSS [\d.]+ GB, in [a-z]+\)", out), out
 
 
+def test_the_side_by_side_benchmark_runs_chosen_ways_only(tmp_path):
+    """`--ways` (the quicker command of benchmarks/README.md, here the floor alone)."""
+    out = bench(
+        "bench_side_by_side.py", "--models", "2000", "--ways", "floor", prefect_home=tmp_path
+    )
+    [row] = [line for line in out.splitlines() if line.startswith("| 2,000 |")]
+    assert row.count(" GB") == 1 and row.count("not run") == 2 and row.endswith("| — |")
+    assert "hubshare at" not in out
+
+
 @pytest.mark.flow
 def test_the_warehouse_size_benchmark_runs(tmp_path, postgres_url):
     out = bench("bench_warehouse_bytes.py", "--postgres", postgres_url, prefect_home=tmp_path)

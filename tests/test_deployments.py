@@ -215,19 +215,15 @@ def test_flows_on_workers_get_the_same_allocator_setting_as_the_command():
         assert env == {"_RJEM_MALLOC_CONF": POLARS_ALLOCATOR}, deployment["name"]
 
 
-def published_shares(env: dict[str, str], cwd: Path) -> dict[str, str]:
+def published_shares(env: dict[str, str]) -> dict[str, str]:
     """shares_sha256 of each date's published run in the warehouse `env` names."""
     import orjson
 
-    runs = subprocess.run(  # noqa: S603 - our own CLI
-        [sys.executable, "-m", "hubshare.cli", "runs", "--format", "json"],
-        env=env,
-        capture_output=True,
-        timeout=120,
-        check=True,
-        cwd=cwd,
-    ).stdout
-    return {r["snapshot_date"]: r["shares_sha256"] for r in orjson.loads(runs) if r["published"]}
+    runs = run_hubshare("runs", "--format", "json", env=env)
+    assert runs.returncode == 0, runs.stderr
+    return {
+        r["snapshot_date"]: r["shares_sha256"] for r in orjson.loads(runs.stdout) if r["published"]
+    }
 
 
 def test_a_backfill_on_the_pool_fans_out_to_the_workers(
@@ -246,7 +242,7 @@ def test_a_backfill_on_the_pool_fans_out_to_the_workers(
         for day in days:  # the raw snapshots a backfill re-runs from
             run_cli("run", "--date", day, "--backdate", env=local | {"HF_ENDPOINT": hub.url})
     run_cli("backfill", "--start", days[0], "--end", days[-1], "--force", env=local)
-    expected = published_shares(local, tmp_path)
+    expected = published_shares(local)
     assert sorted(expected) == days
 
     pooled = env | {"HUBSHARE_WAREHOUSE_URL": postgres_url, "HUBSHARE_BACKFILL_CONCURRENCY": "2"}
@@ -276,7 +272,7 @@ def test_a_backfill_on_the_pool_fans_out_to_the_workers(
             worker.wait(timeout=60)
         for log in logs:
             log.close()
-    assert published_shares(pooled, tmp_path) == expected
+    assert published_shares(pooled) == expected
     children = flow_runs(pooled["PREFECT_API_URL"], "daily/hubshare-daily")
     # Named by the daily flow's own template on the worker; linked to the backfill's tasks.
     assert sorted(run["name"] for run in children) == [f"daily-{day}" for day in days]

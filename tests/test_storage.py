@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from hubshare.errors import StorageError
-from hubshare.storage import DataStore, public_location
+from hubshare.provenance import public_endpoint
+from hubshare.storage import DataStore
 from tests.conftest import S3_KEY_ID, S3_SECRET
 
 
@@ -67,8 +68,8 @@ def test_a_missing_bucket_is_named_without_credentials(s3_bucket):
 
 
 def test_a_location_is_recorded_without_its_secrets():
-    assert public_location("s3://bucket/prefix") == "s3://bucket/prefix"
-    assert public_location("https://user:pw@host:9000/b/p?X-Amz-Signature=s") == (
+    assert public_endpoint("s3://bucket/prefix") == "s3://bucket/prefix"
+    assert public_endpoint("https://user:pw@host:9000/b/p?X-Amz-Signature=s") == (
         "https://host:9000/b/p"
     )
-    assert public_location("/srv/hubshare/data") == "/srv/hubshare/data"
+    assert public_endpoint("/srv/hubshare/data") == "/srv/hubshare/data"
