@@ -32,7 +32,7 @@ import polars as pl  # noqa: E402
 
 from hubshare.settings import DEFAULT_MAPPING, Settings
 from tasks.enrich import attribute_origin, attribute_uploader, parse_lineage
-from tasks.extract import CrawlState, build_snapshot, day_dir
+from tasks.extract import CrawlState, build_snapshot, pages_key, snapshot_key
 from tasks.load import RunRecord, load_run, warehouse_engine
 from tasks.mapping import load_mapping
 from tasks.quality import GateThresholds, check_quality
@@ -73,8 +73,8 @@ def synthetic_models(n_models: int, seed: int = 7) -> Iterator[dict[str, object]
         }
 
 
-def write_pages(raw_dir: Path, n_models: int, seed: int = 7) -> CrawlState:
-    pages = day_dir(raw_dir, DAY) / "pages"
+def write_pages(data_dir: Path, n_models: int, seed: int = 7) -> CrawlState:
+    pages = data_dir / pages_key(DAY)
     pages.mkdir(parents=True)
     page: list[dict[str, object]] = []
     page_no = 0
@@ -114,12 +114,12 @@ def main() -> None:
         clock = time.perf_counter()
 
     with tempfile.TemporaryDirectory() as tmp:
-        settings = Settings(HUBSHARE_DATA_DIR=Path(tmp))
-        state = write_pages(settings.raw_dir, args.models)
+        settings = Settings(HUBSHARE_DATA_DIR=tmp)
+        state = write_pages(Path(tmp), args.models)
         step(f"(setup: {args.models:,} models)")
         manifest = build_snapshot(DAY, settings, state)
         step("build snapshot")
-        snapshot = pl.read_parquet(day_dir(settings.raw_dir, DAY) / "snapshot.parquet")
+        snapshot = pl.read_parquet(Path(tmp) / snapshot_key(DAY))
         mapping = load_mapping(DEFAULT_MAPPING)
         lineage = parse_lineage(snapshot)
         fact = attribute_uploader(snapshot, mapping.frame, lineage)

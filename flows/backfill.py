@@ -16,7 +16,7 @@ from hubshare.errors import HubshareError
 from hubshare.provenance import code_version
 from hubshare.read_warehouse import list_runs
 from hubshare.settings import Settings, get_settings
-from tasks.extract import SnapshotManifest, manifest_path
+from tasks.extract import SnapshotManifest, recorded_manifest
 from tasks.load import ensure_schema, warehouse_engine
 from tasks.mapping import load_mapping
 from tasks.windows import STANDARD_WINDOWS
@@ -31,8 +31,7 @@ def dates_between(start: date, end: date) -> list[date]:
 
 
 def _recorded_manifest(settings: Settings, day: date) -> SnapshotManifest | None:
-    path = manifest_path(settings.raw_dir, day)
-    return SnapshotManifest.load(path) if path.exists() else None
+    return recorded_manifest(settings.store, day)
 
 
 def current_inputs(settings: Settings, day: date, mapping_sha256: str) -> dict[str, Any] | None:

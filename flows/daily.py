@@ -13,9 +13,8 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -36,6 +35,7 @@ from hubshare.errors import GateFailedError, HubshareError, TransientExtractErro
 from hubshare.progress import describe_stage_seconds, peak_rss_gb
 from hubshare.provenance import code_version, public_endpoint
 from hubshare.settings import Settings, get_settings
+from hubshare.storage import DataStore
 from schemas.warehouse import FACT_TABLES
 from tasks.alert import post_alert
 from tasks.enrich import attribute_models
@@ -65,7 +65,7 @@ from tasks.quality import (
     import_gx_in_background,
 )
 from tasks.report import write_report
-from tasks.settle import FINISHED_FILE, running_in, settle_abandoned_runs
+from tasks.settle import FINISHED_FILE, run_folder, running_in, settle_abandoned_runs
 from tasks.shares import (
     DEFINITION,
     SHARE_FACT_COLUMNS,
@@ -105,19 +105,27 @@ class StageTimes:
         return describe_stage_seconds(self.seconds, self.peak_gb)
 
 
-def run_dir(settings: Settings, run_id: str) -> Path:
-    return settings.runs_dir / run_id
+@dataclass(frozen=True)
+class RunFiles:
+    """A run's intermediate frames, in its folder of the data dir's store."""
+
+    store: DataStore
+    folder: str
+
+    def key(self, name: str) -> str:
+        return f"{self.folder}/{name}"
 
 
-def _write(frame: pl.DataFrame, folder: Path, name: str) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{name}.parquet"
-    frame.write_parquet(path)
-    return path
+def run_dir(settings: Settings, run_id: str) -> RunFiles:
+    return RunFiles(settings.store, run_folder(run_id))
 
 
-def _read(folder: Path, name: str, columns: list[str] | None = None) -> pl.DataFrame:
-    return pl.read_parquet(folder / f"{name}.parquet", columns=columns)
+def _write(frame: pl.DataFrame, files: RunFiles, name: str) -> None:
+    files.store.write_parquet(files.key(f"{name}.parquet"), frame)
+
+
+def _read(files: RunFiles, name: str, columns: list[str] | None = None) -> pl.DataFrame:
+    return files.store.read_parquet(files.key(f"{name}.parquet"), columns=columns)
 
 
 def _is_transient(task: Task[Any, Any], task_run: TaskRun, state: State[Any]) -> bool:
@@ -214,7 +222,7 @@ def extract_task(run_date: date, backdate: bool) -> dict[str, Any]:
 def enrich_task(run_id: str, run_date: date) -> dict[str, Any]:
     settings = get_settings()
     mapping = load_mapping(settings.mapping_path)
-    archive_mapping(mapping, settings.data_dir)  # so `hubshare mapping diff` can find it again
+    archive_mapping(mapping, settings.store)  # so `hubshare mapping diff` can find it again
     model_fact, model_origin, lineage = attribute_models(
         read_snapshot(run_date, settings), mapping.frame
     )
@@ -403,14 +411,20 @@ def explain_task(run_date: date) -> str | None:
     return markdown
 
 
+#: The report every published run refreshes, in the data dir (local or object storage).
+REPORT_KEY = "reports/hubshare-report.html"
+
+
 @task(name="write-report")
 def report_task(run_date: date) -> str | None:
     """Refresh `<data dir>/reports/hubshare-report.html` (every published date) and point the
     `daily-report` artifact at it. Informative only: a failure here is a warning."""
     settings = get_settings()
-    out = settings.data_dir.resolve() / "reports" / "hubshare-report.html"
+    store = settings.store
+    out = store.where(REPORT_KEY)
+    engine = warehouse_engine(settings.resolved_warehouse_url)
     try:
-        write_report(warehouse_engine(settings.resolved_warehouse_url), out)
+        store.write_file(REPORT_KEY, lambda tmp: write_report(engine, tmp))
     except HubshareError as err:
         get_run_logger().warning("Could not write the report: %s", err)
         return None
@@ -564,7 +578,7 @@ def daily(run_date: date | None = None, backdate: bool = False) -> dict[str, Any
         "started_at": started_at.isoformat(),
         "parameters": {"run_date": day.isoformat(), "backdate": backdate},
     }
-    with running_in(run_dir(settings, run_id), started):
+    with running_in(settings.store, run_folder(run_id), started, settings.lease_seconds):
         settled = settle_task(run_id)
         return _run(settings, day, backdate, run_id, started_at) | {"settled": settled}
 
@@ -650,8 +664,9 @@ def _run(
         )
     is_latest = is_latest_published(settings, day)
     folder = run_dir(settings, run_id)
-    (folder / FINISHED_FILE).write_bytes(
-        orjson.dumps(asdict(record) | asdict(loaded), option=orjson.OPT_INDENT_2, default=str)
+    folder.store.put(
+        folder.key(FINISHED_FILE),
+        orjson.dumps(asdict(record) | asdict(loaded), option=orjson.OPT_INDENT_2, default=str),
     )
 
     status = "published" if gate["success"] else "REJECTED by the quality gate"

@@ -8,19 +8,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
-from pathlib import Path
 
 import orjson
 import polars as pl
 from sqlalchemy import Engine, text
 
 from hubshare.errors import HubshareError, SnapshotError
-from hubshare.provenance import code_version, sha256_bytes, sha256_file
+from hubshare.provenance import code_version, sha256_bytes
 from hubshare.settings import Settings, get_settings
 from tasks.enrich import attribute_models
-from tasks.extract import read_snapshot, snapshot_path, stored_snapshot
+from tasks.extract import read_snapshot, snapshot_key, stored_snapshot
 from tasks.load import warehouse_engine
-from tasks.mapping import contested_rows, load_mapping
+from tasks.mapping import contested_rows, load_mapping, mapping_key
 from tasks.migrate import require_current
 from tasks.shares import (
     compute_all_shares,
@@ -35,7 +34,7 @@ from tasks.windows import Definition, model_metric
 def _snapshot(day: date, settings: Settings) -> pl.DataFrame:
     if stored_snapshot(day, settings) is None:
         raise SnapshotError(
-            f"no raw snapshot stored for {day} in {settings.raw_dir} "
+            f"no raw snapshot stored for {day} in {settings.store.where('raw')} "
             "(crawl it that day, or `hubshare import` an archive)"
         )
     return read_snapshot(day, settings)
@@ -117,38 +116,42 @@ def reproduce_run(run_id: str, settings: Settings | None = None) -> Reproduction
     parameters = orjson.loads(row[5])
     problems: list[str] = []
 
-    def check(path: Path, expected: str, what: str) -> None:
-        if not path.exists():
-            problems.append(f"{what} {path} is missing (recorded sha256 {expected[:12]}…)")
-            return
-        actual = sha256_file(path)
-        if actual != expected:
+    store = settings.store
+
+    def check(key: str, expected: str, what: str) -> None:
+        actual = store.sha256(key)
+        if actual is None:
             problems.append(
-                f"{what} {path} has sha256 {actual[:12]}…, the run recorded {expected[:12]}…"
+                f"{what} {store.where(key)} is missing (recorded sha256 {expected[:12]}…)"
+            )
+        elif actual != expected:
+            problems.append(
+                f"{what} {store.where(key)} has sha256 {actual[:12]}…, the run recorded "
+                f"{expected[:12]}…"
             )
 
-    check(snapshot_path(settings.raw_dir, day), raw_sha, "raw snapshot")
+    check(snapshot_key(day), raw_sha, "raw snapshot")
     window_inputs: dict[str, str] = parameters.get("window_inputs", {})
     for start, sha in sorted(window_inputs.items()):
         check(
-            snapshot_path(settings.raw_dir, date.fromisoformat(start)),
+            snapshot_key(date.fromisoformat(start)),
             sha,
             f"window start snapshot of {start}",
         )
-    mapping_file = settings.data_dir / "mappings" / f"{mapping_sha}.csv"
-    check(mapping_file, mapping_sha, "mapping")
+    check(mapping_key(mapping_sha), mapping_sha, "mapping")
     if problems:
         return Reproduction(run_id, day, recorded, None, tuple(problems))
 
-    snapshot = pl.read_parquet(snapshot_path(settings.raw_dir, day))
+    snapshot = store.read_parquet(snapshot_key(day))
     starts = {
-        date.fromisoformat(start): pl.read_parquet(
-            snapshot_path(settings.raw_dir, date.fromisoformat(start)),
-            columns=["_id", "downloadsAllTime"],
+        date.fromisoformat(start): store.read_parquet(
+            snapshot_key(date.fromisoformat(start)), columns=["_id", "downloadsAllTime"]
         )
         for start in window_inputs
     }
-    mapping = load_mapping(mapping_file)
+    with store.local_file(mapping_key(mapping_sha)) as mapping_file:
+        assert mapping_file is not None  # noqa: S101 - checked above
+        mapping = load_mapping(mapping_file)
     fact, origin, _ = attribute_models(snapshot, mapping.frame)
     country_share, _, _, _ = compute_all_shares(
         day, snapshot, fact, origin, starts, contested_rows(mapping.frame)

@@ -811,13 +811,15 @@ def mapping_diff(
     new: Annotated[str, typer.Argument(help="Mapping file, or a recorded mapping_sha256.")],
 ) -> None:
     """The rows that changed between two mappings (files or versions recorded by runs)."""
-    from tasks.mapping import diff_mappings, read_rows, resolve_mapping_version
+    from tasks.mapping import diff_mappings, mapping_version, read_rows
 
-    data_dir = get_settings().data_dir
+    store = get_settings().store
     try:
-        old_path = resolve_mapping_version(old, data_dir)
-        new_path = resolve_mapping_version(new, data_dir)
-        changes = diff_mappings(read_rows(old_path), read_rows(new_path))
+        with (
+            mapping_version(old, store) as (old_file, old_path),
+            mapping_version(new, store) as (new_file, new_path),
+        ):
+            changes = diff_mappings(read_rows(old_file), read_rows(new_file))
     except HubshareError as err:
         raise _fail(err) from None
     for change in changes:

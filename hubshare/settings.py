@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from hubshare.errors import UsageError
+
+if TYPE_CHECKING:
+    from hubshare.storage import DataStore
 
 #: The repository root (this file lives in `<root>/hubshare/`); reference data ships in `data/`.
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -19,7 +25,8 @@ class Settings(BaseSettings):
 
     hf_endpoint: str = Field(default="https://huggingface.co", alias="HF_ENDPOINT")
     hf_token: SecretStr | None = Field(default=None, alias="HF_TOKEN")
-    data_dir: Path = Field(default=Path("var"), alias="HUBSHARE_DATA_DIR")
+    # A folder, or object storage (`s3://bucket/prefix`, `gs://…`, `az://…`): hubshare.storage.
+    data_dir: str = Field(default="var", alias="HUBSHARE_DATA_DIR")
     warehouse_url: str | None = Field(default=None, alias="HUBSHARE_WAREHOUSE_URL")
     mapping_path: Path = Field(default=DEFAULT_MAPPING, alias="HUBSHARE_MAPPING")
 
@@ -40,6 +47,10 @@ class Settings(BaseSettings):
     extract_task_retry_delay: float = Field(
         default=60.0, ge=0, alias="HUBSHARE_EXTRACT_TASK_RETRY_DELAY"
     )
+
+    # On object storage, how long a crawl's or a run's lease outlives a holder that stopped
+    # renewing it (killed): the next run of that date waits at most this long.
+    lease_seconds: float = Field(default=120.0, gt=0, alias="HUBSHARE_LEASE_SECONDS")
 
     # Backfill: dates run at once on PostgreSQL (SQLite always runs one at a time).
     backfill_concurrency: int = Field(default=2, ge=1, alias="HUBSHARE_BACKFILL_CONCURRENCY")
@@ -64,18 +75,24 @@ class Settings(BaseSettings):
     @property
     def resolved_warehouse_url(self) -> str:
         """The SQLAlchemy URL; plain `postgresql://` selects the psycopg 3 driver we ship."""
-        url = self.warehouse_url or f"sqlite:///{(self.data_dir / 'warehouse.db').resolve()}"
+        from hubshare.storage import is_object_store  # storage imports provenance, which us
+
+        if self.warehouse_url is None and is_object_store(self.data_dir):
+            raise UsageError(
+                f"HUBSHARE_DATA_DIR is {self.store.location}: set HUBSHARE_WAREHOUSE_URL too "
+                "(the default SQLite file lives in a local data dir, not on object storage)"
+            )
+        url = self.warehouse_url or f"sqlite:///{(Path(self.data_dir) / 'warehouse.db').resolve()}"
         if url.startswith(("postgresql://", "postgres://")):
             url = "postgresql+psycopg://" + url.split("://", 1)[1]
         return url
 
     @property
-    def raw_dir(self) -> Path:
-        return self.data_dir / "raw"
+    def store(self) -> DataStore:
+        """Every file under the data dir (raw snapshots, run files, archived mappings)."""
+        from hubshare.storage import DataStore
 
-    @property
-    def runs_dir(self) -> Path:
-        return self.data_dir / "runs"
+        return DataStore.open(self.data_dir)
 
 
 def get_settings() -> Settings:

@@ -1,22 +1,39 @@
 """Where the data dir's files live: a local folder or object storage (`s3://`, `gs://`, `az://`,
-`file://`), through obstore. Immutable files (a snapshot, its manifest) are created with a
-conditional put that the store itself enforces: of two writers racing on one key, exactly one
-creates it and the other is told, whatever process or machine each runs on.
+`file://`, through obstore). Every read and write under the data dir goes through a `DataStore`,
+by key (`raw/2026-11-29/manifest.json`).
 
-Credentials and endpoints come from the library's standard environment (for S3:
-`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_ENDPOINT_URL`, `AWS_REGION`…), never from
-hubshare's settings, and no message here carries them.
+Immutable files (a snapshot, its manifest) are created with a conditional put that the store
+itself enforces: of two writers racing on one key, exactly one creates it and the other is told,
+whatever process or machine each runs on (a hard link on a local disk, `If-None-Match: *` on S3).
+
+A local folder is written with plain file operations (synced temporary file, then rename or
+link), so a full disk is an `OSError` naming the file, as before. Object stores take credentials
+and endpoints from the library's standard environment (for S3: `AWS_ACCESS_KEY_ID`,
+`AWS_SECRET_ACCESS_KEY`, `AWS_ENDPOINT_URL`, `AWS_REGION`…), never from hubshare's settings;
+no message here carries them.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import io
+import os
+import shutil
+import socket
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import obstore
+import orjson
+import polars as pl
 from obstore.exceptions import AlreadyExistsError, BaseError
-from obstore.store import LocalStore, ObjectStore, from_url
+from obstore.store import ObjectStore, from_url
 
 from hubshare.errors import StorageError
 from hubshare.provenance import public_endpoint
@@ -25,58 +42,83 @@ from hubshare.provenance import public_endpoint
 OBJECT_STORE_SCHEMES = ("s3", "s3a", "gs", "az", "abfs", "abfss", "file", "memory")
 
 
+def is_object_store(location: str | Path) -> bool:
+    return urlsplit(str(location)).scheme in OBJECT_STORE_SCHEMES
+
+
 @dataclass(frozen=True)
 class DataStore:
-    """The files under one data dir, by key (`raw/2026-11-29/manifest.json`)."""
+    """The files under one data dir, by key. `root` is the folder of a local data dir (None on
+    object storage), `store` the object store otherwise."""
 
     location: str
-    store: ObjectStore
+    root: Path | None
+    store: ObjectStore | None
 
     @classmethod
     def open(cls, location: str | Path) -> DataStore:
-        """A store for `location`: a local folder (created if absent) or a store URL."""
+        """A store for `location`: a local folder (created on first write) or a store URL."""
         text = str(location)
-        scheme = urlsplit(text).scheme
+        if not is_object_store(text):
+            folder = Path(text).expanduser().absolute()
+            return cls(str(folder), folder, None)
         try:
-            if scheme in OBJECT_STORE_SCHEMES:
-                return cls(_public(text), from_url(text))
-            folder = Path(text).expanduser().resolve()
-            return cls(str(folder), LocalStore(folder, mkdir=True))
+            return cls(_public(text).rstrip("/"), None, from_url(text))
         except (BaseError, OSError, ValueError) as err:
             raise StorageError(
                 f"HUBSHARE_DATA_DIR {_public(text)}: cannot open ({_reason(err)})"
             ) from None
 
+    @property
+    def is_local(self) -> bool:
+        return self.root is not None
+
+    def where(self, key: str) -> str:
+        """`key` as a person finds it: a file path, or the store URL (without secrets)."""
+        return str(self.root / key) if self.root is not None else f"{self.location}/{key}"
+
+    def path(self, key: str) -> Path:
+        """The file of `key` in a local data dir (callers check `is_local`)."""
+        assert self.root is not None  # noqa: S101 - a programming error, not an input
+        return self.root / key
+
+    # ------------------------------------------------------------------------------------------
+    # Bytes
+
     def create(self, key: str, data: bytes) -> bool:
         """Write `key` only if it does not exist yet (the store checks, atomically). True if this
         call created it, False if it was already there (it is then left as it was)."""
-        try:
-            obstore.put(self.store, key, data, mode="create")
-        except AlreadyExistsError:
-            return False
-        except (BaseError, OSError) as err:
-            raise self._failed("create", key, err) from None
-        return True
+        return self.write_file(key, lambda tmp: tmp.write_bytes(data), create=True)
 
     def put(self, key: str, data: bytes) -> None:
         """Write `key`, replacing it if present (files that change: crawl state, run files)."""
+        if self.root is not None:
+            self.write_file(key, lambda tmp: tmp.write_bytes(data))
+            return
         try:
-            obstore.put(self.store, key, data)
+            obstore.put(self._remote, key, data)
         except (BaseError, OSError) as err:
             raise self._failed("write", key, err) from None
 
     def get(self, key: str) -> bytes | None:
         """The bytes of `key`, or None if it does not exist."""
+        if self.root is not None:
+            try:
+                return (self.root / key).read_bytes()
+            except FileNotFoundError:
+                return None
         try:
-            return bytes(obstore.get(self.store, key).bytes())
+            return bytes(obstore.get(self._remote, key).bytes())
         except FileNotFoundError:
             return None
         except (BaseError, OSError) as err:
             raise self._failed("read", key, err) from None
 
     def exists(self, key: str) -> bool:
+        if self.root is not None:
+            return (self.root / key).is_file()
         try:
-            obstore.head(self.store, key)
+            obstore.head(self._remote, key)
         except FileNotFoundError:
             return False
         except (BaseError, OSError) as err:
@@ -84,15 +126,233 @@ class DataStore:
         return True
 
     def keys(self, prefix: str) -> list[str]:
-        """Every key under `prefix`, sorted."""
+        """Every key under the folder `prefix`, sorted (files only; none if it does not exist)."""
+        prefix = prefix.rstrip("/")
+        if self.root is not None:
+            folder = self.root / prefix
+            if not folder.is_dir():
+                return []
+            return sorted(
+                str(path.relative_to(self.root)) for path in folder.rglob("*") if path.is_file()
+            )
         try:
-            found = obstore.list(self.store, prefix=prefix).collect()
+            found = obstore.list(self._remote, prefix=prefix + "/").collect()
         except (BaseError, OSError) as err:
             raise self._failed("list", prefix, err) from None
         return sorted(str(meta["path"]) for meta in found)
 
+    def delete(self, key: str) -> None:
+        if self.root is not None:
+            (self.root / key).unlink(missing_ok=True)
+            _prune_empty((self.root / key).parent, self.root)
+            return
+        with contextlib.suppress(FileNotFoundError):
+            try:
+                obstore.delete(self._remote, key)
+            except (BaseError, OSError) as err:
+                if isinstance(err, FileNotFoundError):
+                    raise
+                raise self._failed("delete", key, err) from None
+
+    def delete_folder(self, prefix: str) -> None:
+        """Remove every key under the folder `prefix`."""
+        if self.root is not None:
+            shutil.rmtree(self.root / prefix, ignore_errors=True)
+            return
+        keys = self.keys(prefix)
+        if keys:
+            try:
+                obstore.delete(self._remote, keys)
+            except (BaseError, OSError) as err:
+                raise self._failed("delete", prefix, err) from None
+
+    # ------------------------------------------------------------------------------------------
+    # Files
+
+    def write_file(
+        self, key: str, write: Callable[[Path], object], *, create: bool = False
+    ) -> bool:
+        """`write(tmp)` fills a temporary file that becomes `key` whole (a reader never sees half
+        a file). With `create`, only if `key` does not exist yet: returns False, and leaves it as
+        it was, when it does. For writers that want a path, like parquet's."""
+        if self.root is not None:
+            return _write_local(self.root, key, write, create=create)
+        with tempfile.TemporaryDirectory(prefix="hubshare-") as scratch:
+            tmp = Path(scratch) / Path(key).name
+            write(tmp)
+            try:
+                # One request: S3's conditional put does not cover multipart uploads.
+                obstore.put(
+                    self._remote,
+                    key,
+                    tmp,
+                    mode="create" if create else "overwrite",
+                    use_multipart=False if create else None,
+                )
+            except AlreadyExistsError:
+                return False
+            except (BaseError, OSError) as err:
+                raise self._failed("create" if create else "write", key, err) from None
+        return True
+
+    def write_parquet(self, key: str, frame: pl.DataFrame) -> None:
+        self.write_file(key, frame.write_parquet)
+
+    def read_parquet(self, key: str, columns: list[str] | None = None) -> pl.DataFrame:
+        """Raises FileNotFoundError (naming the key's location) when it does not exist."""
+        if self.root is not None:
+            return pl.read_parquet(self.root / key, columns=columns)
+        data = self.get(key)
+        if data is None:
+            raise FileNotFoundError(2, "No such object", self.where(key))
+        return pl.read_parquet(io.BytesIO(data), columns=columns)
+
+    def sha256(self, key: str) -> str | None:
+        """The SHA-256 of `key`'s bytes, or None if it does not exist."""
+        digest = hashlib.sha256()
+        if self.root is not None:
+            try:
+                with (self.root / key).open("rb") as handle:
+                    while chunk := handle.read(1 << 20):
+                        digest.update(chunk)
+            except FileNotFoundError:
+                return None
+            return digest.hexdigest()
+        data = self.get(key)
+        if data is None:
+            return None
+        digest.update(data)
+        return digest.hexdigest()
+
+    @contextlib.contextmanager
+    def local_file(self, key: str) -> Iterator[Path | None]:
+        """`key` as a local file for readers that want a path (a downloaded copy from object
+        storage, removed afterwards); None if it does not exist."""
+        if self.root is not None:
+            path = self.root / key
+            yield path if path.is_file() else None
+            return
+        data = self.get(key)
+        if data is None:
+            yield None
+            return
+        with tempfile.TemporaryDirectory(prefix="hubshare-") as scratch:
+            path = Path(scratch) / Path(key).name
+            path.write_bytes(data)
+            yield path
+
+    @property
+    def _remote(self) -> ObjectStore:
+        assert self.store is not None  # noqa: S101 - only called on object stores
+        return self.store
+
     def _failed(self, action: str, key: str, err: Exception) -> StorageError:
         return StorageError(f"{self.location}: cannot {action} {key} ({_reason(err)})")
+
+
+def _write_local(root: Path, key: str, write: Callable[[Path], object], *, create: bool) -> bool:
+    """Synced temporary file beside the key's file, then renamed (or hard-linked, which refuses
+    an existing target: the file system's own create-if-absent). A failed write leaves no
+    folder behind that it created."""
+    path = root / key
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return _write_beside(path, write, create=create)
+    except BaseException:
+        _prune_empty(path.parent, root)
+        raise
+
+
+def _prune_empty(folder: Path, root: Path) -> None:
+    """Remove `folder` and its parents below `root` while they are empty."""
+    while folder != root and root in folder.parents:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+        folder = folder.parent
+
+
+def _write_beside(path: Path, write: Callable[[Path], object], *, create: bool) -> bool:
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        write(tmp)
+        with tmp.open("rb+") as handle:
+            os.fsync(handle.fileno())
+        if not create:
+            tmp.replace(path)
+            return True
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return False
+        return True
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+# ----------------------------------------------------------------------------------------------
+# Leases: "one holder at a time" where no OS lock reaches (object storage)
+
+
+@dataclass
+class Lease:
+    """An object that says who holds something until when, renewed by a daemon thread while the
+    holder lives. A holder that dies stops renewing; once its lease has expired the next
+    contender takes over. Created with the store's create-if-absent, so two contenders for a
+    free lease cannot both win."""
+
+    store: DataStore
+    key: str
+    seconds: float
+    holder: str = ""
+
+    def __post_init__(self) -> None:
+        self.holder = self.holder or f"{socket.gethostname()} pid {os.getpid()}"
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _body(self) -> bytes:
+        until = datetime.now(UTC) + timedelta(seconds=self.seconds)
+        return orjson.dumps({"holder": self.holder, "until": until.isoformat()})
+
+    def current(self) -> tuple[str, datetime] | None:
+        """(holder, valid until) of the lease now stored, or None."""
+        data = self.store.get(self.key)
+        if data is None:
+            return None
+        try:
+            body = orjson.loads(data)
+            until = datetime.fromisoformat(body["until"])
+            return str(body["holder"]), until if until.tzinfo else until.replace(tzinfo=UTC)
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            return "an unreadable lease", datetime.min.replace(tzinfo=UTC)
+
+    def acquire(self) -> str | None:
+        """Take the lease and start renewing it; None if taken, else who holds it."""
+        if not self.store.create(self.key, self._body()):
+            held = self.current()
+            if held is not None and held[1] > datetime.now(UTC):
+                return f"{held[0]}, until {held[1]:%H:%M:%S} UTC"
+            # Expired (its holder died): take over. Two contenders doing this at once both
+            # believe they hold it for one renewal at most; what they write is immutable anyway.
+            self.store.put(self.key, self._body())
+        self._thread = threading.Thread(target=self._renew, name="hubshare-lease", daemon=True)
+        self._thread.start()
+        return None
+
+    def _renew(self) -> None:
+        while not self._stop.wait(self.seconds / 3):
+            with contextlib.suppress(StorageError):
+                self.store.put(self.key, self._body())
+
+    def release(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        self.store.delete(self.key)
 
 
 def _public(location: str) -> str:

@@ -30,7 +30,7 @@ from hubshare.errors import HubshareError, UsageError, WarehouseError
 from hubshare.settings import Settings
 from tasks.enrich import attribute_models
 from tasks.extract import read_snapshot, stored_snapshot
-from tasks.mapping import load_mapping
+from tasks.mapping import load_mapping, mapping_key
 from tasks.migrate import require_current
 from tasks.shares import (
     DEFINITION,
@@ -164,16 +164,18 @@ def explain_shares(
     for day in (from_date, to_date):
         if stored_snapshot(day, settings) is None:
             raise HubshareError(
-                f"no raw snapshot stored for {day} in {settings.raw_dir}: explain recomputes "
+                f"no raw snapshot stored for {day} in {settings.store.where('raw')}: explain "
+                "recomputes "
                 "from the stored inputs of both runs"
             )
-    mapping_file = settings.data_dir / "mappings" / f"{run_from.mapping_sha256}.csv"
-    if not mapping_file.exists():
-        raise HubshareError(
-            f"the mapping of {from_date}'s run ({run_from.mapping_sha256[:12]}…) is not archived "
-            f"at {mapping_file}"
-        )
-    old_mapping = load_mapping(mapping_file).frame
+    archived = mapping_key(run_from.mapping_sha256)
+    with settings.store.local_file(archived) as mapping_file:
+        if mapping_file is None:
+            raise HubshareError(
+                f"the mapping of {from_date}'s run ({run_from.mapping_sha256[:12]}…) is not "
+                f"archived at {settings.store.where(archived)}"
+            )
+        old_mapping = load_mapping(mapping_file).frame
     snapshot = read_snapshot(to_date, settings)
     fact, origin, _ = attribute_models(snapshot, old_mapping)
     _, under_old = compute_shares(fact, origin)  # D2's models under D1's mapping

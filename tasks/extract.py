@@ -15,14 +15,14 @@ import gzip
 import io
 import logging
 import os
-import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import httpx2
@@ -47,6 +47,7 @@ from hubshare.errors import (
 )
 from hubshare.provenance import library_versions, package_version, public_endpoint, sha256_file
 from hubshare.settings import Settings
+from hubshare.storage import DataStore, Lease
 from schemas.frames import EXPAND_FIELDS, SNAPSHOT_SCHEMA
 
 log = logging.getLogger(__name__)
@@ -65,50 +66,27 @@ LOCK_FILE = ".crawl.lock"
 
 
 # ----------------------------------------------------------------------------------------------
-# Where things live
+# Where things live: keys in the data dir's store (hubshare.storage)
 
 
-def day_dir(raw_dir: Path, snapshot_date: date) -> Path:
-    return raw_dir / snapshot_date.isoformat()
+def day_key(snapshot_date: date) -> str:
+    return f"raw/{snapshot_date.isoformat()}"
 
 
-def snapshot_path(raw_dir: Path, snapshot_date: date) -> Path:
-    return day_dir(raw_dir, snapshot_date) / SNAPSHOT_FILE
+def snapshot_key(snapshot_date: date) -> str:
+    return f"{day_key(snapshot_date)}/{SNAPSHOT_FILE}"
 
 
-def manifest_path(raw_dir: Path, snapshot_date: date) -> Path:
-    return day_dir(raw_dir, snapshot_date) / MANIFEST_FILE
+def manifest_key(snapshot_date: date) -> str:
+    return f"{day_key(snapshot_date)}/{MANIFEST_FILE}"
 
 
-def _pages_dir(raw_dir: Path, snapshot_date: date) -> Path:
-    return day_dir(raw_dir, snapshot_date) / "pages"
+def pages_key(snapshot_date: date) -> str:
+    return f"{day_key(snapshot_date)}/pages"
 
 
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write via a temporary file and rename: a reader never sees half a file."""
-
-    def write(tmp: Path) -> None:
-        with tmp.open("wb") as handle:
-            handle.write(data)
-
-    write_atomically_with(path, write)
-
-
-def write_atomically_with(path: Path, write: Callable[[Path], None]) -> None:
-    """`write(tmp)` fills a temporary file beside `path`, which is synced and renamed into place:
-    a reader never sees half a file (for writers that want a path, like parquet's)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        write(tmp)
-        with tmp.open("rb+") as handle:
-            os.fsync(handle.fileno())
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+def page_key(snapshot_date: date, page_no: int) -> str:
+    return f"{pages_key(snapshot_date)}/page-{page_no:06d}.json.gz"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -133,12 +111,12 @@ class CrawlState:
     def done(self) -> bool:
         return self.next_url is None
 
-    def save(self, path: Path) -> None:
-        write_atomically(path, orjson.dumps(asdict(self), option=orjson.OPT_INDENT_2))
+    def save(self, store: DataStore, key: str) -> None:
+        store.put(key, orjson.dumps(asdict(self), option=orjson.OPT_INDENT_2))
 
     @classmethod
-    def load(cls, path: Path) -> CrawlState:
-        return cls(**orjson.loads(path.read_bytes()))
+    def load(cls, data: bytes) -> CrawlState:
+        return cls(**orjson.loads(data))
 
 
 def _now() -> datetime:
@@ -378,17 +356,32 @@ def crawl_pages(
     again after an interruption. Returns the final crawl state. A transient failure reports how
     many pages this attempt stored (`TransientExtractError.pages_fetched`). With `parsed`, each
     stored page is also parsed into it (while the next page is on its way)."""
-    pages_dir = _pages_dir(settings.raw_dir, snapshot_date)
-    pages_dir.mkdir(parents=True, exist_ok=True)
-    with crawl_lock(pages_dir, snapshot_date):
-        return _crawl_pages(snapshot_date, settings, pages_dir, on_page, parsed)
+    store = settings.store
+    with crawl_lock(store, snapshot_date, settings.lease_seconds):
+        return _crawl_pages(snapshot_date, settings, store, on_page, parsed)
 
 
 @contextmanager
-def crawl_lock(pages_dir: Path, snapshot_date: date) -> Iterator[None]:
-    """One crawl of a date at a time per data dir: a second process is told who holds it
-    (an OS lock: released when its holder exits, even killed)."""
-    path = pages_dir / LOCK_FILE
+def crawl_lock(store: DataStore, snapshot_date: date, lease_seconds: float) -> Iterator[None]:
+    """One crawl of a date at a time per data dir: a second process is told who holds it. On a
+    local disk an OS lock (released when its holder exits, even killed); on object storage a
+    lease its holder renews while it lives (taken over once a dead holder's lease expires)."""
+    key = f"{pages_key(snapshot_date)}/{LOCK_FILE}"
+    if not store.is_local:
+        lease = Lease(store, key, lease_seconds)
+        holder = lease.acquire()
+        if holder is not None:
+            raise CrawlBusyError(
+                f"another crawl of {snapshot_date} holds {store.where(key)} ({holder}): wait "
+                "for it to finish, or stop it; the next run resumes where it stopped"
+            )
+        try:
+            yield
+        finally:
+            lease.release()
+        return
+    path = store.path(key)
+    path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a+") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -412,17 +405,19 @@ def crawl_lock(pages_dir: Path, snapshot_date: date) -> Iterator[None]:
 def _crawl_pages(
     snapshot_date: date,
     settings: Settings,
-    pages_dir: Path,
+    store: DataStore,
     on_page: PageCallback | None,
     parsed: ParsedPages | None,
 ) -> CrawlState:
-    state_path = pages_dir / STATE_FILE
+    state_key = f"{pages_key(snapshot_date)}/{STATE_FILE}"
     endpoint = settings.hf_endpoint
-    if state_path.exists():
-        state = CrawlState.load(state_path)
+    stored_state = store.get(state_key)
+    if stored_state is not None:
+        state = CrawlState.load(stored_state)
         if state.endpoint != public_endpoint(endpoint):
             raise ExtractError(
-                f"{pages_dir} holds a crawl of {snapshot_date} from {state.endpoint}, not from "
+                f"{store.where(pages_key(snapshot_date))} holds a crawl of {snapshot_date} from "
+                f"{state.endpoint}, not from "
                 f"{public_endpoint(endpoint)}: a crawl resumes only against its own Hub (delete "
                 "the folder to crawl this one instead)"
             )
@@ -433,8 +428,7 @@ def _crawl_pages(
     else:
         url = without_credentials(first_page_url(endpoint, settings.page_size))
         state = CrawlState(endpoint=public_endpoint(endpoint), first_url=url, next_url=url)
-    pages_dir.mkdir(parents=True, exist_ok=True)
-    state.save(state_path)
+    state.save(store, state_key)
 
     token = settings.hf_token.get_secret_value() if settings.hf_token else False
     headers = build_hf_headers(
@@ -468,25 +462,23 @@ def _crawl_pages(
             except MalformedPageError as err:
                 # Kept aside for inspection; the crawl does not advance, so the next run asks
                 # for the same page again.
-                quarantine = pages_dir / "quarantine" / f"page-{page_no:06d}.json.gz"
-                quarantine.parent.mkdir(exist_ok=True)
-                write_atomically(
-                    quarantine, gzip.compress(response.content, PAGE_GZIP_LEVEL, mtime=0)
-                )
+                quarantine = f"{pages_key(snapshot_date)}/quarantine/page-{page_no:06d}.json.gz"
+                store.put(quarantine, gzip.compress(response.content, PAGE_GZIP_LEVEL, mtime=0))
                 raise MalformedPageError(
-                    f"{err}; kept in {quarantine}, the next run asks for the page again"
+                    f"{err}; kept in {store.where(quarantine)}, the next run asks for the page "
+                    "again"
                 ) from None
-            page_path = pages_dir / f"page-{page_no:06d}.json.gz"
-            write_atomically(page_path, gzip.compress(response.content, PAGE_GZIP_LEVEL, mtime=0))
+            stored_page = page_key(snapshot_date, page_no)
+            store.put(stored_page, gzip.compress(response.content, PAGE_GZIP_LEVEL, mtime=0))
             if parsed is not None:
-                parsed[page_no] = parse_page(response.content, page_no, page_path)
+                parsed[page_no] = parse_page(response.content, page_no, store.where(stored_page))
             state.pages = page_no
             state.requests += attempts
             state.retries += attempts - 1
             state.next_url = without_credentials(next_url) if next_url else None
             if state.next_url is None:
                 state.finished_at = _now().isoformat()
-            state.save(state_path)
+            state.save(store, state_key)
             log.info(
                 "Page %d: %d models%s",
                 page_no,
@@ -567,23 +559,30 @@ class SnapshotManifest:
     input_sha256: str | None = None
 
     @classmethod
-    def load(cls, path: Path) -> SnapshotManifest:
-        return cls(**orjson.loads(path.read_bytes()))
+    def load(cls, data: bytes) -> SnapshotManifest:
+        return cls(**orjson.loads(data))
 
-    def save(self, path: Path) -> None:
-        write_atomically(path, orjson.dumps(asdict(self), option=orjson.OPT_INDENT_2))
+    def to_bytes(self) -> bytes:
+        return orjson.dumps(asdict(self), option=orjson.OPT_INDENT_2)
+
+
+def recorded_manifest(store: DataStore, snapshot_date: date) -> SnapshotManifest | None:
+    """The manifest stored for `snapshot_date`, or None (not checked against its snapshot)."""
+    data = store.get(manifest_key(snapshot_date))
+    return None if data is None else SnapshotManifest.load(data)
 
 
 def describe_snapshot(
     snapshot_date: date,
-    path: Path,
+    sha256: str,
     counts: tuple[int, int, int, int],
     source: str,
     endpoint: str,
     crawl: CrawlState | None = None,
     input_sha256: str | None = None,
 ) -> SnapshotManifest:
-    """The manifest of a snapshot file just written by `finalise_snapshot` (its `counts`)."""
+    """The manifest of a snapshot file just written (its SHA-256 and `write_snapshot`'s
+    `counts`)."""
     rows_listed, duplicates, private, rows = counts
     return SnapshotManifest(
         snapshot_date=snapshot_date.isoformat(),
@@ -599,37 +598,37 @@ def describe_snapshot(
         duplicates_dropped=duplicates,
         private_dropped=private,
         row_count=rows,
-        sha256=sha256_file(path),
+        sha256=sha256,
         schema={name: str(dtype) for name, dtype in SNAPSHOT_SCHEMA.items()},
         library_versions=library_versions(),
         input_sha256=input_sha256,
     )
 
 
-def _read_stored(path: Path) -> bytes:
+def _read_stored(store: DataStore, key: str) -> bytes:
     try:
-        return gzip.decompress(path.read_bytes())
+        return gzip.decompress(store.get(key) or b"")
     except (OSError, EOFError, ValueError) as err:
-        raise _unreadable_page(path, err) from None
+        raise _unreadable_page(store.where(key), err) from None
 
 
-def parse_page(body: bytes, page_no: int, path: Path) -> pl.DataFrame:
-    """Page `page_no` (its JSON `body`, stored at `path`) as snapshot rows with `_order`, the
+def parse_page(body: bytes, page_no: int, where: str) -> pl.DataFrame:
+    """Page `page_no` (its JSON `body`, stored at `where`) as snapshot rows with `_order`, the
     position of each row in the crawl: what the snapshot build concatenates."""
     try:
         wire = pl.read_json(io.BytesIO(body), schema=WIRE_SCHEMA)
     except (ValueError, pl.exceptions.PolarsError) as err:
-        raise _unreadable_page(path, err) from None
+        raise _unreadable_page(where, err) from None
     # Pages are numbered from 1 and hold far fewer than a million models.
     order = pl.int_range(pl.len(), dtype=pl.Int64) + (page_no - 1) * 1_000_000
     return normalised_with_order(wire.with_columns(order.alias("_order")))
 
 
-def _unreadable_page(path: Path, err: Exception) -> SnapshotError:
+def _unreadable_page(where: str, err: Exception) -> SnapshotError:
     return SnapshotError(
-        f"{path}: stored page cannot be read ({type(err).__name__}: "
-        f"{(str(err).splitlines() or [''])[0]:.120}); restore it, or delete {path.parent} "
-        "to crawl the date again (possible only on that date)"
+        f"{where}: stored page cannot be read ({type(err).__name__}: "
+        f"{(str(err).splitlines() or [''])[0]:.120}); restore it, or delete "
+        f"{where.rsplit('/', 1)[0]} to crawl the date again (possible only on that date)"
     )
 
 
@@ -649,15 +648,17 @@ def normalise_models(frame: pl.LazyFrame) -> pl.LazyFrame:
 
 
 def finalise_snapshot(
-    listed: pl.LazyFrame | pl.DataFrame, out_path: Path
-) -> tuple[int, int, int, int]:
+    listed: pl.LazyFrame | pl.DataFrame,
+    store: DataStore,
+    snapshot_date: date,
+    describe: Callable[[tuple[int, int, int, int], str], SnapshotManifest],
+) -> SnapshotManifest:
     """Deduplicate (one row per `_id`, the later observation wins), drop private models, sort by
-    `_id` and write the parquet file deterministically. Returns (listed, duplicates, private, rows).
-
-    `listed` is wire rows carrying `_order` (observation order across the crawl)."""
+    `_id` and store the snapshot and its manifest (`describe(counts, sha256)`); see
+    `store_snapshot`. `listed` is wire rows carrying `_order` (observation order)."""
     # Eager on purpose: a lazy plan over thousands of page frames costs far more than the data.
     frame = listed.collect() if isinstance(listed, pl.LazyFrame) else listed
-    return write_snapshot(normalised_with_order(frame), out_path)
+    return store_snapshot(normalised_with_order(frame), store, snapshot_date, describe)
 
 
 #: A normalised model row and its observation order: what `write_snapshot` takes.
@@ -671,11 +672,11 @@ def normalised_with_order(wire: pl.DataFrame) -> pl.DataFrame:
     return normalise_models(wire.lazy()).select(columns).cast(ORDERED_SNAPSHOT_SCHEMA).collect()
 
 
-def write_snapshot(models: pl.DataFrame, out_path: Path) -> tuple[int, int, int, int]:
-    """`models` (`ORDERED_SNAPSHOT_SCHEMA`) -> the snapshot file, sorted by `_id`, one row per
-    `_id` (its last observation), public models only. Returns (listed, duplicates, private,
-    rows). One sort does both the order and the deduplication, and copies are made only when
-    rows are dropped: the frame is held about twice, not five times."""
+def write_snapshot(models: pl.DataFrame, path: Path) -> tuple[int, int, int, int]:
+    """`models` (`ORDERED_SNAPSHOT_SCHEMA`) -> the snapshot file at `path`, sorted by `_id`, one
+    row per `_id` (its last observation), public models only. Returns (listed, duplicates,
+    private, rows). One sort does both the order and the deduplication, and copies are made only
+    when rows are dropped: the frame is held about twice, not five times."""
     n_listed = models.height
     ordered = models.sort("_id", "_order")
     last = ordered.select(
@@ -688,13 +689,74 @@ def write_snapshot(models: pl.DataFrame, out_path: Path) -> tuple[int, int, int,
     snapshot = (deduped.filter(~pl.col("private")) if n_private else deduped).drop("_order")
     del deduped
     # Fixed writer settings so the same rows always give the same bytes (and SHA-256).
-    write_atomically_with(
-        out_path,
-        lambda path: snapshot.write_parquet(
-            path, compression="zstd", compression_level=3, statistics=False, row_group_size=256_000
-        ),
+    snapshot.write_parquet(
+        path, compression="zstd", compression_level=3, statistics=False, row_group_size=256_000
     )
     return n_listed, n_listed - n_unique, n_private, snapshot.height
+
+
+#: How long a run that lost the race for a date's snapshot waits for the winner's manifest.
+MANIFEST_WAIT_SECONDS = 30.0
+
+
+def store_snapshot(
+    models: pl.DataFrame,
+    store: DataStore,
+    snapshot_date: date,
+    describe: Callable[[tuple[int, int, int, int], str], SnapshotManifest],
+) -> SnapshotManifest:
+    """Store the day's snapshot (see `write_snapshot`), then its manifest, each only if absent:
+    the store refuses the second of two writers, whatever machine each runs on. The manifest
+    comes last, so a manifest always has its snapshot. A writer that finds the snapshot already
+    created uses the first writer's snapshot and manifest, and says so."""
+    written: dict[str, Any] = {}
+
+    def write(tmp: Path) -> None:
+        written["counts"] = write_snapshot(models, tmp)
+        written["sha256"] = sha256_file(tmp)
+
+    created = store.write_file(snapshot_key(snapshot_date), write, create=True)
+    manifest = describe(written["counts"], written["sha256"])
+    if created:
+        try:
+            if store.create(manifest_key(snapshot_date), manifest.to_bytes()):
+                return manifest
+        except BaseException:
+            store.delete(snapshot_key(snapshot_date))  # ours: half a date is no date
+            raise
+    return _first_writers(store, snapshot_date, manifest)
+
+
+def _first_writers(
+    store: DataStore, snapshot_date: date, ours: SnapshotManifest
+) -> SnapshotManifest:
+    """Another writer created the day's snapshot first: its manifest, once it is there."""
+    deadline = time.monotonic() + MANIFEST_WAIT_SECONDS
+    theirs = recorded_manifest(store, snapshot_date)
+    while theirs is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+        theirs = recorded_manifest(store, snapshot_date)
+    if theirs is None:
+        # Its writer stopped between the two files. Same bytes as ours: complete it with ours.
+        if store.sha256(snapshot_key(snapshot_date)) == ours.sha256:
+            if store.create(manifest_key(snapshot_date), ours.to_bytes()):
+                return ours
+            theirs = recorded_manifest(store, snapshot_date)
+        if theirs is None:
+            raise SnapshotError(
+                f"{store.where(snapshot_key(snapshot_date))} was created by another writer "
+                f"that left no manifest within {MANIFEST_WAIT_SECONDS:.0f} s, and it differs "
+                "from this run's: check what else writes this date; delete the snapshot on "
+                "purpose to build it again"
+            )
+    log.warning(
+        "Another run stored the %s snapshot first (%d models, sha256 %s%s); this run uses it",
+        snapshot_date,
+        theirs.row_count,
+        theirs.sha256[:12],
+        "" if theirs.sha256 == ours.sha256 else f", this run's would have been {ours.sha256[:12]}",
+    )
+    return theirs
 
 
 def build_snapshot(
@@ -702,48 +764,56 @@ def build_snapshot(
 ) -> SnapshotManifest:
     """Turn the stored pages of a finished crawl into the immutable snapshot and its manifest
     (taking from `parsed` the pages the crawl parsed as it stored them)."""
-    pages_dir = _pages_dir(settings.raw_dir, snapshot_date)
-    page_files = sorted(pages_dir.glob("page-*.json.gz"))
-    if len(page_files) != state.pages:
+    store = settings.store
+    pages = pages_key(snapshot_date)
+    page_keys = [
+        key
+        for key in store.keys(pages)
+        if key.rsplit("/", 1)[0] == pages and key.rsplit("/", 1)[1].startswith("page-")
+    ]
+    if len(page_keys) != state.pages:
         raise SnapshotError(
-            f"{pages_dir}: {len(page_files)} page files but the crawl state "
+            f"{store.where(pages)}: {len(page_keys)} page files but the crawl state "
             f"records {state.pages}; delete the folder to crawl again"
         )
     # Pages are parsed and normalised one at a time into compact columns (the JSON text is
     # never all in memory), tagged with their crawl order for "the later observation wins".
     parsed = parsed if parsed is not None else {}
     parts = []
-    for page_no, path in enumerate(page_files, start=1):
+    for page_no, key in enumerate(page_keys, start=1):
         if page_no in parsed:
             parts.append(parsed.pop(page_no))
         else:
-            body = _read_stored(path)
-            parts.append(parse_page(body, page_no, path))
+            parts.append(parse_page(_read_stored(store, key), page_no, store.where(key)))
     models = (
         pl.concat(parts, rechunk=False) if parts else pl.DataFrame(schema=ORDERED_SNAPSHOT_SCHEMA)
     )
     del parts
-    out_path = snapshot_path(settings.raw_dir, snapshot_date)
-    counts = write_snapshot(models, out_path)
-    del models
-    manifest = describe_snapshot(snapshot_date, out_path, counts, "crawl", state.endpoint, state)
-    manifest.save(manifest_path(settings.raw_dir, snapshot_date))
-    return manifest
+    return store_snapshot(
+        models,
+        store,
+        snapshot_date,
+        lambda counts, sha: describe_snapshot(
+            snapshot_date, sha, counts, "crawl", state.endpoint, state
+        ),
+    )
 
 
 def stored_snapshot(snapshot_date: date, settings: Settings) -> SnapshotManifest | None:
     """The day's snapshot if one was built, after checking the file still has its recorded hash."""
-    m_path = manifest_path(settings.raw_dir, snapshot_date)
-    if not m_path.exists():
+    store = settings.store
+    manifest = recorded_manifest(store, snapshot_date)
+    if manifest is None:
         return None
-    manifest = SnapshotManifest.load(m_path)
-    s_path = snapshot_path(settings.raw_dir, snapshot_date)
-    if not s_path.exists():
-        raise SnapshotError(f"{s_path}: missing, but {m_path} records it")
-    actual = sha256_file(s_path)
+    where = store.where(snapshot_key(snapshot_date))
+    actual = store.sha256(snapshot_key(snapshot_date))
+    if actual is None:
+        raise SnapshotError(
+            f"{where}: missing, but {store.where(manifest_key(snapshot_date))} records it"
+        )
     if actual != manifest.sha256:
         raise SnapshotError(
-            f"{s_path}: SHA-256 {actual[:12]}… differs from the manifest's "
+            f"{where}: SHA-256 {actual[:12]}… differs from the manifest's "
             f"{manifest.sha256[:12]}…; the raw snapshot was altered"
         )
     return manifest
@@ -782,8 +852,9 @@ def extract_snapshot(
 def read_snapshot(
     snapshot_date: date, settings: Settings, columns: list[str] | None = None
 ) -> pl.DataFrame:
-    path = snapshot_path(settings.raw_dir, snapshot_date)
+    store = settings.store
+    key = snapshot_key(snapshot_date)
     try:
-        return pl.read_parquet(path, columns=columns)
+        return store.read_parquet(key, columns=columns)
     except (OSError, pl.exceptions.PolarsError) as err:
-        raise SnapshotError(f"{path}: cannot read the raw snapshot ({err})") from None
+        raise SnapshotError(f"{store.where(key)}: cannot read the raw snapshot ({err})") from None

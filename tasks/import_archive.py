@@ -44,8 +44,9 @@ its type, a negative counter, a `date` column different from the date imported f
 `createdAt`/`lastModified` later than the end of the day after that date (the dump was taken
 later than the date it is being labelled with; one day of grace for a crawl running past
 midnight). A date that already has anything under `raw/<date>/` raises `SnapshotError`: stored
-snapshots are immutable. The snapshot and manifest are built in a hidden staging folder under
-`raw/` and moved into place with one rename, so an error leaves no half-written date behind.
+snapshots are immutable. The snapshot and then the manifest are each written whole and created
+only if absent (the store enforces it, on a local disk and on object storage alike), so an error
+leaves no half-written date behind and a date written meanwhile by anything else is refused.
 
 The manifest records `source = "import:<layout>"`, `endpoint` = the file's name, no crawl times,
 zero pages/requests/retries/resumes, the usual counts and SHA-256, and `input_sha256` = the
@@ -57,8 +58,6 @@ from __future__ import annotations
 import ast
 import gzip
 import logging
-import shutil
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -73,15 +72,13 @@ from hubshare.provenance import sha256_file, synthetic_object_id
 from hubshare.settings import Settings
 from schemas.frames import SNAPSHOT_SCHEMA
 from tasks.extract import (
-    MANIFEST_FILE,
-    SNAPSHOT_FILE,
     WIRE_SCHEMA,
     SnapshotManifest,
-    day_dir,
+    day_key,
     describe_snapshot,
     finalise_snapshot,
-    manifest_path,
-    snapshot_path,
+    manifest_key,
+    snapshot_key,
     wire_problem,
 )
 
@@ -530,38 +527,25 @@ def _write(
     wire: pl.LazyFrame,
     input_sha256: str,
 ) -> SnapshotManifest:
-    """Build snapshot + manifest in a staging folder under raw/, then move it into place with one
-    rename: `raw/<date>/` appears complete or not at all."""
-    raw_dir = settings.raw_dir
-    created_raw_dir = not raw_dir.exists()
-    staging = raw_dir / f".import-{snapshot_date}-{uuid.uuid4().hex}"
-    staging.mkdir(parents=True)
-    try:
-        out_path = staging / SNAPSHOT_FILE
-        counts = _read_guard(file, layout, lambda: finalise_snapshot(wire, out_path))
-        manifest = describe_snapshot(
-            snapshot_date,
-            out_path,
-            counts,
-            f"import:{layout}",
-            file.name,
-            input_sha256=input_sha256,
+    """Store snapshot + manifest with the store's create-if-absent (the manifest last, so a
+    manifest always has its snapshot): a date written meanwhile by anything else is refused."""
+    _refuse_existing(snapshot_date, settings)
+    store = settings.store
+    source = f"import:{layout}"
+    listed = _read_guard(file, layout, wire.collect)
+    manifest = finalise_snapshot(
+        listed,
+        store,
+        snapshot_date,
+        lambda counts, sha: describe_snapshot(
+            snapshot_date, sha, counts, source, file.name, input_sha256=input_sha256
+        ),
+    )
+    if manifest.source != source or manifest.input_sha256 != input_sha256:
+        raise SnapshotError(
+            f"{snapshot_date}: another writer stored a snapshot of that date meanwhile "
+            f"({manifest.source}, sha256 {manifest.sha256[:12]}…); this import was not stored"
         )
-        manifest.save(staging / MANIFEST_FILE)
-        _refuse_existing(snapshot_date, settings)
-        target = day_dir(raw_dir, snapshot_date)
-        try:
-            staging.rename(target)  # fails if another writer filled raw/<date>/ meanwhile
-        except OSError as err:
-            raise SnapshotError(
-                f"{snapshot_date}: cannot move the imported snapshot into {target} ({err}); "
-                "something else wrote that date meanwhile"
-            ) from None
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        if created_raw_dir and raw_dir.is_dir() and not any(raw_dir.iterdir()):
-            raw_dir.rmdir()
-        raise
     log.info(
         "Imported %s as the %s snapshot (%s): %d models, %d duplicates and %d private dropped, "
         "sha256 %s",
@@ -577,19 +561,18 @@ def _write(
 
 
 def _refuse_existing(snapshot_date: date, settings: Settings) -> None:
-    folder = day_dir(settings.raw_dir, snapshot_date)
-    if not folder.is_dir() or not any(folder.iterdir()):
+    store = settings.store
+    folder = day_key(snapshot_date)
+    present = store.keys(folder)
+    if not present:
         return
-    if (
-        manifest_path(settings.raw_dir, snapshot_date).exists()
-        or snapshot_path(settings.raw_dir, snapshot_date).exists()
-    ):
+    if manifest_key(snapshot_date) in present or snapshot_key(snapshot_date) in present:
         what = "a stored snapshot"
     else:
         what = "files of a crawl that has not finished"
     raise SnapshotError(
-        f"{snapshot_date} already has {what} in {folder}, and stored snapshots are immutable: "
-        f"pick another date, or delete {folder} on purpose to replace it"
+        f"{snapshot_date} already has {what} in {store.where(folder)}, and stored snapshots are "
+        f"immutable: pick another date, or delete {store.where(folder)} on purpose to replace it"
     )
 
 

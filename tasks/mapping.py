@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import gzip
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -15,6 +17,7 @@ import pycountry
 
 from hubshare.errors import MappingError
 from hubshare.provenance import sha256_file
+from hubshare.storage import DataStore
 from schemas.frames import SPECIAL_BUCKETS
 from schemas.mapping import (
     AGGREGATOR_SOURCES,
@@ -496,32 +499,45 @@ def unsupported_downloads(coverage: Coverage, mapping: pl.DataFrame) -> pl.DataF
 # Versions: the archive of every mapping a run used, and diffs between two versions
 
 
-def archive_mapping(mapping: Mapping, data_dir: Path) -> Path:
-    """Keep a copy of the mapping under its SHA-256, so a run's mapping can be found again."""
-    target = data_dir / "mappings" / f"{mapping.sha256}.csv"
-    if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_suffix(".tmp")
-        tmp.write_bytes(mapping.path.read_bytes())
-        tmp.replace(target)
-    return target
+MAPPINGS = "mappings"
 
 
-def resolve_mapping_version(ref: str, data_dir: Path) -> Path:
+def mapping_key(sha256: str) -> str:
+    return f"{MAPPINGS}/{sha256}.csv"
+
+
+def archive_mapping(mapping: Mapping, store: DataStore) -> str:
+    """Keep a copy of the mapping under its SHA-256 (its key in the data dir's store), so a run's
+    mapping can be found again."""
+    key = mapping_key(mapping.sha256)
+    if not store.exists(key):
+        store.create(key, mapping.path.read_bytes())  # a racing run stores the same bytes
+    return key
+
+
+@contextmanager
+def mapping_version(ref: str, store: DataStore) -> Iterator[tuple[Path, str]]:
     """A mapping file path, or a recorded version: a SHA-256 (or a prefix of at least 6 hex
-    characters) of a mapping that a run used."""
+    characters) of a mapping that a run used. Yields (a local file to read, its name)."""
     path = Path(ref)
     if path.is_file():
-        return path
-    archive = data_dir / "mappings"
+        yield path, str(path)
+        return
     if len(ref) >= 6 and all(c in "0123456789abcdef" for c in ref.lower()):
-        matches = sorted(archive.glob(f"{ref.lower()}*.csv"))
+        matches = [
+            key
+            for key in store.keys(MAPPINGS)
+            if key.startswith(f"{MAPPINGS}/{ref.lower()}") and key.endswith(".csv")
+        ]
         if len(matches) == 1:
-            return matches[0]
+            with store.local_file(matches[0]) as local:
+                if local is not None:
+                    yield local, store.where(matches[0])
+                    return
         if len(matches) > 1:
             raise MappingError(f"{ref}: matches {len(matches)} recorded mappings; give more digits")
     raise MappingError(
-        f"{ref}: neither a file nor a mapping version recorded in {archive} "
+        f"{ref}: neither a file nor a mapping version recorded in {store.where(MAPPINGS)} "
         "(see mapping_sha256 in `hubshare runs --format json`)"
     )
 

@@ -1,22 +1,22 @@
 """Runs whose process died without a word (SIGKILL, power loss, OOM killer) are settled by the
 next run: recorded as crashed in the warehouse, marked crashed in Prefect, their folder removed.
 
-A live run holds an exclusive `flock` on `<run folder>/.running` (the kernel drops it when the
-process dies, however it dies) and writes `started.json` only once it holds it; a finished run
-(published, rejected or failed) writes `run.json`. So a folder with `started.json`, without
-`run.json`, whose lock can be taken, belongs to a dead process.
+A live run holds its run folder's `.running` lock and writes `started.json` only once it holds
+it; a finished run (published, rejected or failed) writes `run.json`. So a folder with
+`started.json`, without `run.json`, whose lock can be taken, belongs to a dead process. On a
+local disk the lock is an exclusive `flock` (the kernel drops it when the process dies, however
+it dies); on object storage a lease the run renews while it lives (hubshare.storage.Lease), so a
+dead run is settled once its lease has expired (`HUBSHARE_LEASE_SECONDS`).
 """
 
 from __future__ import annotations
 
 import fcntl
 import logging
-import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from pathlib import Path
 from typing import IO, Any
 from uuid import UUID
 
@@ -24,46 +24,79 @@ import orjson
 
 from hubshare.errors import HubshareError
 from hubshare.settings import Settings
+from hubshare.storage import DataStore, Lease
 from tasks.load import CRASHED, record_unfinished_run, warehouse_engine
 
 LOCK_FILE = ".running"
 STARTED_FILE = "started.json"
 FINISHED_FILE = "run.json"
+RUNS = "runs"
 
 logger = logging.getLogger(__name__)
 
 
+def run_folder(run_id: str) -> str:
+    """The key prefix of a run's files (intermediate frames, start and end records)."""
+    return f"{RUNS}/{run_id}"
+
+
 @contextmanager
-def running_in(folder: Path, started: dict[str, Any]) -> Iterator[None]:
+def running_in(
+    store: DataStore, folder: str, started: dict[str, Any], lease_seconds: float
+) -> Iterator[None]:
     """Hold the run folder's lock while the run lives, then let it go."""
-    folder.mkdir(parents=True, exist_ok=True)
-    with (folder / LOCK_FILE).open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)  # a new folder: nobody else holds it
+    with _hold(store, folder, lease_seconds):
         try:
-            staged = folder / f".{STARTED_FILE}.tmp"
-            staged.write_bytes(orjson.dumps(started, default=str))
-            staged.replace(folder / STARTED_FILE)
+            store.put(f"{folder}/{STARTED_FILE}", orjson.dumps(started, default=str))
         except OSError:
-            shutil.rmtree(folder, ignore_errors=True)  # (a full disk) leave nothing to settle
+            store.delete_folder(folder)  # (a full disk) leave nothing to settle
             raise
         try:
             yield
         except BaseException as err:
             # Ended by an error: its failure hook records it, not the next run. A rejected run
             # has written its full record already.
-            finished = folder / FINISHED_FILE
-            if not finished.exists():
-                finished.write_bytes(orjson.dumps({"ended_by": type(err).__name__}))
+            finished = f"{folder}/{FINISHED_FILE}"
+            if not store.exists(finished):
+                store.put(finished, orjson.dumps({"ended_by": type(err).__name__}))
             raise
+
+
+@contextmanager
+def _hold(store: DataStore, folder: str, lease_seconds: float) -> Iterator[None]:
+    if not store.is_local:
+        lease = Lease(store, f"{folder}/{LOCK_FILE}", lease_seconds)
+        lease.acquire()  # a new folder: nobody else holds it
+        try:
+            yield
+        finally:
+            lease.release()
+        return
+    path = store.path(f"{folder}/{LOCK_FILE}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 @contextmanager
-def _lock_if_free(folder: Path) -> Iterator[bool]:
+def _lock_if_free(store: DataStore, folder: str, lease_seconds: float) -> Iterator[bool]:
+    if not store.is_local:
+        lease = Lease(store, f"{folder}/{LOCK_FILE}", lease_seconds)
+        if lease.acquire() is not None:  # its process is alive (renewing)
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            lease.release()
+        return
     handle: IO[str] | None
     try:
-        handle = (folder / LOCK_FILE).open("a")
+        handle = store.path(f"{folder}/{LOCK_FILE}").open("a")
     except OSError:
         handle = None
     if handle is None:
@@ -101,40 +134,48 @@ class SettledRun:
         )
 
 
-def abandoned_run_folders(settings: Settings, current_run_id: str) -> list[Path]:
-    if not settings.runs_dir.is_dir():
-        return []
+def abandoned_run_folders(settings: Settings, current_run_id: str) -> list[str]:
+    """Run folders (key prefixes) with a start record and no end record, other than ours."""
+    files: dict[str, set[str]] = {}
+    for key in settings.store.keys(RUNS):
+        parts = key.split("/")
+        if len(parts) == 3:  # runs/<run id>/<file>
+            files.setdefault(parts[1], set()).add(parts[2])
     return sorted(
-        folder
-        for folder in settings.runs_dir.iterdir()
-        if folder.name != current_run_id
-        and (folder / STARTED_FILE).is_file()
-        and not (folder / FINISHED_FILE).exists()
+        run_folder(run_id)
+        for run_id, names in files.items()
+        if run_id != current_run_id and STARTED_FILE in names and FINISHED_FILE not in names
     )
 
 
 def settle_abandoned_runs(settings: Settings, current_run_id: str) -> list[SettledRun]:
     """Settle every abandoned run folder of this data dir (see the module's docstring)."""
+    store = settings.store
     settled = []
     for folder in abandoned_run_folders(settings, current_run_id):
-        with _lock_if_free(folder) as free:
-            if not free or not (folder / STARTED_FILE).is_file():  # alive, or just settled
+        with _lock_if_free(store, folder, settings.lease_seconds) as free:
+            started_file = store.get(f"{folder}/{STARTED_FILE}") if free else None
+            if started_file is None:  # alive, or just settled
                 continue
             try:
-                started = orjson.loads((folder / STARTED_FILE).read_bytes())
-            except (OSError, orjson.JSONDecodeError) as err:
+                started = orjson.loads(started_file)
+            except orjson.JSONDecodeError as err:
                 logger.warning(
-                    "Removed run folder %s: its %s is unreadable (%s)", folder, STARTED_FILE, err
+                    "Removed run folder %s: its %s is unreadable (%s)",
+                    store.where(folder),
+                    STARTED_FILE,
+                    err,
                 )
             else:
                 settled.append(_settle(settings, folder, started, current_run_id))
-            shutil.rmtree(folder, ignore_errors=True)
+        store.delete_folder(folder)
     return settled
 
 
 def _settle(
-    settings: Settings, folder: Path, started: dict[str, Any], current_run_id: str
+    settings: Settings, folder: str, started: dict[str, Any], current_run_id: str
 ) -> SettledRun:
+    run_id = folder.rsplit("/", 1)[1]
     day = date.fromisoformat(started["snapshot_date"])
     started_at = datetime.fromisoformat(started["started_at"])
     reason = (
@@ -144,7 +185,7 @@ def _settle(
     try:
         recorded = record_unfinished_run(
             warehouse_engine(settings.resolved_warehouse_url),
-            run_id=folder.name,
+            run_id=run_id,
             snapshot_date=day,
             flow_run_id=started.get("flow_run_id"),
             started_at=started_at,
@@ -154,11 +195,11 @@ def _settle(
         )
         version, status = recorded.version, recorded.status
     except HubshareError as err:
-        logger.warning("Could not record abandoned run %s: %s", folder.name, err)
+        logger.warning("Could not record abandoned run %s: %s", run_id, err)
         version, status = None, CRASHED
     flow_run_id = started.get("flow_run_id")
     marked = _mark_crashed_in_prefect(UUID(flow_run_id), reason) if flow_run_id else False
-    return SettledRun(folder.name, day, started_at, version, status, marked)
+    return SettledRun(run_id, day, started_at, version, status, marked)
 
 
 def _mark_crashed_in_prefect(flow_run_id: UUID, reason: str) -> bool:

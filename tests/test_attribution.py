@@ -9,8 +9,9 @@ from typing import Any
 import polars as pl
 import pytest
 
+from hubshare.storage import DataStore
 from tasks.enrich import MAX_DEPTH, attribute_origin, attribute_uploader, parse_lineage
-from tasks.extract import WIRE_SCHEMA, finalise_snapshot
+from tasks.extract import WIRE_SCHEMA, describe_snapshot, finalise_snapshot, snapshot_key
 from tasks.mapping import load_mapping
 from tasks.shares import compute_all_shares, compute_shares, render_share_table
 from tests.conftest import HAND_MAPPING
@@ -41,8 +42,14 @@ def snapshot_of(models: list[dict[str, Any]], tmp_path: Path) -> pl.DataFrame:
         .with_row_index("_order")
         .with_columns(pl.col("_order").cast(pl.Int64))
     )
-    finalise_snapshot(listed, tmp_path / "snapshot.parquet")
-    return pl.read_parquet(tmp_path / "snapshot.parquet")
+    day = date(2024, 7, 1)
+    finalise_snapshot(
+        listed,
+        DataStore.open(tmp_path),
+        day,
+        lambda counts, sha: describe_snapshot(day, sha, counts, "test", "models"),
+    )
+    return pl.read_parquet(tmp_path / snapshot_key(day))
 
 
 def attribute(models: list[dict[str, Any]], tmp_path: Path, mapping: Path = HAND_MAPPING):

@@ -21,8 +21,8 @@ from tasks.extract import (
     _check_page,
     crawl_pages,
     extract_snapshot,
-    manifest_path,
-    snapshot_path,
+    manifest_key,
+    snapshot_key,
 )
 
 DAY = date(2024, 1, 15)
@@ -131,7 +131,7 @@ def test_malformed_page_is_a_clear_error(env, hand_models, monkeypatch):
         pytest.raises(MalformedPageError, match="page 2 .*not valid JSON"),
     ):
         extract_snapshot(DAY, settings_for(hub, env, monkeypatch), allow_backdated=True)
-    assert not snapshot_path(env / "raw", DAY).exists()
+    assert not (env / snapshot_key(DAY)).exists()
 
 
 def test_unreachable_endpoint_is_a_clear_error(env, monkeypatch):
@@ -152,8 +152,8 @@ def test_stored_snapshot_is_reused_and_checked(env, hand_models, monkeypatch):
         again = extract_snapshot(DAY, settings)  # no crawl, no backdating needed
         assert hub.list_request_count == served
     assert again == first
-    assert manifest_path(env / "raw", DAY).exists()
-    path = snapshot_path(env / "raw", DAY)
+    assert (env / manifest_key(DAY)).exists()
+    path = env / snapshot_key(DAY)
     path.write_bytes(path.read_bytes() + b"tampered")
     with pytest.raises(SnapshotError, match="altered"):
         extract_snapshot(DAY, settings)

@@ -14,8 +14,9 @@ from hubshare.errors import ArchiveImportError, SnapshotError
 from hubshare.fakehub import FakeHub, synthetic_object_id
 from hubshare.provenance import sha256_file
 from hubshare.settings import Settings
+from hubshare.storage import DataStore
 from schemas.frames import SNAPSHOT_SCHEMA
-from tasks.extract import SnapshotManifest, extract_snapshot, manifest_path, snapshot_path
+from tasks.extract import SnapshotManifest, extract_snapshot, manifest_key, snapshot_key
 from tasks.import_archive import import_snapshot
 from tests.conftest import FIXTURES, HAND_MODELS, run_hubshare
 
@@ -24,8 +25,16 @@ KBLAB = FIXTURES / "kb-labb"
 NCTU6 = FIXTURES / "nctu6"
 
 
+def raw_dir(settings: Settings) -> Path:
+    return Path(settings.data_dir) / "raw"
+
+
+def snapshot_file(settings: Settings, day: date) -> Path:
+    return Path(settings.data_dir) / snapshot_key(day)
+
+
 def snapshot(settings: Settings, day: date) -> pl.DataFrame:
-    return pl.read_parquet(snapshot_path(settings.raw_dir, day))
+    return pl.read_parquet(snapshot_file(settings, day))
 
 
 def files_under(folder: Path) -> list[Path]:
@@ -53,11 +62,14 @@ def test_jsonl_import_is_the_crawl_snapshot_and_is_immutable(
         0,
     )
     assert manifest.row_count == 9
-    assert SnapshotManifest.load(manifest_path(settings.raw_dir, DAY)) == manifest
+    assert (
+        SnapshotManifest.load((Path(settings.data_dir) / manifest_key(DAY)).read_bytes())
+        == manifest
+    )
     assert manifest.source == "import:jsonl"
     assert manifest.endpoint == "hand_models.jsonl"
     assert manifest.input_sha256 == sha256_file(HAND_MODELS)
-    assert manifest.sha256 == sha256_file(snapshot_path(settings.raw_dir, DAY))
+    assert manifest.sha256 == sha256_file(snapshot_file(settings, DAY))
     assert (manifest.crawl_started_at, manifest.crawl_finished_at) == (None, None)
     assert (manifest.pages, manifest.requests, manifest.retries, manifest.resumes) == (0, 0, 0, 0)
 
@@ -86,7 +98,7 @@ def test_jsonl_import_is_the_crawl_snapshot_and_is_immutable(
     # The same date again: refused, and the stored snapshot is untouched.
     with pytest.raises(SnapshotError, match=r"2024-07-01 .*immutable.*pick another date.*delete"):
         import_snapshot(DAY, HAND_MODELS, settings)
-    assert sha256_file(snapshot_path(settings.raw_dir, DAY)) == manifest.sha256
+    assert sha256_file(snapshot_file(settings, DAY)) == manifest.sha256
 
 
 @pytest.mark.parametrize("variant", ["json-list", "jsonl-gz", "modelId-alias"])
@@ -299,36 +311,39 @@ def test_a_file_that_does_not_fit_is_refused_and_nothing_is_written(env, tmp_pat
     with pytest.raises(ArchiveImportError, match=message) as raised:
         import_snapshot(DAY, path, settings)
     assert "\n" not in str(raised.value)
-    assert files_under(settings.raw_dir) == []
+    assert files_under(raw_dir(settings)) == []
 
 
 def test_a_failure_while_writing_leaves_no_half_written_date(env, monkeypatch):
     """The snapshot is written, then writing the manifest fails: raw/ is left as it was."""
+    create = DataStore.create
 
-    def broken_save(manifest: SnapshotManifest, path: Path) -> None:
-        raise OSError(f"disk full writing {path.name}")
+    def broken_create(store: DataStore, key: str, data: bytes) -> bool:
+        if key.endswith("manifest.json"):
+            raise OSError(f"disk full writing {key}")
+        return create(store, key, data)
 
-    monkeypatch.setattr(SnapshotManifest, "save", broken_save)
+    monkeypatch.setattr(DataStore, "create", broken_create)
     settings = Settings()
-    with pytest.raises(OSError, match=r"disk full writing manifest\.json"):
+    with pytest.raises(OSError, match=r"disk full writing raw/2024-07-01/manifest\.json"):
         import_snapshot(DAY, HAND_MODELS, settings)
-    assert not settings.raw_dir.exists()
+    assert not raw_dir(settings).exists()
 
-    settings.raw_dir.mkdir(parents=True)
-    (settings.raw_dir / "2024-06-30").mkdir()
+    raw_dir(settings).mkdir(parents=True)
+    (raw_dir(settings) / "2024-06-30").mkdir()
     with pytest.raises(OSError, match="disk full"):
         import_snapshot(DAY, HAND_MODELS, settings)
-    assert files_under(settings.raw_dir) == [settings.raw_dir / "2024-06-30"]
+    assert files_under(raw_dir(settings)) == [raw_dir(settings) / "2024-06-30"]
 
 
 def test_a_date_with_an_unfinished_crawl_is_refused(env):
     settings = Settings()
-    pages = settings.raw_dir / DAY.isoformat() / "pages"
+    pages = raw_dir(settings) / DAY.isoformat() / "pages"
     pages.mkdir(parents=True)
     (pages / "state.json").write_text("{}")
     with pytest.raises(SnapshotError, match="crawl that has not finished"):
         import_snapshot(DAY, HAND_MODELS, settings)
-    assert files_under(settings.raw_dir) == [pages.parent, pages, pages / "state.json"]
+    assert files_under(raw_dir(settings)) == [pages.parent, pages, pages / "state.json"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -406,7 +421,7 @@ def test_import_command(env, tmp_path):
     first = hubshare("import", "--date", "2024-07-01", "--file", str(HAND_MODELS))
     assert first.returncode == 0, first.stderr
     assert "9 public models" in first.stderr
-    assert snapshot_path(env / "raw", date(2024, 7, 1)).exists()
+    assert (env / snapshot_key(date(2024, 7, 1))).exists()
     again = hubshare("import", "--date", "2024-07-01", "--file", str(HAND_MODELS))
     assert again.returncode == 5  # data/input
     assert "2024-07-01" in again.stderr.strip().splitlines()[-1]

@@ -13,6 +13,7 @@ import pytest
 
 from hubshare.errors import MappingError
 from hubshare.settings import DEFAULT_MAPPING
+from hubshare.storage import DataStore
 from tasks.mapping import (
     archive_mapping,
     cross_check,
@@ -20,10 +21,10 @@ from tasks.mapping import (
     latest_per_model,
     load_mapping,
     mapping_coverage,
+    mapping_version,
     read_crosscheck,
     read_observations,
     read_rows,
-    resolve_mapping_version,
     unsupported_rows,
     validate_mapping,
 )
@@ -303,13 +304,17 @@ def test_diff_lists_changed_rows_and_finds_recorded_versions(tmp_path):
         "'https://beta.fr'; notes: '' -> 'moved'"
     )
 
-    data_dir = tmp_path / "data"
-    recorded = archive_mapping(load_mapping(old), data_dir)
+    store = DataStore.open(tmp_path / "data")
+    recorded = archive_mapping(load_mapping(old), store)
     sha = load_mapping(old).sha256
-    assert resolve_mapping_version(sha[:8], data_dir) == recorded
-    assert recorded.read_bytes() == old.read_bytes()
-    with pytest.raises(MappingError, match="neither a file nor a mapping version"):
-        resolve_mapping_version("abcdef12", data_dir)
+    with mapping_version(sha[:8], store) as (file, name):
+        assert name == store.where(recorded) == str(tmp_path / "data" / "mappings" / f"{sha}.csv")
+        assert file.read_bytes() == old.read_bytes()
+    with (
+        pytest.raises(MappingError, match="neither a file nor a mapping version"),
+        mapping_version("abcdef12", store),
+    ):
+        pass
 
 
 def hubshare(*args: str) -> subprocess.CompletedProcess[str]:
