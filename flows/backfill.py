@@ -4,10 +4,12 @@ raw snapshots (the past is never crawled again), one child flow run per date."""
 from __future__ import annotations
 
 from datetime import date, timedelta
+from itertools import islice
 from typing import TYPE_CHECKING, Any, cast
 
 import polars as pl
 from prefect import flow, get_run_logger, task
+from prefect.futures import PrefectFuture, as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 from sqlalchemy import text
 
@@ -123,6 +125,8 @@ def submit_date(day: date) -> dict[str, Any]:
                 DAILY_DEPLOYMENT,
                 parameters={"run_date": day.isoformat()},
                 timeout=None,
+                # Prefect looks every 5 s by default: seconds lost per date in a backfill.
+                poll_interval=1,
                 as_subflow=True,
             ),
         )
@@ -204,12 +208,20 @@ def backfill(
         len(skipped),
     )
     # At most HUBSHARE_BACKFILL_CONCURRENCY dates at once on PostgreSQL, one on SQLite (a
-    # single writer), however the flow was started (CLI, deployment, `hubshare serve`).
+    # single writer), however the flow was started (CLI, deployment, `hubshare serve`); the
+    # next date starts as soon as one ends, not when a whole batch has.
     run_one = submit_date if on_pool else rerun_date
+    waiting = iter(due)
+    running = {run_one.submit(day) for day in islice(waiting, concurrency(settings))}
     results = []
-    for first in range(0, len(due), concurrency(settings)):
-        batch = [run_one.submit(day) for day in due[first : first + concurrency(settings)]]
-        results += [future.result() for future in batch]
+    while running:
+        ended: PrefectFuture[dict[str, Any]] = next(as_completed(list(running)))
+        running.remove(ended)
+        results.append(ended.result())
+        following = next(waiting, None)
+        if following is not None:
+            running.add(run_one.submit(following))
+    results.sort(key=lambda result: str(result["snapshot_date"]))
     failed = [r for r in results if r["status"] != "published"]
     return {"runs": results, "skipped": skipped, "missing": missing, "failed": len(failed)}
 
