@@ -53,7 +53,8 @@ def synthetic_models(n_models: int, seed: int = 7) -> Iterator[dict[str, object]
         tags = ["transformers", "safetensors"]
         if ids and rng.random() < 0.33:
             kind = rng.choice(("finetune", "quantized", "adapter", "merge"))
-            bases = rng.sample(ids[-50_000:], 2 if kind == "merge" else 1)
+            recent = ids[-50_000:]
+            bases = rng.sample(recent, min(2 if kind == "merge" else 1, len(recent)))
             tags += [f"base_model:{kind}:{base}" for base in bases]
         ids.append(model_id)
         yield {

@@ -166,3 +166,14 @@ def s3_bucket(s3_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
     bucket = f"hubshare-{uuid.uuid4().hex[:12]}"
     boto3.client("s3", endpoint_url=s3_server).create_bucket(Bucket=bucket)
     return bucket
+
+
+@pytest.fixture(params=["local", "s3"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    """A data dir's store on a local folder, then on the loopback S3 server."""
+    from hubshare.storage import DataStore
+
+    if request.param == "local":
+        return DataStore.open(tmp_path / "data")
+    bucket = request.getfixturevalue("s3_bucket")
+    return DataStore.open(f"s3://{bucket}/hubshare/data")

@@ -80,3 +80,19 @@ def test_the_warehouse_size_benchmark_runs_on_generated_models(tmp_path):
     out = bench("bench_warehouse_bytes.py", "--models", "2000", prefect_home=tmp_path)
     assert "first day (2,000 models)" in out and "next day (2,040 models)" in out
     assert "\nSQLite next day: " in out and "3,000,000-model day" in out
+
+
+@pytest.mark.flow
+def test_the_fan_out_benchmark_runs(tmp_path):
+    """docs/scale-out.md's measurement (two dates, tiny): a server, moto's S3, PostgreSQL, the
+    pool; one row per number of workers."""
+    out = bench(
+        "bench_fan_out.py",
+        "--dates", "2", "--models", "300", "--workers", "1", "2",
+        prefect_home=tmp_path,
+    )  # fmt: skip
+    rows = [
+        line for line in out.splitlines() if re.match(r"\| \d \| 2 \| 300 \| [\d.]+ s \|", line)
+    ]
+    assert [row.split("|")[1].strip() for row in rows] == ["1", "2"], out
+    assert re.search(r"\| none \(in-process\) \| 2 \| 300 \| [\d.]+ s \|", out), out

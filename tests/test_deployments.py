@@ -5,6 +5,8 @@ way docs/operations.md says; each deployment runs to Completed."""
 from __future__ import annotations
 
 import os
+import re
+import shlex
 import subprocess
 import sys
 import time
@@ -17,12 +19,29 @@ import pytest
 
 from hubshare.fakehub import FakeHub
 from hubshare.settings import PROJECT_ROOT
+from hubshare.storage import DataStore
 from tests.conftest import HAND_MAPPING, run_hubshare
 from tests.test_cli import closed_port
 
 pytestmark = pytest.mark.flow
 PREFECT = str(Path(sys.executable).parent / "prefect")
 DAY = "2024-01-15"
+
+#: docs/scale-out.md's commands, as the tests here run them ({…} filled in; `uv run` is this
+#: environment's programs). The document shows no other command (checked below).
+SCALE_OUT_COMMANDS = (
+    "uv run prefect server start --host {host} --port {port}",
+    "uv run prefect work-pool create hubshare --type process",
+    "uv run prefect --no-prompt deploy --all --prefect-file deployments/prefect.yaml",
+    "uv run prefect worker start --pool hubshare --name {name}",
+    "uv run hubshare backfill --start {start} --end {end} --force --on-pool",
+)
+SERVER, POOL, DEPLOY, WORKER, POOL_BACKFILL = range(len(SCALE_OUT_COMMANDS))
+
+
+def scale_out(n: int, **values: str) -> list[str]:
+    """Command `n` of SCALE_OUT_COMMANDS, filled in, without `uv run` and the program's name."""
+    return shlex.split(SCALE_OUT_COMMANDS[n].format(**values))[3:]
 
 
 def prefect(*args: str, env: dict[str, str], timeout: float = 120) -> str:
@@ -55,7 +74,7 @@ def server(tmp_path) -> Iterator[dict[str, str]]:
     }
     log = (tmp_path / "server.log").open("w")
     process = subprocess.Popen(  # noqa: S603
-        [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        [PREFECT, *scale_out(SERVER, host="127.0.0.1", port=str(port))],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -227,10 +246,11 @@ def published_shares(env: dict[str, str]) -> dict[str, str]:
 
 
 def test_a_backfill_on_the_pool_fans_out_to_the_workers(
-    server, tmp_path, hand_models, postgres_url
+    server, tmp_path, hand_models, postgres_url, s3_bucket
 ):
     """`backfill --on-pool` runs each date as a run of the daily deployment, taken by two
-    workers, into PostgreSQL: every date's published shares equal a local backfill's (SQLite)."""
+    workers, into PostgreSQL with raw data on an S3 server: every date's published shares equal
+    a local backfill's (local disk, SQLite)."""
     days = ["2024-01-13", "2024-01-14", "2024-01-15"]
     env = server | {
         "HUBSHARE_DATA_DIR": str(tmp_path / "data"),
@@ -245,15 +265,26 @@ def test_a_backfill_on_the_pool_fans_out_to_the_workers(
     expected = published_shares(local)
     assert sorted(expected) == days
 
-    pooled = env | {"HUBSHARE_WAREHOUSE_URL": postgres_url, "HUBSHARE_BACKFILL_CONCURRENCY": "2"}
-    prefect("work-pool", "create", "hubshare", "--type", "process", env=pooled)
-    prefect(
-        "--no-prompt", "deploy", "--all", "--prefect-file", "deployments/prefect.yaml", env=pooled
+    # The workers' environment: the S3 endpoint and credentials the standard way (AWS_*).
+    aws = {key: value for key, value in os.environ.items() if key.startswith("AWS_")}
+    pooled = (
+        env
+        | aws
+        | {
+            "HUBSHARE_DATA_DIR": f"s3://{s3_bucket}/hubshare",
+            "HUBSHARE_WAREHOUSE_URL": postgres_url,
+            "HUBSHARE_BACKFILL_CONCURRENCY": "2",
+        }
     )
+    with FakeHub(hand_models) as hub:
+        for day in days:  # the same raw snapshots, in the bucket
+            run_cli("run", "--date", day, "--backdate", env=pooled | {"HF_ENDPOINT": hub.url})
+    prefect(*scale_out(POOL), env=pooled)
+    prefect(*scale_out(DEPLOY), env=pooled)
     logs = [(tmp_path / f"worker-{n}.log").open("w") for n in range(2)]
     workers = [
         subprocess.Popen(  # noqa: S603 - started from the repository root, as documented
-            [PREFECT, "worker", "start", "--pool", "hubshare", "--name", f"worker-{n}"],
+            [PREFECT, *scale_out(WORKER, name=f"worker-{n}")],
             cwd=PROJECT_ROOT,
             env=pooled,
             stdout=log,
@@ -262,9 +293,7 @@ def test_a_backfill_on_the_pool_fans_out_to_the_workers(
         for n, log in enumerate(logs)
     ]
     try:
-        run_cli(
-            "backfill", "--start", days[0], "--end", days[-1], "--force", "--on-pool", env=pooled
-        )
+        run_cli(*scale_out(POOL_BACKFILL, start=days[0], end=days[-1]), env=pooled)
     finally:
         for worker in workers:
             worker.terminate()
@@ -278,9 +307,33 @@ def test_a_backfill_on_the_pool_fans_out_to_the_workers(
     assert sorted(run["name"] for run in children) == [f"daily-{day}" for day in days]
     assert all(run["state_type"] == "COMPLETED" for run in children)
     assert all(run["parent_task_run_id"] for run in children)  # linked to the backfill
+    stored = DataStore.open(pooled["HUBSHARE_DATA_DIR"]).keys("raw")
+    assert [key for key in stored if key.endswith("manifest.json")] == [
+        f"raw/{day}/manifest.json" for day in days
+    ]
 
 
 def run_cli(*args: str, env: dict[str, str]) -> str:
     result = run_hubshare(*args, env=env)
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stderr
+
+
+def test_scale_out_shows_the_commands_these_tests_run():
+    """Every command in docs/scale-out.md's shell blocks is one of SCALE_OUT_COMMANDS (which the
+    tests above run), and each of those is shown."""
+    doc = (PROJECT_ROOT / "docs" / "scale-out.md").read_text()
+    shown = [
+        line.strip()
+        for block in re.findall(r"```bash\n(.*?)```", doc, flags=re.DOTALL)
+        for line in block.splitlines()
+        if line.strip() and not line.strip().startswith("#")
+    ]
+    patterns = [
+        re.escape(template).replace(r"\{", "{").replace(r"\}", "}")
+        for template in SCALE_OUT_COMMANDS
+    ]
+    patterns = [re.sub(r"\{\w+\}", r"\\S+", pattern) for pattern in patterns]
+    matched = {n for line in shown for n, p in enumerate(patterns) if re.fullmatch(p, line)}
+    assert all(any(re.fullmatch(p, line) for p in patterns) for line in shown), shown
+    assert matched == set(range(len(SCALE_OUT_COMMANDS)))

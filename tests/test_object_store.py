@@ -145,14 +145,6 @@ def prefect_logs_and_artifacts() -> list[str]:
 # Races on one date
 
 
-@pytest.fixture(params=["local", "s3"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> DataStore:
-    if request.param == "local":
-        return DataStore.open(tmp_path / "data")
-    bucket = request.getfixturevalue("s3_bucket")
-    return DataStore.open(f"s3://{bucket}/data")
-
-
 def test_writers_racing_on_a_date_leave_one_snapshot_and_manifest(store, caplog):
     """Four workers build the same date's snapshot at once, each from its own crawl (different
     rows): exactly one snapshot and one manifest are stored, they match, and every other worker

@@ -5,7 +5,6 @@ location without secrets."""
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 
 import pytest
 
@@ -13,14 +12,6 @@ from hubshare.errors import StorageError
 from hubshare.provenance import public_endpoint
 from hubshare.storage import DataStore
 from tests.conftest import S3_KEY_ID, S3_SECRET
-
-
-@pytest.fixture(params=["local", "s3"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> DataStore:
-    if request.param == "local":
-        return DataStore.open(tmp_path / "data")
-    bucket = request.getfixturevalue("s3_bucket")
-    return DataStore.open(f"s3://{bucket}/hubshare/data")
 
 
 def test_only_the_first_writer_creates_a_key(store):
