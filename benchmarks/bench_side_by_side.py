@@ -21,6 +21,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -31,9 +32,14 @@ HERE = Path(__file__).resolve().parent
 PROJECT = HERE.parent
 
 
+#: Seconds a way may take before it is killed and the benchmark stops naming it (--timeout).
+LIMIT: dict[str, float | None] = {"seconds": None}
+
+
 def timed(command: list[str], env: dict[str, str] | None = None) -> tuple[float, float, str]:
     """Run a process to completion: (wall seconds, its peak RSS in GB, its stderr tail)."""
     started = time.perf_counter()
+    killed = threading.Event()
     with tempfile.TemporaryFile() as err:
         process = subprocess.Popen(  # noqa: S603 - our interpreter and our scripts
             command,
@@ -42,10 +48,22 @@ def timed(command: list[str], env: dict[str, str] | None = None) -> tuple[float,
             stderr=err,
             cwd=PROJECT,
         )
+        limit = LIMIT["seconds"]
+
+        def kill() -> None:
+            killed.set()
+            process.kill()
+
+        timer = threading.Timer(limit or 0, kill)
+        if limit:
+            timer.start()
         _, status, usage = os.wait4(process.pid, 0)
+        timer.cancel()
         seconds = time.perf_counter() - started
         err.seek(0)
         tail = err.read().decode(errors="replace").strip().splitlines()[-3:]
+    if killed.is_set():
+        raise SystemExit(f"{command[:4]} did not end within {limit} s: {' | '.join(tail)}")
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"{command[:4]} failed: {' | '.join(tail)}")
     return seconds, usage.ru_maxrss / 1024**2, " | ".join(tail)
@@ -126,7 +144,11 @@ def main() -> None:
     parser.add_argument(
         "--ways", nargs="+", choices=WAYS, default=list(WAYS), help="run only these (default: all)"
     )
+    parser.add_argument(
+        "--timeout", type=float, default=None, help="seconds a way may take (default: no limit)"
+    )
     args = parser.parse_args()
+    LIMIT["seconds"] = args.timeout
     print(
         "| models | floor | naive | hubshare run | (naive − floor) / (hubshare − floor) |\n"
         "|---:|---:|---:|---:|---:|"

@@ -44,7 +44,10 @@ def test_the_stage_benchmark_runs(tmp_path):
 
 @pytest.mark.flow
 def test_the_side_by_side_benchmark_runs(tmp_path):
-    out = bench("bench_side_by_side.py", "--models", "2000", prefect_home=tmp_path)
+    # A way that hangs is killed and named (with its stderr's last lines), not waited for.
+    out = bench(
+        "bench_side_by_side.py", "--models", "2000", "--timeout", "240", prefect_home=tmp_path
+    )
     [row] = [line for line in out.splitlines() if line.startswith("| 2,000 |")]
     assert row.count(" GB") == 3  # floor, naive, hubshare: each measured as a whole process
     assert "hubshare at 2,000: Published 2026-11-29 version 1" in out
