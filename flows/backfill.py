@@ -18,7 +18,7 @@ from hubshare.errors import HubshareError
 from hubshare.provenance import code_version
 from hubshare.read_warehouse import list_runs
 from hubshare.settings import Settings, get_settings
-from tasks.extract import SnapshotManifest, recorded_manifest
+from tasks.extract import recorded_manifest
 from tasks.load import ensure_schema, warehouse_engine
 from tasks.mapping import load_mapping
 from tasks.windows import STANDARD_WINDOWS
@@ -32,19 +32,15 @@ def dates_between(start: date, end: date) -> list[date]:
     return [start + timedelta(days=n) for n in range((end - start).days + 1)]
 
 
-def _recorded_manifest(settings: Settings, day: date) -> SnapshotManifest | None:
-    return recorded_manifest(settings.store, day)
-
-
 def current_inputs(settings: Settings, day: date, mapping_sha256: str) -> dict[str, Any] | None:
     """What a run of `day` would read now, or None when the date has no raw snapshot."""
-    manifest = _recorded_manifest(settings, day)
+    manifest = recorded_manifest(settings.store, day)
     if manifest is None:
         return None
     windows = {}
     for days in STANDARD_WINDOWS:
         start = day - timedelta(days=days)
-        start_manifest = _recorded_manifest(settings, start)
+        start_manifest = recorded_manifest(settings.store, start)
         if start_manifest is not None:
             windows[start.isoformat()] = start_manifest.sha256
     return {

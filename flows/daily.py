@@ -422,8 +422,8 @@ def report_task(run_date: date) -> str | None:
     settings = get_settings()
     store = settings.store
     out = store.where(REPORT_KEY)
-    engine = warehouse_engine(settings.resolved_warehouse_url)
     try:
+        engine = warehouse_engine(settings.resolved_warehouse_url)
         store.write_file(REPORT_KEY, lambda tmp: write_report(engine, tmp))
     except HubshareError as err:
         get_run_logger().warning("Could not write the report: %s", err)

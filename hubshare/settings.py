@@ -75,7 +75,7 @@ class Settings(BaseSettings):
     @property
     def resolved_warehouse_url(self) -> str:
         """The SQLAlchemy URL; plain `postgresql://` selects the psycopg 3 driver we ship."""
-        from hubshare.storage import is_object_store  # storage imports provenance, which us
+        from hubshare.storage import is_object_store  # (storage -> provenance -> this module)
 
         if self.warehouse_url is None and is_object_store(self.data_dir):
             raise UsageError(

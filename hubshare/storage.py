@@ -16,7 +16,6 @@ no message here carries them.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import os
 import shutil
@@ -36,7 +35,7 @@ from obstore.exceptions import AlreadyExistsError, BaseError
 from obstore.store import ObjectStore, from_url
 
 from hubshare.errors import StorageError
-from hubshare.provenance import public_endpoint
+from hubshare.provenance import public_endpoint, sha256_bytes, sha256_file
 
 #: URL schemes read as object storage; anything else is a local path.
 OBJECT_STORE_SCHEMES = ("s3", "s3a", "gs", "az", "abfs", "abfss", "file", "memory")
@@ -146,13 +145,12 @@ class DataStore:
             (self.root / key).unlink(missing_ok=True)
             _prune_empty((self.root / key).parent, self.root)
             return
-        with contextlib.suppress(FileNotFoundError):
-            try:
-                obstore.delete(self._remote, key)
-            except (BaseError, OSError) as err:
-                if isinstance(err, FileNotFoundError):
-                    raise
-                raise self._failed("delete", key, err) from None
+        try:
+            obstore.delete(self._remote, key)
+        except FileNotFoundError:
+            return
+        except (BaseError, OSError) as err:
+            raise self._failed("delete", key, err) from None
 
     def delete_folder(self, prefix: str) -> None:
         """Remove every key under the folder `prefix`."""
@@ -209,20 +207,13 @@ class DataStore:
 
     def sha256(self, key: str) -> str | None:
         """The SHA-256 of `key`'s bytes, or None if it does not exist."""
-        digest = hashlib.sha256()
         if self.root is not None:
             try:
-                with (self.root / key).open("rb") as handle:
-                    while chunk := handle.read(1 << 20):
-                        digest.update(chunk)
+                return sha256_file(self.root / key)
             except FileNotFoundError:
                 return None
-            return digest.hexdigest()
         data = self.get(key)
-        if data is None:
-            return None
-        digest.update(data)
-        return digest.hexdigest()
+        return None if data is None else sha256_bytes(data)
 
     @contextlib.contextmanager
     def local_file(self, key: str) -> Iterator[Path | None]:
@@ -331,7 +322,7 @@ class Lease:
             return "an unreadable lease", datetime.min.replace(tzinfo=UTC)
 
     def acquire(self) -> str | None:
-        """Take the lease and start renewing it; None if taken, else who holds it."""
+        """Take the lease and start renewing it: None once held, else who holds it now."""
         if not self.store.create(self.key, self._body()):
             held = self.current()
             if held is not None and held[1] > datetime.now(UTC):

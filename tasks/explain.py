@@ -165,8 +165,7 @@ def explain_shares(
         if stored_snapshot(day, settings) is None:
             raise HubshareError(
                 f"no raw snapshot stored for {day} in {settings.store.where('raw')}: explain "
-                "recomputes "
-                "from the stored inputs of both runs"
+                "recomputes from the stored inputs of both runs"
             )
     archived = mapping_key(run_from.mapping_sha256)
     with settings.store.local_file(archived) as mapping_file:

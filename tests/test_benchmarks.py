@@ -91,7 +91,7 @@ def test_the_fan_out_benchmark_runs(tmp_path):
     pool; one row per number of workers."""
     out = bench(
         "bench_fan_out.py",
-        "--dates", "2", "--models", "300", "--workers", "1", "2",
+        "--dates", "2", "--models", "300", "--workers", "1", "2", "--poll-seconds", "2",
         prefect_home=tmp_path,
     )  # fmt: skip
     rows = [
