@@ -118,7 +118,7 @@ def main() -> None:
         settings = Settings(HUBSHARE_DATA_DIR=tmp)
         state = write_pages(Path(tmp), args.models)
         step(f"(setup: {args.models:,} models)")
-        manifest = build_snapshot(DAY, settings, state)
+        manifest = build_snapshot(DAY, settings, state).manifest
         step("build snapshot")
         snapshot = pl.read_parquet(Path(tmp) / snapshot_key(DAY))
         mapping = load_mapping(DEFAULT_MAPPING)

@@ -201,12 +201,13 @@ class CrawlProgress:
 @task(name="extract-snapshot", retries=2, retry_delay_seconds=60, retry_condition_fn=_is_transient)
 def extract_task(run_date: date, backdate: bool) -> dict[str, Any]:
     settings = get_settings()
-    manifest = extract_snapshot(
+    stored = extract_snapshot(
         run_date, settings, allow_backdated=backdate, on_page=CrawlProgress(run_date, settings)
     )
+    manifest = stored.manifest
     get_run_logger().info(
         "Snapshot %s: %d public models from %d pages (%d retries, %d duplicates and %d private "
-        "dropped), sha256 %s",
+        "dropped), sha256 %s, stored by %s",
         run_date,
         manifest.row_count,
         manifest.pages,
@@ -214,8 +215,9 @@ def extract_task(run_date: date, backdate: bool) -> dict[str, Any]:
         manifest.duplicates_dropped,
         manifest.private_dropped,
         manifest.sha256[:12],
+        stored.stored_by,
     )
-    return asdict(manifest)
+    return asdict(manifest) | {"stored_by": stored.stored_by}
 
 
 @task(name="attribute-countries")
@@ -706,6 +708,7 @@ def _run(
     return asdict(loaded) | {
         "shares_sha256": record.shares_sha256,
         "raw_sha256": record.raw_sha256,
+        "raw_stored_by": manifest["stored_by"],
         "stage_seconds": times.seconds,
         "stage_peak_gb": times.peak_gb,
     }

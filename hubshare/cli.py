@@ -297,6 +297,10 @@ def run(
         f"Published {outcome['snapshot_date']} version {outcome['version']} "
         f"(run {outcome['run_id']}, shares sha256 {outcome['shares_sha256'][:12]})"
     )
+    stderr.print(
+        f"Raw snapshot: sha256 {outcome['raw_sha256'][:12]}, stored by {outcome['raw_stored_by']}",
+        highlight=False,
+    )
     stages = describe_stage_seconds(outcome["stage_seconds"], outcome.get("stage_peak_gb"))
     stderr.print(f"Stages: {stages}", highlight=False)
 

@@ -566,6 +566,20 @@ class SnapshotManifest:
         return orjson.dumps(asdict(self), option=orjson.OPT_INDENT_2)
 
 
+#: Who stored the snapshot a run uses (`StoredSnapshot.stored_by`), as `hubshare run` says it.
+STORED_BY_THIS_RUN = "this run"
+STORED_BY_EARLIER_RUN = "an earlier run"
+STORED_FIRST_BY_ANOTHER = "another run, first (this run's copy was not kept)"
+
+
+@dataclass(frozen=True)
+class StoredSnapshot:
+    """A date's stored snapshot and who stored it: so that a run that used another's says so."""
+
+    manifest: SnapshotManifest
+    stored_by: str
+
+
 def recorded_manifest(store: DataStore, snapshot_date: date) -> SnapshotManifest | None:
     """The manifest stored for `snapshot_date`, or None (not checked against its snapshot)."""
     data = store.get(manifest_key(snapshot_date))
@@ -652,7 +666,7 @@ def finalise_snapshot(
     store: DataStore,
     snapshot_date: date,
     describe: Callable[[tuple[int, int, int, int], str], SnapshotManifest],
-) -> SnapshotManifest:
+) -> StoredSnapshot:
     """Deduplicate (one row per `_id`, the later observation wins), drop private models, sort by
     `_id` and store the snapshot and its manifest (`describe(counts, sha256)`); see
     `store_snapshot`. `listed` is wire rows carrying `_order` (observation order)."""
@@ -704,7 +718,7 @@ def store_snapshot(
     store: DataStore,
     snapshot_date: date,
     describe: Callable[[tuple[int, int, int, int], str], SnapshotManifest],
-) -> SnapshotManifest:
+) -> StoredSnapshot:
     """Store the day's snapshot (see `write_snapshot`), then its manifest, each only if absent:
     the store refuses the second of two writers, whatever machine each runs on. The manifest
     comes last, so a manifest always has its snapshot. A writer that finds the snapshot already
@@ -720,11 +734,11 @@ def store_snapshot(
     if created:
         try:
             if store.create(manifest_key(snapshot_date), manifest.to_bytes()):
-                return manifest
+                return StoredSnapshot(manifest, STORED_BY_THIS_RUN)
         except BaseException:
             store.delete(snapshot_key(snapshot_date))  # ours: half a date is no date
             raise
-    return _first_writers(store, snapshot_date, manifest)
+    return StoredSnapshot(_first_writers(store, snapshot_date, manifest), STORED_FIRST_BY_ANOTHER)
 
 
 def _first_writers(
@@ -761,7 +775,7 @@ def _first_writers(
 
 def build_snapshot(
     snapshot_date: date, settings: Settings, state: CrawlState, parsed: ParsedPages | None = None
-) -> SnapshotManifest:
+) -> StoredSnapshot:
     """Turn the stored pages of a finished crawl into the immutable snapshot and its manifest
     (taking from `parsed` the pages the crawl parsed as it stored them)."""
     store = settings.store
@@ -825,7 +839,7 @@ def extract_snapshot(
     *,
     allow_backdated: bool = False,
     on_page: PageCallback | None = None,
-) -> SnapshotManifest:
+) -> StoredSnapshot:
     """The raw snapshot of `snapshot_date`: the stored one if it exists (snapshots are immutable),
     otherwise crawl the Hub now (resuming an interrupted crawl) and build it."""
     existing = stored_snapshot(snapshot_date, settings)
@@ -836,7 +850,7 @@ def extract_snapshot(
             existing.row_count,
             existing.sha256[:12],
         )
-        return existing
+        return StoredSnapshot(existing, STORED_BY_EARLIER_RUN)
     today = _now().date()
     if snapshot_date != today and not allow_backdated:
         raise SnapshotError(

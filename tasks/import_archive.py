@@ -72,6 +72,7 @@ from hubshare.provenance import sha256_file, synthetic_object_id
 from hubshare.settings import Settings
 from schemas.frames import SNAPSHOT_SCHEMA
 from tasks.extract import (
+    STORED_BY_THIS_RUN,
     WIRE_SCHEMA,
     SnapshotManifest,
     day_key,
@@ -533,7 +534,7 @@ def _write(
     store = settings.store
     source = f"import:{layout}"
     listed = _read_guard(file, layout, wire.collect)
-    manifest = finalise_snapshot(
+    stored = finalise_snapshot(
         listed,
         store,
         snapshot_date,
@@ -541,7 +542,8 @@ def _write(
             snapshot_date, sha, counts, source, file.name, input_sha256=input_sha256
         ),
     )
-    if manifest.source != source or manifest.input_sha256 != input_sha256:
+    manifest = stored.manifest
+    if stored.stored_by != STORED_BY_THIS_RUN:
         raise SnapshotError(
             f"{snapshot_date}: another writer stored a snapshot of that date meanwhile "
             f"({manifest.source}, sha256 {manifest.sha256[:12]}…); this import was not stored"

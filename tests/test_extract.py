@@ -18,6 +18,8 @@ from hubshare.errors import MalformedPageError, SnapshotError, TransientExtractE
 from hubshare.fakehub import FakeHub, Fault
 from hubshare.settings import Settings
 from tasks.extract import (
+    STORED_BY_EARLIER_RUN,
+    STORED_BY_THIS_RUN,
     _check_page,
     crawl_pages,
     extract_snapshot,
@@ -47,7 +49,7 @@ def test_faults_duplicates_and_private_models_give_the_clean_snapshot(
     with FakeHub(hand_models) as hub:
         clean = extract_snapshot(
             DAY, settings_for(hub, tmp_path / "clean", monkeypatch), allow_backdated=True
-        )
+        ).manifest
     faults = [
         Fault(2, "429", retry_after=0),
         Fault(4, "503"),
@@ -59,7 +61,7 @@ def test_faults_duplicates_and_private_models_give_the_clean_snapshot(
         noisy_dir = tmp_path / "noisy"
         noisy = extract_snapshot(
             DAY, settings_for(hub, noisy_dir, monkeypatch), allow_backdated=True
-        )
+        ).manifest
         assert all(request.had_auth for request in hub.requests)
         served = [request.fault for request in hub.requests if request.fault]
     assert sorted(served) == ["429", "503", "drop", "repeat_previous"]
@@ -101,7 +103,7 @@ def test_killed_crawl_resumes_without_refetching_page_one(env, hand_models, monk
         child.send_signal(signal.SIGKILL)
         child.wait(timeout=30)
         before = len(hub.requests)
-        manifest = extract_snapshot(DAY, settings, allow_backdated=True)
+        manifest = extract_snapshot(DAY, settings, allow_backdated=True).manifest
         resumed = hub.requests[before:]
     first_page = [r for r in hub.requests if not any(k == "cursor" for k, _ in r.query)]
     assert len(first_page) == 1  # page 1 was fetched by the killed process only
@@ -110,7 +112,7 @@ def test_killed_crawl_resumes_without_refetching_page_one(env, hand_models, monk
     with FakeHub(hand_models) as hub:
         clean = extract_snapshot(
             DAY, settings_for(hub, env / "clean", monkeypatch), allow_backdated=True
-        )
+        ).manifest
     assert manifest.sha256 == clean.sha256
 
 
@@ -151,7 +153,8 @@ def test_stored_snapshot_is_reused_and_checked(env, hand_models, monkeypatch):
         served = hub.list_request_count
         again = extract_snapshot(DAY, settings)  # no crawl, no backdating needed
         assert hub.list_request_count == served
-    assert again == first
+    assert again.manifest == first.manifest
+    assert (first.stored_by, again.stored_by) == (STORED_BY_THIS_RUN, STORED_BY_EARLIER_RUN)
     assert (env / manifest_key(DAY)).exists()
     path = env / snapshot_key(DAY)
     path.write_bytes(path.read_bytes() + b"tampered")

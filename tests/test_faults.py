@@ -314,8 +314,11 @@ def start_run(
 
 
 def wait_for_page(child: subprocess.Popen[str], pages: Path, number: int) -> None:
+    """Until the crawl state records page `number` (the page file is stored just before it: a
+    stop in between leaves state.json one page behind, and the page is fetched again)."""
     deadline = time.monotonic() + 120
-    while not (pages / f"page-{number:06d}.json.gz").exists():
+    state = pages / "state.json"
+    while not (state.exists() and orjson_load(state)["pages"] == number):
         assert child.poll() is None, child.stderr.read() if child.stderr else ""
         assert time.monotonic() < deadline, f"the run never stored page {number}"
         time.sleep(0.05)

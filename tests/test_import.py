@@ -87,7 +87,7 @@ def test_jsonl_import_is_the_crawl_snapshot_and_is_immutable(
     with FakeHub(hand_models) as hub:
         monkeypatch.setenv("HF_ENDPOINT", hub.url)
         monkeypatch.setenv("HUBSHARE_DATA_DIR", str(tmp_path / "crawled"))
-        crawled = extract_snapshot(DAY, Settings(), allow_backdated=True)
+        crawled = extract_snapshot(DAY, Settings(), allow_backdated=True).manifest
     assert crawled.sha256 == manifest.sha256
 
     # Re-importing for another date: byte-identical snapshot.

@@ -5,6 +5,7 @@ log or artifact."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -23,7 +24,11 @@ from hubshare.settings import Settings
 from hubshare.storage import DataStore
 from tasks.extract import (
     ORDERED_SNAPSHOT_SCHEMA,
+    STORED_BY_EARLIER_RUN,
+    STORED_BY_THIS_RUN,
+    STORED_FIRST_BY_ANOTHER,
     SnapshotManifest,
+    StoredSnapshot,
     describe_snapshot,
     manifest_key,
     snapshot_key,
@@ -151,7 +156,7 @@ def test_writers_racing_on_a_date_leave_one_snapshot_and_manifest(store, caplog)
     reports it used the first's."""
     day = DAYS[0]
     barrier = threading.Barrier(4)
-    results: dict[int, SnapshotManifest] = {}
+    results: dict[int, StoredSnapshot] = {}
 
     def build(n: int) -> None:
         row = {"_id": f"{n:024x}", "id": f"org{n}/model", "downloads": n, "private": False}
@@ -174,7 +179,11 @@ def test_writers_racing_on_a_date_leave_one_snapshot_and_manifest(store, caplog)
     assert store.keys(f"raw/{day}") == [manifest_key(day), snapshot_key(day)]
     stored = SnapshotManifest.load(store.get(manifest_key(day)) or b"")
     assert stored.sha256 == store.sha256(snapshot_key(day))
-    assert list(results.values()) == [stored] * 4  # every worker goes on with the stored one
+    # every worker goes on with the stored one, and knows whether it stored it
+    assert [r.manifest for r in results.values()] == [stored] * 4
+    assert sorted(r.stored_by for r in results.values()) == sorted(
+        [STORED_BY_THIS_RUN] + [STORED_FIRST_BY_ANOTHER] * 3
+    )
     used = [r.getMessage() for r in caplog.records if "stored the" in r.getMessage()]
     assert len(used) == 3
     assert all("this run uses it" in line for line in used)
@@ -203,20 +212,25 @@ def test_two_runs_of_one_date_on_s3_leave_one_snapshot(env, s3_bucket, hand_mode
         outcomes = [(child.wait(timeout=300), *child.communicate()) for child in children]
     codes = sorted(code for code, _, _ in outcomes)
     assert codes[0] == 0, outcomes
-    keys = [k for k in bucket_objects(s3_bucket) if k.split("/")[-2] not in ("pages",)]
+    objects = bucket_objects(s3_bucket)
+    keys = [k for k in objects if k.split("/")[-2] not in ("pages",)]
     assert sorted(k for k in keys if f"raw/{day}/" in k) == [
         f"hubshare/raw/{day}/manifest.json",
         f"hubshare/raw/{day}/snapshot.parquet",
     ]
-    loser = next(
-        (err for code, _, err in outcomes if code != 0),
-        "".join(err for _, _, err in outcomes),
-    )
+    # One run stored the snapshot and says so; the other was refused while the crawl was held,
+    # or says whose snapshot it used (an earlier run's, if it started after the first's ended).
+    sha12 = hashlib.sha256(objects[f"hubshare/raw/{day}/snapshot.parquet"]).hexdigest()[:12]
+    stored_it = f"Raw snapshot: sha256 {sha12}, stored by {STORED_BY_THIS_RUN}\n"
+    winners = [err for _, _, err in outcomes if stored_it in err]
+    losers = [err for _, _, err in outcomes if stored_it not in err]
+    assert len(winners) == 1, outcomes
+    loser = losers[0]
     assert (
         f"another crawl of {day} holds s3://{s3_bucket}/hubshare/raw/{day}/pages/.crawl.lock"
         in loser
-        or "Using the stored" in loser
-        or "this run uses it" in loser
+        or f"stored by {STORED_BY_EARLIER_RUN}\n" in loser
+        or f"stored by {STORED_FIRST_BY_ANOTHER}\n" in loser
     ), outcomes
 
 
