@@ -92,6 +92,9 @@ def _leave(code: int) -> None:
     from hubshare.temporary_server import send_pending_logs_and_events
 
     send_pending_logs_and_events()  # Prefect's own atexit hooks will not run
+    storage = sys.modules.get("hubshare.storage")
+    if storage is not None:  # nor does the removal of downloaded copies
+        storage.DOWNLOADS.remove_all()
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError, ValueError):  # a closed pipe (`| head`)

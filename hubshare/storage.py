@@ -11,17 +11,23 @@ link), so a full disk is an `OSError` naming the file, as before. Object stores 
 and endpoints from the library's standard environment (for S3: `AWS_ACCESS_KEY_ID`,
 `AWS_SECRET_ACCESS_KEY`, `AWS_ENDPOINT_URL`, `AWS_REGION`…), never from hubshare's settings;
 no message here carries them.
+
+An object read in several steps of a run (a snapshot: its hash check, attribution, shares,
+explain) is downloaded once per process into a local copy, reused while the store reports the
+same ETag and size (`Downloads`).
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
-import io
+import hashlib
 import os
 import shutil
 import socket
 import tempfile
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -35,7 +41,7 @@ from obstore.exceptions import AlreadyExistsError, BaseError
 from obstore.store import ObjectStore, from_url
 
 from hubshare.errors import StorageError
-from hubshare.provenance import public_endpoint, sha256_bytes, sha256_file
+from hubshare.provenance import public_endpoint, sha256_file
 
 #: URL schemes read as object storage; anything else is a local path.
 OBJECT_STORE_SCHEMES = ("s3", "s3a", "gs", "az", "abfs", "abfss", "file", "memory")
@@ -200,10 +206,10 @@ class DataStore:
         """Raises FileNotFoundError (naming the key's location) when it does not exist."""
         if self.root is not None:
             return pl.read_parquet(self.root / key, columns=columns)
-        data = self.get(key)
-        if data is None:
-            raise FileNotFoundError(2, "No such object", self.where(key))
-        return pl.read_parquet(io.BytesIO(data), columns=columns)
+        with DOWNLOADS.use(self, key) as copy:
+            if copy is None:
+                raise FileNotFoundError(2, "No such object", self.where(key))
+            return pl.read_parquet(copy.path, columns=columns)
 
     def sha256(self, key: str) -> str | None:
         """The SHA-256 of `key`'s bytes, or None if it does not exist."""
@@ -212,25 +218,19 @@ class DataStore:
                 return sha256_file(self.root / key)
             except FileNotFoundError:
                 return None
-        data = self.get(key)
-        return None if data is None else sha256_bytes(data)
+        with DOWNLOADS.use(self, key) as copy:
+            return None if copy is None else copy.sha256
 
     @contextlib.contextmanager
     def local_file(self, key: str) -> Iterator[Path | None]:
-        """`key` as a local file for readers that want a path (a downloaded copy from object
-        storage, removed afterwards); None if it does not exist."""
+        """`key` as a local file for readers that want a path (on object storage, this
+        process's downloaded copy: read it, do not change it); None if it does not exist."""
         if self.root is not None:
             path = self.root / key
             yield path if path.is_file() else None
             return
-        data = self.get(key)
-        if data is None:
-            yield None
-            return
-        with tempfile.TemporaryDirectory(prefix="hubshare-") as scratch:
-            path = Path(scratch) / Path(key).name
-            path.write_bytes(data)
-            yield path
+        with DOWNLOADS.use(self, key) as copy:
+            yield None if copy is None else copy.path
 
     @property
     def _remote(self) -> ObjectStore:
@@ -239,6 +239,159 @@ class DataStore:
 
     def _failed(self, action: str, key: str, err: Exception) -> StorageError:
         return StorageError(f"{self.location}: cannot {action} {key} ({_reason(err)})")
+
+
+#: Unused downloaded copies are removed, least recently used first, beyond this many bytes: a
+#: run's snapshots (its day, the day before, three window starts) fit, a year's backfill does not
+#: pile up. Copies in use are never removed.
+DOWNLOADS_KEPT_BYTES = 2 * 1024**3
+
+
+@dataclass
+class Download:
+    """A local copy of an object, as it was when it had `e_tag`."""
+
+    path: Path
+    e_tag: str | None
+    size: int
+    sha256: str
+    users: int = 0
+
+
+class Downloads:
+    """This process's local copies of objects, by (store, key). A copy is reused while the
+    store reports the object with the same ETag and size (an overwritten object gets a new
+    ETag), so a run downloads each snapshot once however many steps read it, and a changed
+    object is downloaded again (its hash check then sees the change). The copies live in a
+    temporary folder removed when the process ends."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._copies: OrderedDict[tuple[str, str], Download] = OrderedDict()
+        self._folder: Path | None = None
+
+    @contextlib.contextmanager
+    def use(self, store: DataStore, key: str) -> Iterator[Download | None]:
+        """The copy of `key` (downloaded if absent or stale), kept while in use; None if the
+        object does not exist."""
+        copy = self._acquire(store, key)
+        try:
+            yield copy
+        finally:
+            if copy is not None:
+                self._release(store, key, copy)
+
+    def remove_all(self) -> None:
+        with self._lock:
+            self._copies.clear()
+            folder, self._folder = self._folder, None
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def _acquire(self, store: DataStore, key: str) -> Download | None:
+        try:
+            meta = obstore.head(store._remote, key)
+        except FileNotFoundError:
+            return None
+        except (BaseError, OSError) as err:
+            raise store._failed("look up", key, err) from None
+        slot = (store.location, key)
+        with self._lock:
+            known = self._copies.get(slot)
+            if known is not None and (known.e_tag, known.size) == (meta["e_tag"], meta["size"]):
+                known.users += 1
+                self._copies.move_to_end(slot)
+                return known
+        copy = self._download(store, key)
+        if copy is None:
+            return None
+        stale = None
+        with self._lock:
+            copy.users += 1
+            if copy.e_tag is not None:  # without an ETag a copy cannot be checked: not kept
+                stale = self._copies.pop(slot, None)
+                self._copies[slot] = copy
+                if stale is not None and stale.users:
+                    stale = None  # its last user removes it
+        if stale is not None:
+            shutil.rmtree(stale.path.parent, ignore_errors=True)
+        return copy
+
+    def _release(self, store: DataStore, key: str, copy: Download) -> None:
+        with self._lock:
+            copy.users -= 1
+            current = self._copies.get((store.location, key)) is copy
+            removed = [] if current or copy.users else [copy]
+            kept = sum(known.size for known in self._copies.values())
+            for slot, known in list(self._copies.items()):  # least recently used first
+                if kept <= DOWNLOADS_KEPT_BYTES:
+                    break
+                if known.users == 0:
+                    del self._copies[slot]
+                    kept -= known.size
+                    removed.append(known)
+        for gone in removed:
+            shutil.rmtree(gone.path.parent, ignore_errors=True)
+
+    def _download(self, store: DataStore, key: str) -> Download | None:
+        """Stream `key` into a new local copy (a folder of its own, the file keeping its name:
+        readers like the mapping loader report it), hashing it on the way."""
+        try:
+            result = obstore.get(store._remote, key)
+        except FileNotFoundError:
+            return None
+        except (BaseError, OSError) as err:
+            raise store._failed("read", key, err) from None
+        folder = Path(tempfile.mkdtemp(dir=self._scratch()))
+        path = folder / Path(key).name
+        digest = hashlib.sha256()
+        try:
+            with path.open("wb") as out:
+                for chunk in result.stream():
+                    out.write(chunk)
+                    digest.update(chunk)
+        except (BaseError, OSError) as err:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise store._failed("read", key, err) from None
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        meta = result.meta
+        return Download(path, meta["e_tag"], meta["size"], digest.hexdigest())
+
+    def _scratch(self) -> Path:
+        with self._lock:
+            if self._folder is None:
+                _remove_orphaned_downloads()
+                self._folder = Path(tempfile.mkdtemp(prefix=f"{DOWNLOADS_PREFIX}{os.getpid()}-"))
+            return self._folder
+
+
+DOWNLOADS_PREFIX = "hubshare-downloads-"
+
+
+def _remove_orphaned_downloads() -> None:
+    """Remove the copies of processes that ended without cleaning up (killed, or stopped by a
+    signal that skips exit handlers): their folder names carry their pid."""
+    for folder in Path(tempfile.gettempdir()).glob(f"{DOWNLOADS_PREFIX}*-*"):
+        pid = folder.name.removeprefix(DOWNLOADS_PREFIX).split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
+
+
+#: The process's downloaded copies (removed at exit; `hubshare`'s fast exit calls `remove_all`).
+DOWNLOADS = Downloads()
+atexit.register(DOWNLOADS.remove_all)
 
 
 def _write_local(root: Path, key: str, write: Callable[[Path], object], *, create: bool) -> bool:

@@ -99,3 +99,14 @@ def test_the_fan_out_benchmark_runs(tmp_path):
     ]
     assert [row.split("|")[1].strip() for row in rows] == ["1", "2"], out
     assert re.search(r"\| none \(in-process\) \| 2 \| 300 \| [\d.]+ s \|", out), out
+
+
+@pytest.mark.flow
+def test_the_object_store_reads_benchmark_runs(tmp_path):
+    """One daily run on S3 (moto's): each snapshot it reads, in however many steps, is
+    downloaded once (the requests counted from the S3 server's log)."""
+    out = bench("bench_object_store_reads.py", "--models", "2000", prefect_home=tmp_path)
+    rows = [line.split("|") for line in out.splitlines() if line.startswith("| snapshot of ")]
+    assert len(rows) == 5, out  # the run's day, the day before, three window starts
+    assert [int(row[3]) for row in rows] == [1] * 5, out
+    assert re.search(r"One daily run on S3, 2,000 models a day: [\d.]+ s", out), out

@@ -4,13 +4,19 @@ location without secrets."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import tempfile
 import threading
 
+import boto3
+import polars as pl
 import pytest
 
+from hubshare import storage
 from hubshare.errors import StorageError
-from hubshare.provenance import public_endpoint
-from hubshare.storage import DataStore
+from hubshare.provenance import public_endpoint, sha256_bytes
+from hubshare.storage import DOWNLOADS, DataStore
 from tests.conftest import S3_KEY_ID, S3_SECRET
 
 
@@ -64,3 +70,70 @@ def test_a_location_is_recorded_without_its_secrets():
         "https://host:9000/b/p"
     )
     assert public_endpoint("/srv/hubshare/data") == "/srv/hubshare/data"
+
+
+def test_an_object_read_in_several_steps_is_downloaded_once_while_unchanged(s3_bucket):
+    """A run reads its snapshot in several steps (hash check, attribution, shares, explain): on
+    object storage they share one downloaded copy. An object changed in the bucket (a new ETag)
+    is downloaded again, so a hash check sees the change."""
+    DOWNLOADS.remove_all()
+    store = DataStore.open(f"s3://{s3_bucket}/data")
+    key = "raw/2026-11-29/snapshot.parquet"
+    store.write_parquet(key, pl.DataFrame({"_id": ["a", "b"], "downloads": [1, 2]}))
+    stored = store.get(key) or b""
+    with store.local_file(key) as first:
+        assert first is not None and first.name == "snapshot.parquet"
+    assert store.sha256(key) == sha256_bytes(stored)
+    assert store.read_parquet(key, columns=["_id"])["_id"].to_list() == ["a", "b"]
+    with store.local_file(key) as again:
+        assert again == first  # each download is a new folder: this is the same copy
+    boto3.client("s3").put_object(Bucket=s3_bucket, Key=f"data/{key}", Body=b"altered")
+    assert store.sha256(key) == sha256_bytes(b"altered")
+    with store.local_file(key) as changed:
+        assert changed is not None and changed.read_bytes() == b"altered"
+    assert not first.exists()  # the stale copy is gone
+    store.delete(key)
+    assert store.sha256(key) is None
+    with pytest.raises(FileNotFoundError, match=f"s3://{s3_bucket}/data/{key}"):
+        store.read_parquet(key)
+
+
+def test_unused_copies_beyond_the_budget_are_removed_and_copies_in_use_kept(s3_bucket, monkeypatch):
+    DOWNLOADS.remove_all()
+    monkeypatch.setattr(storage, "DOWNLOADS_KEPT_BYTES", 2500)
+    store = DataStore.open(f"s3://{s3_bucket}/data")
+    for n in range(3):
+        store.put(f"objects/{n}", bytes(1000))
+    with store.local_file("objects/0") as held:
+        with store.local_file("objects/1") as older:
+            pass
+        with store.local_file("objects/2") as newer:
+            pass
+        # 3000 bytes kept > 2500: the least recently used copy not in use goes
+        assert held is not None and older is not None and newer is not None
+        assert held.exists() and not older.exists() and newer.exists()
+    assert held.exists()  # 2000 bytes: within the budget
+    DOWNLOADS.remove_all()
+    assert not held.exists()
+
+
+def test_copies_left_by_a_process_that_was_killed_are_removed(s3_bucket, tmp_path, monkeypatch):
+    """A process stopped by a signal leaves its copies behind; the next process that downloads
+    removes them (the folder names its pid), not those of processes still running."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    ended = subprocess.Popen(["true"])  # noqa: S607 - only its pid matters, once it is gone
+    ended.wait()
+    orphaned = tmp_path / f"hubshare-downloads-{ended.pid}-abc"
+    running = tmp_path / f"hubshare-downloads-{os.getppid()}-abc"
+    for folder in (orphaned, running):
+        (folder / "copy").mkdir(parents=True)
+        (folder / "copy" / "snapshot.parquet").write_bytes(b"left behind")
+    DOWNLOADS.remove_all()
+    store = DataStore.open(f"s3://{s3_bucket}/data")
+    store.put("objects/0", b"0")
+    with store.local_file("objects/0") as copy:
+        assert copy is not None and copy.parent.parent.name.startswith(
+            f"hubshare-downloads-{os.getpid()}-"
+        )
+    assert not orphaned.exists() and running.exists()
+    DOWNLOADS.remove_all()
