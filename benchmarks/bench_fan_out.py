@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 import boto3
 import httpx
@@ -91,6 +92,46 @@ def database() -> Iterator[str]:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def start_s3(stack: ExitStack, base: dict[str, str], log: Path, bucket: str) -> dict[str, str]:
+    """moto's S3 server on a loopback port, for as long as `stack`, with `bucket` created: the
+    standard AWS environment that points at it."""
+    aws = {
+        "AWS_ACCESS_KEY_ID": "bench",
+        "AWS_SECRET_ACCESS_KEY": "bench-secret",
+        "AWS_REGION": "us-east-1",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}",
+        "AWS_ALLOW_HTTP": "true",
+    }
+    port = aws["AWS_ENDPOINT_URL"].rsplit(":", 1)[1]
+    stack.enter_context(
+        process([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", port], base, log)
+    )
+    wait_until_up(aws["AWS_ENDPOINT_URL"], log)
+    s3_client(aws).create_bucket(Bucket=bucket)
+    return aws
+
+
+def s3_client(aws: dict[str, str]) -> Any:
+    return boto3.client(
+        "s3",
+        endpoint_url=aws["AWS_ENDPOINT_URL"],
+        aws_access_key_id=aws["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=aws["AWS_SECRET_ACCESS_KEY"],
+        region_name=aws["AWS_REGION"],
+    )
+
+
+def import_synthetic_days(days: list[date], n_models: int, work: Path, env: dict[str, str]) -> None:
+    """Each date's snapshot: `hubshare import` of generated models (seeded by position)."""
+    for n, day in enumerate(days):
+        models = work / f"models-{day}.jsonl.gz"
+        lines = b"\n".join(orjson.dumps(m) for m in synthetic_models(n_models, seed=n))
+        models.write_bytes(gzip.compress(lines, compresslevel=1))
+        hubshare_import = [sys.executable, "-m", "hubshare.cli", "import"]
+        run([*hubshare_import, "--date", str(day), "--file", str(models)], env)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dates", type=int, default=6)
@@ -107,32 +148,10 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
         work = Path(tmp)
-        s3_port, api_port = free_port(), free_port()
+        api_port = free_port()
         base = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "HUBSHARE_"))}
-        aws = {
-            "AWS_ACCESS_KEY_ID": "bench",
-            "AWS_SECRET_ACCESS_KEY": "bench-secret",
-            "AWS_REGION": "us-east-1",
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_ENDPOINT_URL": f"http://127.0.0.1:{s3_port}",
-            "AWS_ALLOW_HTTP": "true",
-        }
-        stack.enter_context(
-            process(
-                [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(s3_port)],
-                base,
-                work / "s3.log",
-            )
-        )
-        wait_until_up(aws["AWS_ENDPOINT_URL"], work / "s3.log")
         bucket = "hubshare-bench"
-        boto3.client(
-            "s3",
-            endpoint_url=aws["AWS_ENDPOINT_URL"],
-            aws_access_key_id="bench",
-            aws_secret_access_key="bench-secret",  # noqa: S106 - moto's, on loopback
-            region_name="us-east-1",
-        ).create_bucket(Bucket=bucket)
+        aws = start_s3(stack, base, work / "s3.log", bucket)
         prefect_env = {
             "PREFECT_HOME": str(work / "prefect-home"),
             "PREFECT_API_URL": f"http://127.0.0.1:{api_port}/api",
@@ -162,11 +181,7 @@ def main() -> None:
             }
         )
         hubshare = [sys.executable, "-m", "hubshare.cli"]
-        for n, day in enumerate(days):
-            models = work / f"models-{day}.jsonl.gz"
-            lines = b"\n".join(orjson.dumps(m) for m in synthetic_models(args.models, seed=n))
-            models.write_bytes(gzip.compress(lines, compresslevel=1))
-            run([*hubshare, "import", "--date", str(day), "--file", str(models)], env)
+        import_synthetic_days(days, args.models, work, env)
         prefect = str(BIN / "prefect")
         run([prefect, "work-pool", "create", "hubshare", "--type", "process"], env)
         run([prefect, "--no-prompt", "deploy", "--all", "--prefect-file",

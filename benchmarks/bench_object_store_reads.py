@@ -11,7 +11,6 @@ S3 server's own request log; the run's wall time is printed too.
 from __future__ import annotations
 
 import argparse
-import gzip
 import os
 import re
 import sys
@@ -22,10 +21,7 @@ from contextlib import ExitStack
 from datetime import date, timedelta
 from pathlib import Path
 
-import boto3
-import orjson
-from bench_fan_out import BIN, free_port, process, run, wait_until_up
-from bench_pipeline import synthetic_models
+from bench_fan_out import import_synthetic_days, run, s3_client, start_s3
 
 DAY = date(2026, 6, 30)  # after the synthetic models' timestamps
 #: The run's own date, the date before (its explanation) and its window starts.
@@ -39,29 +35,9 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
         work = Path(tmp)
-        port = free_port()
         base = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "HUBSHARE_"))}
-        aws = {
-            "AWS_ACCESS_KEY_ID": "bench",
-            "AWS_SECRET_ACCESS_KEY": "bench-secret",
-            "AWS_REGION": "us-east-1",
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
-            "AWS_ALLOW_HTTP": "true",
-        }
         log = work / "s3.log"
-        stack.enter_context(
-            process([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)], base, log)
-        )
-        wait_until_up(aws["AWS_ENDPOINT_URL"], log)
-        s3 = boto3.client(
-            "s3",
-            endpoint_url=aws["AWS_ENDPOINT_URL"],
-            aws_access_key_id="bench",
-            aws_secret_access_key="bench-secret",  # noqa: S106 - moto's, on loopback
-            region_name="us-east-1",
-        )
-        s3.create_bucket(Bucket="hubshare-bench")
+        aws = start_s3(stack, base, log, "hubshare-bench")
         env = (
             base
             | aws
@@ -75,11 +51,7 @@ def main() -> None:
             }
         )
         hubshare = [sys.executable, "-m", "hubshare.cli"]
-        for n, day in enumerate(STORED):
-            models = work / f"models-{day}.jsonl.gz"
-            lines = b"\n".join(orjson.dumps(m) for m in synthetic_models(args.models, seed=n))
-            models.write_bytes(gzip.compress(lines, compresslevel=1))
-            run([*hubshare, "import", "--date", str(day), "--file", str(models)], env)
+        import_synthetic_days(STORED, args.models, work, env)
         run([*hubshare, "run", "--date", str(DAY - timedelta(days=1))], env)
 
         offset = log.stat().st_size
@@ -92,7 +64,7 @@ def main() -> None:
         )
         snapshots = {f"hubshare/raw/{day}/snapshot.parquet": day for day in STORED}
         size = {
-            key: s3.head_object(Bucket="hubshare-bench", Key=key)["ContentLength"] / 1e6
+            key: s3_client(aws).head_object(Bucket="hubshare-bench", Key=key)["ContentLength"] / 1e6
             for key in snapshots
         }
 
