@@ -22,6 +22,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import hashlib
+import logging
 import os
 import shutil
 import socket
@@ -32,16 +33,19 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import obstore
 import orjson
 import polars as pl
-from obstore.exceptions import AlreadyExistsError, BaseError
+from obstore.exceptions import AlreadyExistsError, BaseError, PreconditionError
 from obstore.store import ObjectStore, from_url
 
 from hubshare.errors import StorageError
 from hubshare.provenance import public_endpoint, sha256_file
+
+log = logging.getLogger(__name__)
 
 #: URL schemes read as object storage; anything else is a local path.
 OBJECT_STORE_SCHEMES = ("s3", "s3a", "gs", "az", "abfs", "abfss", "file", "memory")
@@ -440,13 +444,18 @@ def _write_beside(path: Path, write: Callable[[Path], object], *, create: bool) 
 # ----------------------------------------------------------------------------------------------
 # Leases: "one holder at a time" where no OS lock reaches (object storage)
 
+#: How many times a contender looks again when the lease changes hands while it looks.
+LEASE_ATTEMPTS = 5
+
 
 @dataclass
 class Lease:
     """An object that says who holds something until when, renewed by a daemon thread while the
     holder lives. A holder that dies stops renewing; once its lease has expired the next
-    contender takes over. Created with the store's create-if-absent, so two contenders for a
-    free lease cannot both win."""
+    contender takes over. Every write is conditional, enforced by the store: a free lease is
+    created only if absent, an expired one replaced only if unchanged since it was read (S3's
+    `If-Match`), and a renewal only if still the holder's own write, so of two contenders
+    exactly one holds it, and a holder whose lease was taken over stops renewing it."""
 
     store: DataStore
     key: str
@@ -457,46 +466,83 @@ class Lease:
         self.holder = self.holder or f"{socket.gethostname()} pid {os.getpid()}"
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._e_tag: str | None = None  # of the lease object as this holder last wrote it
 
     def _body(self) -> bytes:
         until = datetime.now(UTC) + timedelta(seconds=self.seconds)
         return orjson.dumps({"holder": self.holder, "until": until.isoformat()})
 
-    def current(self) -> tuple[str, datetime] | None:
-        """(holder, valid until) of the lease now stored, or None."""
-        data = self.store.get(self.key)
-        if data is None:
+    def _write(self, mode: Any) -> str | None:
+        """Put a fresh body with the conditional `mode`: its ETag, or None if refused."""
+        try:
+            return str(obstore.put(self.store._remote, self.key, self._body(), mode=mode)["e_tag"])
+        except (AlreadyExistsError, PreconditionError):
             return None
+        except (BaseError, OSError) as err:
+            raise self.store._failed("write", self.key, err) from None
+
+    def _read(self) -> tuple[str, datetime, str | None] | None:
+        """(holder, valid until, ETag) of the lease now stored, or None."""
+        try:
+            found = obstore.get(self.store._remote, self.key)
+            data = bytes(found.bytes())
+        except FileNotFoundError:
+            return None
+        except (BaseError, OSError) as err:
+            raise self.store._failed("read", self.key, err) from None
         try:
             body = orjson.loads(data)
             until = datetime.fromisoformat(body["until"])
-            return str(body["holder"]), until if until.tzinfo else until.replace(tzinfo=UTC)
+            until = until if until.tzinfo else until.replace(tzinfo=UTC)
+            return str(body["holder"]), until, found.meta["e_tag"]
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
-            return "an unreadable lease", datetime.min.replace(tzinfo=UTC)
+            return "an unreadable lease", datetime.min.replace(tzinfo=UTC), found.meta["e_tag"]
 
     def acquire(self) -> str | None:
         """Take the lease and start renewing it: None once held, else who holds it now."""
-        if not self.store.create(self.key, self._body()):
-            held = self.current()
-            if held is not None and held[1] > datetime.now(UTC):
-                return f"{held[0]}, until {held[1]:%H:%M:%S} UTC"
-            # Expired (its holder died): take over. Two contenders doing this at once both
-            # believe they hold it for one renewal at most; what they write is immutable anyway.
-            self.store.put(self.key, self._body())
-        self._thread = threading.Thread(target=self._renew, name="hubshare-lease", daemon=True)
-        self._thread.start()
-        return None
+        for _ in range(LEASE_ATTEMPTS):  # it can change hands while we look
+            self._e_tag = self._write("create")
+            if self._e_tag is None:
+                found = self._read()
+                if found is None:
+                    continue  # released meanwhile
+                holder, until, e_tag = found
+                if until > datetime.now(UTC):
+                    return f"{holder}, until {until:%H:%M:%S} UTC"
+                # Expired (its holder died): take it over, unless another contender just did.
+                self._e_tag = self._write({"e_tag": e_tag})
+                if self._e_tag is None:
+                    continue
+            self._thread = threading.Thread(target=self._renew, name="hubshare-lease", daemon=True)
+            self._thread.start()
+            return None
+        return f"contenders that took it over while this one looked ({self.store.where(self.key)})"
 
     def _renew(self) -> None:
         while not self._stop.wait(self.seconds / 3):
-            with contextlib.suppress(StorageError):
-                self.store.put(self.key, self._body())
+            try:
+                e_tag = self._write({"e_tag": self._e_tag})
+                if e_tag is None:
+                    found = self._read()
+                    if found is None or found[0] != self.holder:
+                        log.warning(
+                            "%s: lease taken over by %s; this process no longer holds it",
+                            self.store.where(self.key),
+                            "nobody" if found is None else found[0],
+                        )
+                        return
+                    e_tag = found[2]  # our own renewal, whose answer was lost
+                self._e_tag = e_tag
+            except StorageError:
+                continue  # the store is unreachable for now: try again at the next renewal
 
     def release(self) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
-        self.store.delete(self.key)
+        found = self._read()
+        if found is not None and found[0] == self.holder:  # never another holder's
+            self.store.delete(self.key)
 
 
 def _public(location: str) -> str:

@@ -8,15 +8,17 @@ import os
 import subprocess
 import tempfile
 import threading
+import time
 
 import boto3
+import orjson
 import polars as pl
 import pytest
 
 from hubshare import storage
 from hubshare.errors import StorageError
 from hubshare.provenance import public_endpoint, sha256_bytes
-from hubshare.storage import DOWNLOADS, DataStore
+from hubshare.storage import DOWNLOADS, DataStore, Lease
 from tests.conftest import S3_KEY_ID, S3_SECRET
 
 
@@ -137,3 +139,56 @@ def test_copies_left_by_a_process_that_was_killed_are_removed(s3_bucket, tmp_pat
         )
     assert not orphaned.exists() and running.exists()
     DOWNLOADS.remove_all()
+
+
+EXPIRED = orjson.dumps({"holder": "dead host pid 1", "until": "2024-01-14T00:00:00+00:00"})
+
+
+def test_of_contenders_for_an_expired_lease_exactly_one_takes_it_over(s3_bucket):
+    """The takeover is a write the store makes conditional on the expired lease being unchanged
+    (`If-Match`): four contenders at one barrier, one holder; the others are told who."""
+    store = DataStore.open(f"s3://{s3_bucket}/data")
+    key = "raw/2024-01-14/pages/.crawl.lock"
+    store.put(key, EXPIRED)
+    barrier = threading.Barrier(4)
+    leases = [Lease(store, key, 30, holder=f"contender {n}") for n in range(4)]
+    told: dict[int, str | None] = {}
+
+    def contend(n: int) -> None:
+        barrier.wait()
+        told[n] = leases[n].acquire()
+
+    threads = [threading.Thread(target=contend, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    [winner] = [n for n, holder in told.items() if holder is None]
+    losers = [str(holder) for n, holder in told.items() if n != winner]
+    assert all(holder.startswith(f"contender {winner}, until ") for holder in losers), told
+    assert orjson.loads(store.get(key) or b"")["holder"] == f"contender {winner}"
+    leases[winner].release()
+    assert not store.exists(key)
+
+
+def test_a_holder_whose_lease_was_taken_over_stops_renewing_it(s3_bucket, caplog):
+    """A holder paused past its lease (its lease taken over meanwhile) must not renew over the
+    new holder's lease, nor remove it on release."""
+    store = DataStore.open(f"s3://{s3_bucket}/data")
+    key = "runs/r1/.running"
+    lease = Lease(store, key, 0.6, holder="slow holder")  # renews every 0.2 s
+    assert lease.acquire() is None
+    theirs = orjson.dumps({"holder": "new holder", "until": "2999-01-01T00:00:00+00:00"})
+    with caplog.at_level("WARNING", logger="hubshare.storage"):
+        store.put(key, theirs)  # taken over
+        deadline = time.monotonic() + 10
+        while not caplog.records and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert [r.getMessage() for r in caplog.records] == [
+        f"s3://{s3_bucket}/data/{key}: lease taken over by new holder; this process no longer "
+        "holds it"
+    ]
+    time.sleep(0.5)  # two renewal periods: nothing written over theirs
+    assert store.get(key) == theirs
+    lease.release()
+    assert store.get(key) == theirs
