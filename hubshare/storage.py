@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import obstore
@@ -44,6 +44,9 @@ from obstore.store import ObjectStore, from_url
 
 from hubshare.errors import StorageError
 from hubshare.provenance import public_endpoint, sha256_file
+
+if TYPE_CHECKING:
+    from obstore import ObjectMeta  # a type in obstore's stubs only
 
 log = logging.getLogger(__name__)
 
@@ -116,12 +119,8 @@ class DataStore:
                 return (self.root / key).read_bytes()
             except FileNotFoundError:
                 return None
-        try:
-            return bytes(obstore.get(self._remote, key).bytes())
-        except FileNotFoundError:
-            return None
-        except (BaseError, OSError) as err:
-            raise self._failed("read", key, err) from None
+        found = self._fetch(key)
+        return None if found is None else found[0]
 
     def exists(self, key: str) -> bool:
         if self.root is not None:
@@ -235,6 +234,16 @@ class DataStore:
             return
         with DOWNLOADS.use(self, key) as copy:
             yield None if copy is None else copy.path
+
+    def _fetch(self, key: str) -> tuple[bytes, ObjectMeta] | None:
+        """`key`'s bytes on the object store and their metadata (ETag…), or None if absent."""
+        try:
+            found = obstore.get(self._remote, key)
+            return bytes(found.bytes()), found.meta
+        except FileNotFoundError:
+            return None
+        except (BaseError, OSError) as err:
+            raise self._failed("read", key, err) from None
 
     @property
     def _remote(self) -> ObjectStore:
@@ -483,20 +492,17 @@ class Lease:
 
     def _read(self) -> tuple[str, datetime, str | None] | None:
         """(holder, valid until, ETag) of the lease now stored, or None."""
-        try:
-            found = obstore.get(self.store._remote, self.key)
-            data = bytes(found.bytes())
-        except FileNotFoundError:
+        found = self.store._fetch(self.key)
+        if found is None:
             return None
-        except (BaseError, OSError) as err:
-            raise self.store._failed("read", self.key, err) from None
+        data, meta = found
         try:
             body = orjson.loads(data)
             until = datetime.fromisoformat(body["until"])
             until = until if until.tzinfo else until.replace(tzinfo=UTC)
-            return str(body["holder"]), until, found.meta["e_tag"]
+            return str(body["holder"]), until, meta["e_tag"]
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
-            return "an unreadable lease", datetime.min.replace(tzinfo=UTC), found.meta["e_tag"]
+            return "an unreadable lease", datetime.min.replace(tzinfo=UTC), meta["e_tag"]
 
     def acquire(self) -> str | None:
         """Take the lease and start renewing it: None once held, else who holds it now."""
@@ -516,7 +522,7 @@ class Lease:
             self._thread = threading.Thread(target=self._renew, name="hubshare-lease", daemon=True)
             self._thread.start()
             return None
-        return f"contenders that took it over while this one looked ({self.store.where(self.key)})"
+        return "contenders that took it over while this one looked"
 
     def _renew(self) -> None:
         while not self._stop.wait(self.seconds / 3):
