@@ -4,6 +4,7 @@ commands never write."""
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import sqlite3
 from pathlib import Path
@@ -16,7 +17,13 @@ from sqlalchemy import create_engine, inspect, text
 
 from hubshare.errors import WarehouseError
 from schemas import warehouse
-from tasks.migrate import head_revision, refresh_views, require_current, upgrade_warehouse
+from tasks.migrate import (
+    MIGRATIONS,
+    head_revision,
+    refresh_views,
+    require_current,
+    upgrade_warehouse,
+)
 from tests.conftest import FIXTURES
 from tests.test_cli import invoke
 
@@ -158,3 +165,45 @@ def _fingerprint(url: str) -> str:
     with create_engine(url).connect() as connection:
         tables = sorted(inspect(connection).get_table_names())
     return repr((tables, counts(url)))
+
+
+#: The project's own packages: a revision imports none of them but the migrations folder itself.
+PIPELINE_PACKAGES = ("tasks", "flows", "hubshare", "schemas")
+REVISIONS_PACKAGE = "schemas.migrations.versions"
+
+
+def pipeline_imports(source: str) -> list[str]:
+    """The modules of the pipeline that a revision's source imports, at any depth (an import
+    inside `upgrade()` runs the live code just the same)."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            # A relative import is resolved against the revisions' package.
+            base = REVISIONS_PACKAGE.rsplit(".", node.level - 1)[0] if node.level else ""
+            names = [".".join(part for part in (base, node.module) if part)]
+        else:
+            continue
+        found += [
+            name
+            for name in names
+            if name.split(".")[0] in PIPELINE_PACKAGES
+            and not (name + ".").startswith("schemas.migrations.")
+        ]
+    return found
+
+
+def test_revisions_carry_the_code_they_run():
+    """The pipeline's code follows the schema at head; an upgrade from an old warehouse runs
+    every revision since, each on the schema of its time."""
+    revisions = sorted((MIGRATIONS / "versions").glob("[0-9]*.py"))
+    assert "0006_model_dimension.py" in [path.name for path in revisions]
+    leaks = {path.name: pipeline_imports(path.read_text()) for path in revisions}
+    assert {name: modules for name, modules in leaks.items() if modules} == {}
+    # What 0006 did before it was frozen is caught, at module level or inside a function.
+    assert pipeline_imports(
+        "from schemas.frames import MODEL_FACT_SCHEMA\n"
+        "def upgrade():\n    from tasks.load import store_model_facts\n    import hubshare.errors\n"
+    ) == ["schemas.frames", "tasks.load", "hubshare.errors"]
+    assert pipeline_imports("from ...frames import X\nfrom .. import env") == ["schemas.frames"]
