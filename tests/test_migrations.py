@@ -7,6 +7,8 @@ from __future__ import annotations
 import ast
 import hashlib
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import psycopg
@@ -207,3 +209,16 @@ def test_revisions_carry_the_code_they_run():
         "def upgrade():\n    from tasks.load import store_model_facts\n    import hubshare.errors\n"
     ) == ["schemas.frames", "tasks.load", "hubshare.errors"]
     assert pipeline_imports("from ...frames import X\nfrom .. import env") == ["schemas.frames"]
+
+
+def test_the_import_contracts_hold():
+    """pyproject.toml's import-linter contracts: layers, frozen migrations, no cycles."""
+    lint = Path(sys.executable).with_name("lint-imports")
+    result = subprocess.run(
+        [str(lint), "--no-cache"],
+        cwd=MIGRATIONS.parent.parent,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr

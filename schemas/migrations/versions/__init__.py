@@ -1,0 +1,1 @@
+"""The revisions, each carrying the code it runs (alembic skips this file)."""
