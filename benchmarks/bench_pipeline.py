@@ -32,11 +32,12 @@ import polars as pl  # noqa: E402
 
 from hubshare.settings import DEFAULT_MAPPING, Settings
 from tasks.enrich import attribute_origin, attribute_uploader, parse_lineage
-from tasks.extract import CrawlState, build_snapshot, pages_key, snapshot_key
+from tasks.extract import CrawlState
 from tasks.load import RunRecord, load_run, warehouse_engine
 from tasks.mapping import load_mapping
 from tasks.quality import GateThresholds, check_quality
 from tasks.shares import compute_all_shares, share_table_sha256
+from tasks.snapshot import build_snapshot, pages_key, snapshot_key
 
 DAY = date(2026, 11, 29)
 

@@ -18,9 +18,9 @@ from hubshare.errors import HubshareError
 from hubshare.provenance import code_version
 from hubshare.read_warehouse import list_runs
 from hubshare.settings import Settings, get_settings
-from tasks.extract import recorded_manifest
 from tasks.load import ensure_schema, warehouse_engine
 from tasks.mapping import load_mapping
+from tasks.snapshot import recorded_manifest
 from tasks.windows import STANDARD_WINDOWS
 
 if TYPE_CHECKING:

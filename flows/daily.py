@@ -40,12 +40,7 @@ from schemas.warehouse import FACT_TABLES
 from tasks.alert import post_alert
 from tasks.enrich import attribute_models
 from tasks.explain import explain_markdown, explain_shares, previous_published_date
-from tasks.extract import (
-    CrawlState,
-    extract_snapshot,
-    read_snapshot,
-    stored_snapshot,
-)
+from tasks.extract import CrawlState, extract_snapshot
 from tasks.load import (
     CRASHED,
     FAILED,
@@ -73,6 +68,7 @@ from tasks.shares import (
     compute_all_shares,
     share_table_sha256,
 )
+from tasks.snapshot import read_snapshot, stored_snapshot
 from tasks.windows import STANDARD_WINDOWS
 
 #: great_expectations keeps one current project per process: concurrent runs (backfills) gate

@@ -17,7 +17,6 @@ from hubshare.errors import HubshareError, SnapshotError
 from hubshare.provenance import code_version, sha256_bytes
 from hubshare.settings import Settings, get_settings
 from tasks.enrich import attribute_models
-from tasks.extract import read_snapshot, snapshot_key, stored_snapshot
 from tasks.load import warehouse_engine
 from tasks.mapping import contested_rows, load_mapping, mapping_key
 from tasks.migrate import require_current
@@ -28,6 +27,7 @@ from tasks.shares import (
     share_ranges,
     share_table_sha256,
 )
+from tasks.snapshot import read_snapshot, snapshot_key, stored_snapshot
 from tasks.windows import Definition, model_metric
 
 

@@ -29,7 +29,6 @@ from sqlalchemy import Engine, text
 from hubshare.errors import HubshareError, UsageError, WarehouseError
 from hubshare.settings import Settings
 from tasks.enrich import attribute_models
-from tasks.extract import read_snapshot, stored_snapshot
 from tasks.mapping import load_mapping, mapping_key
 from tasks.migrate import require_current
 from tasks.shares import (
@@ -41,6 +40,7 @@ from tasks.shares import (
     fold_unknown_orgs,
     headline_metric,
 )
+from tasks.snapshot import read_snapshot, stored_snapshot
 
 #: Part kinds, in the order they are listed.
 KINDS = ("mapping", "new_models", "organisation", "population_total")

@@ -70,17 +70,15 @@ import polars as pl
 from hubshare.errors import ArchiveImportError, SnapshotError
 from hubshare.provenance import sha256_file, synthetic_object_id
 from hubshare.settings import Settings
-from schemas.frames import SNAPSHOT_SCHEMA
-from tasks.extract import (
+from schemas.frames import SNAPSHOT_SCHEMA, WIRE_SCHEMA, wire_problem
+from tasks.snapshot import (
     STORED_BY_THIS_RUN,
-    WIRE_SCHEMA,
     SnapshotManifest,
     day_key,
     describe_snapshot,
     finalise_snapshot,
     manifest_key,
     snapshot_key,
-    wire_problem,
 )
 
 log = logging.getLogger(__name__)

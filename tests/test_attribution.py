@@ -10,10 +10,11 @@ import polars as pl
 import pytest
 
 from hubshare.storage import DataStore
+from schemas.frames import WIRE_SCHEMA
 from tasks.enrich import MAX_DEPTH, attribute_origin, attribute_uploader, parse_lineage
-from tasks.extract import WIRE_SCHEMA, describe_snapshot, finalise_snapshot, snapshot_key
 from tasks.mapping import load_mapping
 from tasks.shares import compute_all_shares, compute_shares, render_share_table
+from tasks.snapshot import describe_snapshot, finalise_snapshot, snapshot_key
 from tests.conftest import HAND_MAPPING
 
 # Hand-computed from tests/fixtures/hand_models.jsonl (see the comments there by model):

@@ -16,16 +16,10 @@ import pytest
 
 from hubshare.errors import MalformedPageError, SnapshotError, TransientExtractError
 from hubshare.fakehub import FakeHub, Fault
+from hubshare.hub import check_page as _check_page
 from hubshare.settings import Settings
-from tasks.extract import (
-    STORED_BY_EARLIER_RUN,
-    STORED_BY_THIS_RUN,
-    _check_page,
-    crawl_pages,
-    extract_snapshot,
-    manifest_key,
-    snapshot_key,
-)
+from tasks.extract import crawl_pages, extract_snapshot
+from tasks.snapshot import STORED_BY_EARLIER_RUN, STORED_BY_THIS_RUN, manifest_key, snapshot_key
 
 DAY = date(2024, 1, 15)
 TOKEN = "hf_TESTtokenNEVERwritten0123456789"  # noqa: S105 - a fake token to hunt for

@@ -16,8 +16,9 @@ from hubshare.provenance import sha256_file
 from hubshare.settings import Settings
 from hubshare.storage import DataStore
 from schemas.frames import SNAPSHOT_SCHEMA
-from tasks.extract import SnapshotManifest, extract_snapshot, manifest_key, snapshot_key
+from tasks.extract import extract_snapshot
 from tasks.import_archive import import_snapshot
+from tasks.snapshot import SnapshotManifest, manifest_key, snapshot_key
 from tests.conftest import FIXTURES, HAND_MODELS, run_hubshare
 
 DAY = date(2024, 7, 1)

@@ -22,7 +22,7 @@ import pytest
 from hubshare.fakehub import FakeHub
 from hubshare.settings import Settings
 from hubshare.storage import DataStore
-from tasks.extract import (
+from tasks.snapshot import (
     ORDERED_SNAPSHOT_SCHEMA,
     STORED_BY_EARLIER_RUN,
     STORED_BY_THIS_RUN,
@@ -170,7 +170,7 @@ def test_writers_racing_on_a_date_leave_one_snapshot_and_manifest(store, caplog)
         )
 
     threads = [threading.Thread(target=build, args=(n,)) for n in range(4)]
-    with caplog.at_level("WARNING", logger="tasks.extract"):
+    with caplog.at_level("WARNING", logger="tasks.snapshot"):
         for thread in threads:
             thread.start()
         for thread in threads:
