@@ -508,6 +508,7 @@ class Lease:
         self._e_tag: str | None = None  # of the lease object as this holder last wrote it
         self._written_at = time.monotonic()  # when the last write that landed was sent
         self._lost_to: str | None = None  # who took it over, once this holder lost it
+        self._released = False
 
     @property
     def folder(self) -> str:
@@ -585,7 +586,10 @@ class Lease:
 
     def check(self) -> None:
         """Raise LeaseLostError unless this holder can still trust its lease: not taken over,
-        and renewed recently enough that a write sent now lands before it may expire."""
+        and renewed recently enough that a write sent now lands before it may expire. A released
+        lease stops nothing (a context copied while it was held may outlive it)."""
+        if self._released:
+            return
         unrenewed = time.monotonic() - self._written_at
         if self._lost_to is None and unrenewed > self.seconds * LEASE_TRUSTED_PART:
             try:
@@ -606,6 +610,7 @@ class Lease:
             )
 
     def release(self) -> None:
+        self._released = True
         self._stop.set()
         if self._thread is not None:
             self._thread.join()

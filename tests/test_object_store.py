@@ -358,3 +358,27 @@ def test_a_crawl_whose_lease_was_taken_over_stops_before_its_next_page(
     assert orjson.loads(store.get(f"{pages}/.crawl.lock") or b"")["holder"] == "new holder"
     new.release()  # only a holder's own lease is removed: it was still the new holder's
     assert not store.exists(f"{pages}/.crawl.lock")
+
+
+def test_a_run_whose_lease_was_taken_over_writes_nothing_more_in_its_folder(s3_bucket):
+    """A run whose lease another run took over (settling it as dead) is stopped at its next
+    write in its folder, and leaves the folder to the other: no end record written over it."""
+    import time
+
+    from hubshare.errors import LeaseLostError
+    from tasks.settle import running_in
+
+    store = DataStore.open(f"s3://{s3_bucket}/hubshare")
+    theirs = orjson.dumps({"holder": "settling run", "until": "2999-01-01T00:00:00+00:00"})
+    deadline = time.monotonic() + 10
+    with (  # noqa: PT012 - written until a renewal finds out
+        pytest.raises(LeaseLostError, match="lease was lost to settling run"),
+        running_in(store, "runs/r1", {"run_id": "r1"}, lease_seconds=0.6),
+    ):
+        store.put("runs/r1/.running", theirs)  # taken over
+        while time.monotonic() < deadline:
+            store.put("runs/r1/frame.parquet", b"")
+            time.sleep(0.05)
+    assert store.get("runs/r1/.running") == theirs
+    assert not store.exists("runs/r1/run.json")
+    assert store.exists("runs/r1/started.json")
