@@ -508,6 +508,7 @@ class Lease:
         self._e_tag: str | None = None  # of the lease object as this holder last wrote it
         self._written_at = time.monotonic()  # when the last write that landed was sent
         self._lost_to: str | None = None  # who took it over, once this holder lost it
+        self._lost_how = ""  # why, when nobody took it over (yet)
         self._released = False
 
     @property
@@ -596,16 +597,18 @@ class Lease:
                 found = self._read()
             except StorageError:
                 found = None
-            now_held_by = "nobody" if found is None else found[0]
-            self._lost_to = (
-                f"nobody yet (not renewed for {unrenewed:.1f} s of its {self.seconds:g} s)"
-                if now_held_by == self.holder
-                else now_held_by
-            )
+            self._lost_to = "nobody" if found is None else found[0]
+            if self._lost_to == self.holder:
+                self._lost_to = "nobody yet"
+                self._lost_how = (
+                    f" (not renewed for {unrenewed:.1f} s of its {self.seconds:g} s, it may "
+                    "expire before a write lands)"
+                )
         if self._lost_to is not None:
             raise LeaseLostError(
                 f"{self.store.where(self.key)}: this process's lease was lost to "
-                f"{self._lost_to}; its writes under {self.store.where(self.folder)} stop here",
+                f"{self._lost_to}{self._lost_how}; its writes under "
+                f"{self.store.where(self.folder)} stop here",
                 self._lost_to,
             )
 
