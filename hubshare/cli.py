@@ -563,8 +563,8 @@ def explain(
 ) -> None:
     """Why did each bucket's share move between two published runs? Parts (organisations, new
     models, the population total, mapping changes) that add up exactly to the change."""
+    from schemas.quality import known_buckets
     from tasks.explain import change_as_json, explain_shares, rounded_parts
-    from tasks.mapping import known_buckets
 
     start, end = _parse_date(from_, "--from"), _parse_date(to, "--to")
     assert start is not None and end is not None

@@ -28,6 +28,16 @@ class StorageError(HubshareError):
     """The data dir's store (a folder or object storage) refused or failed an operation."""
 
 
+class LeaseLostError(StorageError):
+    """This process's lease on a folder of object storage was taken over, or went unrenewed so
+    long that it may expire: its writes under that folder are refused. `holder` names who holds
+    the lease now, as far as the store says."""
+
+    def __init__(self, message: str, holder: str) -> None:
+        super().__init__(message)
+        self.holder = holder
+
+
 class SnapshotError(HubshareError):
     """A stored raw snapshot is missing, altered, or cannot be read."""
 

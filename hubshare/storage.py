@@ -15,12 +15,19 @@ no message here carries them.
 An object read in several steps of a run (a snapshot: its hash check, attribution, shares,
 explain) is downloaded once per process into a local copy, reused while the store reports the
 same ETag and size (`Downloads`).
+
+One holder at a time (a date's crawl, a run's folder) is `hold`: an OS lock on a local disk, a
+`Lease` on object storage. A lease that its holder loses (taken over, or unrenewed so long that it
+may expire) stops that holder's writes under the leased folder (`LeaseLostError`), so two writers
+never proceed there at once.
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
+import contextvars
+import fcntl
 import hashlib
 import logging
 import os
@@ -28,6 +35,7 @@ import shutil
 import socket
 import tempfile
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -42,7 +50,7 @@ import polars as pl
 from obstore.exceptions import AlreadyExistsError, BaseError, PreconditionError
 from obstore.store import ObjectStore, from_url
 
-from hubshare.errors import StorageError
+from hubshare.errors import LeaseLostError, StorageError
 from hubshare.provenance import public_endpoint, sha256_file
 
 if TYPE_CHECKING:
@@ -107,6 +115,7 @@ class DataStore:
         if self.root is not None:
             self.write_file(key, lambda tmp: tmp.write_bytes(data))
             return
+        self._refuse_if_lease_lost(key)
         try:
             obstore.put(self._remote, key, data)
         except (BaseError, OSError) as err:
@@ -154,6 +163,7 @@ class DataStore:
             (self.root / key).unlink(missing_ok=True)
             _prune_empty((self.root / key).parent, self.root)
             return
+        self._refuse_if_lease_lost(key)
         try:
             obstore.delete(self._remote, key)
         except FileNotFoundError:
@@ -166,6 +176,7 @@ class DataStore:
         if self.root is not None:
             shutil.rmtree(self.root / prefix, ignore_errors=True)
             return
+        self._refuse_if_lease_lost(prefix, folder=True)
         keys = self.keys(prefix)
         if keys:
             try:
@@ -184,6 +195,7 @@ class DataStore:
         it was, when it does. For writers that want a path, like parquet's."""
         if self.root is not None:
             return _write_local(self.root, key, write, create=create)
+        self._refuse_if_lease_lost(key)
         with tempfile.TemporaryDirectory(prefix="hubshare-") as scratch:
             tmp = Path(scratch) / Path(key).name
             write(tmp)
@@ -244,6 +256,15 @@ class DataStore:
             return None
         except (BaseError, OSError) as err:
             raise self._failed("read", key, err) from None
+
+    def _refuse_if_lease_lost(self, key: str, *, folder: bool = False) -> None:
+        """Raise LeaseLostError if `key` (with `folder`, anything under it) lies under the folder
+        of a lease this context holds on this store (see `hold`) and that lease was lost."""
+        for lease in _HELD_LEASES.get():
+            if lease.store.location != self.location:
+                continue
+            if _is_under(key, lease.folder) or (folder and _is_under(lease.folder, key)):
+                lease.check()
 
     @property
     def _remote(self) -> ObjectStore:
@@ -451,10 +472,15 @@ def _write_beside(path: Path, write: Callable[[Path], object], *, create: bool) 
 
 
 # ----------------------------------------------------------------------------------------------
-# Leases: "one holder at a time" where no OS lock reaches (object storage)
+# Locks and leases: one holder at a time
 
 #: How many times a contender looks again when the lease changes hands while it looks.
 LEASE_ATTEMPTS = 5
+
+#: A holder stops writing once its lease went unrenewed for this part of its time: a write that
+#: passed the check then has the rest (40 s of the default 120 s) to land before the lease may
+#: expire and another contender take it over. Renewals come every third of the time.
+LEASE_TRUSTED_PART = 2 / 3
 
 
 @dataclass
@@ -464,7 +490,11 @@ class Lease:
     contender takes over. Every write is conditional, enforced by the store: a free lease is
     created only if absent, an expired one replaced only if unchanged since it was read (S3's
     `If-Match`), and a renewal only if still the holder's own write, so of two contenders
-    exactly one holds it, and a holder whose lease was taken over stops renewing it."""
+    exactly one holds it, and a holder whose lease was taken over stops renewing it.
+
+    A holder that lost its lease (a renewal found it taken over, or none succeeded for
+    `LEASE_TRUSTED_PART` of its time: a paused process, an unreachable store) has lost it for
+    good: `check` raises `LeaseLostError` naming who holds it now."""
 
     store: DataStore
     key: str
@@ -476,6 +506,15 @@ class Lease:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._e_tag: str | None = None  # of the lease object as this holder last wrote it
+        self._written_at = time.monotonic()  # when the last write that landed was sent
+        self._lost_to: str | None = None  # who took it over, once this holder lost it
+        self._lost_how = ""  # why, when nobody took it over (yet)
+        self._released = False
+
+    @property
+    def folder(self) -> str:
+        """The folder the lease object lies in: what its holder writes alone."""
+        return self.key.rsplit("/", 1)[0] if "/" in self.key else ""
 
     def _body(self) -> bytes:
         until = datetime.now(UTC) + timedelta(seconds=self.seconds)
@@ -483,12 +522,15 @@ class Lease:
 
     def _write(self, mode: Any) -> str | None:
         """Put a fresh body with the conditional `mode`: its ETag, or None if refused."""
+        sent = time.monotonic()
         try:
-            return str(obstore.put(self.store._remote, self.key, self._body(), mode=mode)["e_tag"])
+            e_tag = obstore.put(self.store._remote, self.key, self._body(), mode=mode)["e_tag"]
         except (AlreadyExistsError, PreconditionError):
             return None
         except (BaseError, OSError) as err:
             raise self.store._failed("write", self.key, err) from None
+        self._written_at = sent
+        return str(e_tag)
 
     def _read(self) -> tuple[str, datetime, str | None] | None:
         """(holder, valid until, ETag) of the lease now stored, or None."""
@@ -531,10 +573,11 @@ class Lease:
                 if e_tag is None:
                     found = self._read()
                     if found is None or found[0] != self.holder:
+                        self._lost_to = "nobody" if found is None else found[0]
                         log.warning(
                             "%s: lease taken over by %s; this process no longer holds it",
                             self.store.where(self.key),
-                            "nobody" if found is None else found[0],
+                            self._lost_to,
                         )
                         return
                     e_tag = found[2]  # our own renewal, whose answer was lost
@@ -542,13 +585,115 @@ class Lease:
             except StorageError:
                 continue  # the store is unreachable for now: try again at the next renewal
 
+    def check(self) -> None:
+        """Raise LeaseLostError unless this holder can still trust its lease: not taken over,
+        and renewed recently enough that a write sent now lands before it may expire. A released
+        lease stops nothing (a context copied while it was held may outlive it)."""
+        if self._released:
+            return
+        unrenewed = time.monotonic() - self._written_at
+        if self._lost_to is None and unrenewed > self.seconds * LEASE_TRUSTED_PART:
+            try:
+                found = self._read()
+            except StorageError:
+                found = None
+            self._lost_to = "nobody" if found is None else found[0]
+            if self._lost_to == self.holder:
+                self._lost_to = "nobody yet"
+                self._lost_how = (
+                    f" (not renewed for {unrenewed:.1f} s of its {self.seconds:g} s, it may "
+                    "expire before a write lands)"
+                )
+        if self._lost_to is not None:
+            raise LeaseLostError(
+                f"{self.store.where(self.key)}: this process's lease was lost to "
+                f"{self._lost_to}{self._lost_how}; its writes under "
+                f"{self.store.where(self.folder)} stop here",
+                self._lost_to,
+            )
+
     def release(self) -> None:
+        self._released = True
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
         found = self._read()
         if found is not None and found[0] == self.holder:  # never another holder's
             self.store.delete(self.key)
+
+
+#: The leases held in this context (by `hold`): a write through any `DataStore` of the same
+#: store under a lease's folder first checks that the lease is still held. A context, not the
+#: process: another holder in the same process (a thread of its own) is not stopped by it.
+_HELD_LEASES: contextvars.ContextVar[tuple[Lease, ...]] = contextvars.ContextVar(
+    "hubshare_held_leases", default=()
+)
+
+
+def _is_under(key: str, folder: str) -> bool:
+    return not folder or key == folder or key.startswith(folder + "/")
+
+
+@contextlib.contextmanager
+def hold(
+    store: DataStore,
+    key: str,
+    lease_seconds: float,
+    *,
+    wait: bool = False,
+    make_folder: bool = True,
+) -> Iterator[str | None]:
+    """Hold `key`'s lock for the `with` block: yields None once held, else who holds it (the
+    block then runs without it). With `wait`, a local lock is waited for (on object storage the
+    key is taken to be new: a holder there is not waited for). Without `make_folder`, a folder
+    that is gone counts as held by another (it was just removed).
+
+    On a local disk an exclusive `flock` on the key's file, released when its holder exits, even
+    killed; the file says who holds it (`pid N since T`). On object storage a `Lease` renewed
+    while the block runs, taken over once a dead holder's lease expires. Once this holder loses
+    its lease, every later write in this context (this thread, and the tasks it starts with a
+    copy of its context) through a `DataStore` of this store under the lease's folder raises
+    `LeaseLostError` naming who took it over: a crawl's `raw/<date>/pages/`, a run's
+    `runs/<run id>/`. Reads go on; writes elsewhere are not the lease's to stop."""
+    if not store.is_local:
+        lease = Lease(store, key, lease_seconds)
+        holder = lease.acquire()
+        if holder is not None and not wait:
+            yield holder
+            return
+        held = holder is None
+        if held:
+            _HELD_LEASES.set((*_HELD_LEASES.get(), lease))
+        try:
+            yield None
+        finally:
+            if held:
+                _HELD_LEASES.set(tuple(other for other in _HELD_LEASES.get() if other is not lease))
+            lease.release()
+        return
+    path = store.path(key)
+    if make_folder:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        handle = path.open("a+")
+    except OSError:
+        yield "another process (its folder is gone)"
+        return
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            yield handle.read().strip() or "another process"
+            return
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} since {datetime.now(UTC).isoformat(timespec='seconds')}")
+        handle.flush()
+        try:
+            yield None
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _public(location: str) -> str:

@@ -41,11 +41,16 @@ def load_suite(name: str) -> dict[str, Any]:
 
 
 @functools.cache
-def _known_buckets() -> tuple[str, ...]:
+def alpha2_codes() -> frozenset[str]:
+    """Every ISO 3166-1 alpha-2 country code (pycountry's, imported when first asked for)."""
     import pycountry
 
-    codes = {country.alpha_2 for country in pycountry.countries}
-    return tuple(sorted(codes | set(SPECIAL_BUCKETS)))
+    return frozenset(country.alpha_2 for country in pycountry.countries)
+
+
+@functools.cache
+def _known_buckets() -> tuple[str, ...]:
+    return tuple(sorted(alpha2_codes() | set(SPECIAL_BUCKETS)))
 
 
 def known_buckets() -> list[str]:

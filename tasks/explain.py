@@ -39,6 +39,7 @@ from tasks.shares import (
     compute_shares,
     fold_unknown_orgs,
     headline_metric,
+    largest_remainder,
 )
 from tasks.snapshot import read_snapshot, stored_snapshot
 
@@ -294,19 +295,13 @@ def rounded_parts(change: BucketChange) -> tuple[Decimal, Decimal, Decimal, list
     and the change is exactly share_to − share_from: largest remainders take the last units."""
     share_from, share_to = to_decimal(change.share_from), to_decimal(change.share_to)
     target = round((share_to - share_from).scaleb(SHARE_DECIMALS))
-    scaled = [part.contribution / UNIT for part in change.parts]
-    floors = [value.numerator // value.denominator for value in scaled]
-    missing = target - sum(floors)
-    order = sorted(
-        range(len(scaled)), key=lambda i: (-(scaled[i] - floors[i]), change.parts[i].name)
-    )
-    units = list(floors)
-    if not order:  # no parts: nothing moved, and the rounded shares are equal
+    if not change.parts:  # nothing moved, and the rounded shares are equal
         return share_from, share_to, share_to - share_from, []
-    step = 1 if missing > 0 else -1
-    for turn in range(abs(missing)):
-        index = order[turn % len(order)] if step > 0 else order[::-1][turn % len(order)]
-        units[index] += step
+    units = largest_remainder(
+        [part.contribution / UNIT for part in change.parts],
+        target,
+        [part.name for part in change.parts],
+    )
     parts = [Decimal(u).scaleb(-SHARE_DECIMALS) for u in units]
     return share_from, share_to, share_to - share_from, parts
 

@@ -11,10 +11,8 @@ one Hub client, `hubshare.hub`.
 from __future__ import annotations
 
 import contextvars
-import fcntl
 import gzip
 import logging
-import os
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -27,6 +25,7 @@ import orjson
 from hubshare.errors import (
     CrawlBusyError,
     ExtractError,
+    LeaseLostError,
     MalformedPageError,
     SnapshotError,
     TransientExtractError,
@@ -34,7 +33,7 @@ from hubshare.errors import (
 from hubshare.hub import Fetched, HubClient, check_page, without_credentials
 from hubshare.provenance import public_endpoint
 from hubshare.settings import Settings
-from hubshare.storage import DataStore, Lease
+from hubshare.storage import DataStore, hold
 from schemas.frames import EXPAND_FIELDS
 from tasks.snapshot import (
     STORED_BY_EARLIER_RUN,
@@ -121,11 +120,10 @@ def crawl_pages(
 def crawl_lock(store: DataStore, snapshot_date: date, lease_seconds: float) -> Iterator[None]:
     """One crawl of a date at a time per data dir: a second process is told who holds it. On a
     local disk an OS lock (released when its holder exits, even killed); on object storage a
-    lease its holder renews while it lives (taken over once a dead holder's lease expires)."""
+    lease its holder renews while it lives (taken over once a dead holder's lease expires). A
+    crawl whose lease was taken over stops at its next page, told by whom (`storage.hold`)."""
     key = f"{pages_key(snapshot_date)}/{LOCK_FILE}"
-    if not store.is_local:
-        lease = Lease(store, key, lease_seconds)
-        holder = lease.acquire()
+    with hold(store, key, lease_seconds) as holder:
         if holder is not None:
             raise CrawlBusyError(
                 f"another crawl of {snapshot_date} holds {store.where(key)} ({holder}): wait "
@@ -133,29 +131,11 @@ def crawl_lock(store: DataStore, snapshot_date: date, lease_seconds: float) -> I
             )
         try:
             yield
-        finally:
-            lease.release()
-        return
-    path = store.path(key)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
+        except LeaseLostError as lost:
             raise CrawlBusyError(
-                f"another crawl of {snapshot_date} holds {path} ({holder}): wait for it to "
-                "finish, or stop it; the next run resumes where it stopped"
+                f"another crawl of {snapshot_date} took over {store.where(key)} ({lost.holder}) "
+                "while this one ran: this one stopped before its next page; the other carries on"
             ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"pid {os.getpid()} since {_now().isoformat(timespec='seconds')}")
-        handle.flush()
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _crawl_pages(

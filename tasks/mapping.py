@@ -8,12 +8,10 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 
 import orjson
 import polars as pl
-import pycountry
 
 from hubshare.errors import MappingError
 from hubshare.provenance import sha256_file
@@ -28,15 +26,7 @@ from schemas.mapping import (
     MAPPING_SCHEMA,
     ORG_TYPES,
 )
-
-
-@cache
-def alpha2_codes() -> frozenset[str]:
-    return frozenset(country.alpha_2 for country in pycountry.countries)
-
-
-def known_buckets() -> frozenset[str]:
-    return alpha2_codes() | frozenset(SPECIAL_BUCKETS)
+from schemas.quality import alpha2_codes
 
 
 @dataclass(frozen=True)

@@ -11,20 +11,19 @@ dead run is settled once its lease has expired (`HUBSHARE_LEASE_SECONDS`).
 
 from __future__ import annotations
 
-import fcntl
 import logging
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import IO, Any
+from typing import Any
 from uuid import UUID
 
 import orjson
 
-from hubshare.errors import HubshareError
+from hubshare.errors import HubshareError, LeaseLostError
 from hubshare.settings import Settings
-from hubshare.storage import DataStore, Lease
+from hubshare.storage import DataStore, hold
 from tasks.load import CRASHED, record_unfinished_run, warehouse_engine
 
 LOCK_FILE = ".running"
@@ -44,8 +43,9 @@ def run_folder(run_id: str) -> str:
 def running_in(
     store: DataStore, folder: str, started: dict[str, Any], lease_seconds: float
 ) -> Iterator[None]:
-    """Hold the run folder's lock while the run lives, then let it go."""
-    with _hold(store, folder, lease_seconds):
+    """Hold the run folder's lock while the run lives, then let it go. On object storage a run
+    whose lease was lost (settled as dead by another run) writes nothing more in its folder."""
+    with hold(store, f"{folder}/{LOCK_FILE}", lease_seconds, wait=True):
         try:
             store.put(f"{folder}/{STARTED_FILE}", orjson.dumps(started, default=str))
         except OSError:
@@ -55,60 +55,18 @@ def running_in(
             yield
         except BaseException as err:
             # Ended by an error: its failure hook records it, not the next run. A rejected run
-            # has written its full record already.
+            # has written its full record already. A folder whose lease was lost is another's.
             finished = f"{folder}/{FINISHED_FILE}"
-            if not store.exists(finished):
-                store.put(finished, orjson.dumps({"ended_by": type(err).__name__}))
+            with suppress(LeaseLostError):
+                if not store.exists(finished):
+                    store.put(finished, orjson.dumps({"ended_by": type(err).__name__}))
             raise
 
 
 @contextmanager
-def _hold(store: DataStore, folder: str, lease_seconds: float) -> Iterator[None]:
-    if not store.is_local:
-        lease = Lease(store, f"{folder}/{LOCK_FILE}", lease_seconds)
-        lease.acquire()  # a new folder: nobody else holds it
-        try:
-            yield
-        finally:
-            lease.release()
-        return
-    path = store.path(f"{folder}/{LOCK_FILE}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-@contextmanager
 def _lock_if_free(store: DataStore, folder: str, lease_seconds: float) -> Iterator[bool]:
-    if not store.is_local:
-        lease = Lease(store, f"{folder}/{LOCK_FILE}", lease_seconds)
-        if lease.acquire() is not None:  # its process is alive (renewing)
-            yield False
-            return
-        try:
-            yield True
-        finally:
-            lease.release()
-        return
-    handle: IO[str] | None
-    try:
-        handle = store.path(f"{folder}/{LOCK_FILE}").open("a")
-    except OSError:
-        handle = None
-    if handle is None:
-        yield False
-        return
-    with handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:  # its process is alive
-            yield False
-            return
-        yield True
+    with hold(store, f"{folder}/{LOCK_FILE}", lease_seconds, make_folder=False) as holder:
+        yield holder is None
 
 
 @dataclass(frozen=True)

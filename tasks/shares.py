@@ -9,6 +9,7 @@ the buckets of a view sum to exactly the population total.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict
 from datetime import date, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal, localcontext
@@ -31,6 +32,22 @@ def _round_half_even(value: Fraction) -> int:
     return round(value)  # Fraction.__round__ rounds half to even
 
 
+def largest_remainder(values: Sequence[Fraction], total: int, names: Sequence[str]) -> list[int]:
+    """`values` as whole numbers that sum to exactly `total`: each value's floor, then the units
+    still missing one each to the largest fractional parts (ties by name), or, where the floors
+    exceed `total`, taken one each from the smallest; round after round while units remain."""
+    floors = [value.numerator // value.denominator for value in values]
+    units = list(floors)
+    if not values:
+        return units
+    order = sorted(range(len(values)), key=lambda i: (-(values[i] - floors[i]), names[i]))
+    missing = total - sum(floors)
+    step, ranked = (1, order) if missing > 0 else (-1, order[::-1])
+    for turn in range(abs(missing)):
+        units[ranked[turn % len(ranked)]] += step
+    return units
+
+
 def _org_totals(rows: pl.DataFrame, total: int) -> pl.DataFrame:
     """`rows` (org, bucket, num, den) -> (org, bucket, downloads) apportioned to `total`.
 
@@ -49,11 +66,11 @@ def _org_totals(rows: pl.DataFrame, total: int) -> pl.DataFrame:
     remainders: dict[str, Fraction] = {}
     for org, den, rem in grouped.filter(pl.col("rem") != 0).select("org", "den", "rem").iter_rows():
         remainders[org] = remainders.get(org, Fraction(0)) + Fraction(rem, den)
-    extra = {org: value.numerator // value.denominator for org, value in remainders.items()}
-    missing = total - int(orgs["whole"].sum()) - sum(extra.values())
-    ranked = sorted(remainders, key=lambda org: (-(remainders[org] - extra[org]), org))
-    for org in ranked[:missing]:
-        extra[org] += 1
+    fractional = list(remainders)
+    units = largest_remainder(
+        list(remainders.values()), total - int(orgs["whole"].sum()), fractional
+    )
+    extra = dict(zip(fractional, units, strict=True))
     bonus = pl.DataFrame(
         {"org": list(extra), "extra": list(extra.values())},
         schema={"org": pl.String, "extra": pl.Int64},

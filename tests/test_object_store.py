@@ -287,3 +287,98 @@ def test_a_run_whose_lease_expired_is_settled_and_a_live_one_is_not(env, s3_buck
     [settled] = settle_abandoned_runs(settings, current_run_id="this-run")
     assert (settled.run_id, settled.status, settled.version) == ("dead-run", "crashed", 1)
     assert store.keys("runs") == ["runs/live-run/.running", "runs/live-run/started.json"]
+
+
+#: A crawl in a process of its own: exit 4 and the error's kind and message when it fails.
+CRAWL_ONE_DAY = """
+import sys
+from datetime import date
+from hubshare.errors import HubshareError
+from hubshare.settings import Settings
+from tasks.extract import crawl_pages
+try:
+    crawl_pages(date.fromisoformat(sys.argv[1]), Settings())
+except HubshareError as err:
+    sys.exit(f"{type(err).__name__}: {err}")
+"""
+
+
+def test_a_crawl_whose_lease_was_taken_over_stops_before_its_next_page(
+    env, s3_bucket, hand_models, monkeypatch
+):
+    """A crawl paused past its lease (SIGSTOP: a frozen VM, a stalled process) is taken over by
+    another holder through the lease's compare-and-swap; resumed, it stores no page more and
+    fails naming the new holder, whose lease stays as written."""
+    import signal
+    import time
+
+    from hubshare.errors import CrawlBusyError
+    from hubshare.fakehub import Fault
+    from hubshare.storage import Lease
+
+    day = DAYS[0]
+    pages = f"raw/{day}/pages"
+    monkeypatch.setenv("HUBSHARE_DATA_DIR", f"s3://{s3_bucket}/hubshare")
+    monkeypatch.setenv("HUBSHARE_PAGE_SIZE", "1")
+    monkeypatch.setenv("HUBSHARE_LEASE_SECONDS", "1.5")  # renewed every 0.5 s
+    store = DataStore.open(f"s3://{s3_bucket}/hubshare")
+    slow = [Fault(n, "slow", delay=0.3) for n in range(1, 40)]
+    with FakeHub(hand_models, faults=slow) as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        crawl = subprocess.Popen(  # noqa: S603 - this interpreter
+            [sys.executable, "-c", CRAWL_ONE_DAY, str(day)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while not store.exists(f"{pages}/page-000002.json.gz"):
+                assert crawl.poll() is None and time.monotonic() < deadline, crawl.stderr
+                time.sleep(0.05)
+            crawl.send_signal(signal.SIGSTOP)
+            time.sleep(2.5)  # its lease expires unrenewed (and writes in flight land)
+            new = Lease(store, f"{pages}/.crawl.lock", 30, holder="new holder")
+            assert new.acquire() is None  # taken over: the expired lease, compare-and-swap
+            stored = {key: store.get(key) for key in store.keys(pages)}
+            crawl.send_signal(signal.SIGCONT)
+            _, stderr = crawl.communicate(timeout=60)
+        finally:
+            if crawl.poll() is None:
+                crawl.kill()
+                crawl.wait()
+    assert crawl.returncode == 1, stderr
+    assert stderr.strip().splitlines()[-1] == (
+        f"{CrawlBusyError.__name__}: another crawl of {day} took over "
+        f"s3://{s3_bucket}/hubshare/{pages}/.crawl.lock (new holder) while this one ran: this "
+        "one stopped before its next page; the other carries on"
+    )
+    assert {key: store.get(key) for key in store.keys(pages)} == stored  # nothing stored since
+    assert not orjson.loads(stored[f"{pages}/state.json"] or b"")["finished_at"]
+    assert orjson.loads(store.get(f"{pages}/.crawl.lock") or b"")["holder"] == "new holder"
+    new.release()  # only a holder's own lease is removed: it was still the new holder's
+    assert not store.exists(f"{pages}/.crawl.lock")
+
+
+def test_a_run_whose_lease_was_taken_over_writes_nothing_more_in_its_folder(s3_bucket):
+    """A run whose lease another run took over (settling it as dead) is stopped at its next
+    write in its folder, and leaves the folder to the other: no end record written over it."""
+    import time
+
+    from hubshare.errors import LeaseLostError
+    from tasks.settle import running_in
+
+    store = DataStore.open(f"s3://{s3_bucket}/hubshare")
+    theirs = orjson.dumps({"holder": "settling run", "until": "2999-01-01T00:00:00+00:00"})
+    deadline = time.monotonic() + 10
+    with (  # noqa: PT012 - written until a renewal finds out
+        pytest.raises(LeaseLostError, match="lease was lost to settling run"),
+        running_in(store, "runs/r1", {"run_id": "r1"}, lease_seconds=0.6),
+    ):
+        store.put("runs/r1/.running", theirs)  # taken over
+        while time.monotonic() < deadline:
+            store.put("runs/r1/frame.parquet", b"")
+            time.sleep(0.05)
+    assert store.get("runs/r1/.running") == theirs
+    assert not store.exists("runs/r1/run.json")
+    assert store.exists("runs/r1/started.json")

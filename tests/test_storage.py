@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -16,9 +17,9 @@ import polars as pl
 import pytest
 
 from hubshare import storage
-from hubshare.errors import StorageError
+from hubshare.errors import LeaseLostError, StorageError
 from hubshare.provenance import public_endpoint, sha256_bytes
-from hubshare.storage import DOWNLOADS, DataStore, Lease
+from hubshare.storage import DOWNLOADS, DataStore, Lease, hold
 from tests.conftest import S3_KEY_ID, S3_SECRET
 
 
@@ -192,3 +193,80 @@ def test_a_holder_whose_lease_was_taken_over_stops_renewing_it(s3_bucket, caplog
     assert store.get(key) == theirs
     lease.release()
     assert store.get(key) == theirs
+
+
+def test_a_holder_that_lost_its_lease_writes_nothing_more_under_its_folder(s3_bucket):
+    """Once a renewal finds the lease taken over, every write of the holder's context under the
+    leased folder is refused, naming the new holder; its reads, its writes elsewhere and the
+    new holder's writes (another thread) go on."""
+    store = DataStore.open(f"s3://{s3_bucket}/data")
+    key = "runs/r1/.running"
+    theirs = orjson.dumps({"holder": "new holder", "until": "2999-01-01T00:00:00+00:00"})
+    frame = pl.DataFrame({"a": [1]})
+    with hold(store, key, 0.6) as holder:  # renewed every 0.2 s
+        assert holder is None
+        store.put("runs/r1/mine.json", b"before")  # held: written
+        store.put(key, theirs)  # taken over
+        deadline = time.monotonic() + 10
+        with pytest.raises(LeaseLostError) as lost:
+            while time.monotonic() < deadline:
+                store.put("runs/r1/probe.json", b"")  # written until a renewal finds out
+                time.sleep(0.05)
+        assert lost.value.holder == "new holder"
+        assert str(lost.value) == (
+            f"s3://{s3_bucket}/data/{key}: this process's lease was lost to new holder; its "
+            f"writes under s3://{s3_bucket}/data/runs/r1 stop here"
+        )
+        for write in (
+            lambda: store.put("runs/r1/mine.json", b"after"),
+            lambda: store.create("runs/r1/new.json", b"after"),
+            lambda: store.write_parquet("runs/r1/frame.parquet", frame),
+            lambda: store.write_file("runs/r1/file.bin", lambda tmp: tmp.write_bytes(b"x")),
+            lambda: store.delete("runs/r1/mine.json"),
+            lambda: store.delete_folder("runs/r1"),
+            lambda: store.delete_folder("runs"),  # holds the leased folder
+            lambda: DataStore.open(f"s3://{s3_bucket}/data").put("runs/r1/other.json", b""),
+        ):
+            with pytest.raises(LeaseLostError, match="lost to new holder"):
+                write()
+        assert store.get("runs/r1/mine.json") == b"before"  # reads go on
+        store.put("runs/r2/elsewhere.json", b"1")  # not the lease's folder
+        other_thread = threading.Thread(target=store.put, args=("runs/r1/theirs.json", b"2"))
+        other_thread.start()  # the new holder's context: not stopped
+        other_thread.join()
+        assert store.get("runs/r1/theirs.json") == b"2"
+    assert store.get(key) == theirs  # neither renewed over nor removed
+    assert store.keys("runs/r1") == [
+        key,
+        "runs/r1/mine.json",
+        "runs/r1/probe.json",
+        "runs/r1/theirs.json",
+    ]
+    store.put("runs/r1/mine.json", b"no lease held here any more")
+
+
+def test_a_local_lock_is_not_a_lease(tmp_path):
+    """On a local disk the OS lock says who holds it, and writes under it are never refused."""
+    store = DataStore.open(tmp_path / "data")
+    key = "runs/r1/.running"
+    with hold(store, key, 0.01) as holder:
+        assert holder is None
+        assert (store.get(key) or b"").startswith(f"pid {os.getpid()} since ".encode())
+        time.sleep(0.05)  # far past the lease time: no lease here
+        store.put("runs/r1/mine.json", b"1")
+        subprocess_holder = subprocess.run(  # noqa: S603 - this interpreter
+            [
+                sys.executable,
+                "-c",
+                "import sys; from hubshare.storage import DataStore, hold\n"
+                "with hold(DataStore.open(sys.argv[1]), sys.argv[2], 1) as holder:\n"
+                "    print(holder)",
+                str(tmp_path / "data"),
+                key,
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert subprocess_holder.stdout.startswith(f"pid {os.getpid()} since ")
+    assert store.get("runs/r1/mine.json") == b"1"
