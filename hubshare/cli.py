@@ -33,7 +33,8 @@ from hubshare.errors import (
     UsageError,
     WarehouseError,
 )
-from hubshare.settings import PROJECT_ROOT, get_settings
+from hubshare.resources import reference_file
+from hubshare.settings import get_settings
 
 app = typer.Typer(
     help="Daily share of Hugging Face Hub downloads by developer country.",
@@ -144,7 +145,7 @@ def _storage_problem(err: OSError) -> str:
     )
 
 
-DEMO_SAMPLE = PROJECT_ROOT / "data" / "samples" / "hub-2024-09-20.jsonl.gz"
+DEMO_SAMPLE = reference_file("data/samples/hub-2024-09-20.jsonl.gz")
 DEMO_DATE = date(2024, 9, 20)
 
 

@@ -9,13 +9,13 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from hubshare.errors import UsageError
+from hubshare.resources import reference_file
 
 if TYPE_CHECKING:
     from hubshare.storage import DataStore
 
-#: The repository root (this file lives in `<root>/hubshare/`); reference data ships in `data/`.
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_MAPPING = PROJECT_ROOT / "data" / "org_country.csv"
+#: The reference mapping: the checkout's `data/org_country.csv`, else the one the package ships.
+DEFAULT_MAPPING = reference_file("data/org_country.csv")
 
 
 class Settings(BaseSettings):
