@@ -104,8 +104,9 @@ def _leave(code: int) -> None:
 
 
 def _main() -> None:
-    """An unexpected error is one line too (exit 1), its traceback with --debug; Ctrl-C exits
-    130."""
+    """Every command's errors, handled here once: a HubshareError is its message on one line
+    and its exit code (EXIT_CODES); a storage failure exits 7; an unexpected error is one line
+    too (exit 1), its traceback with --debug; Ctrl-C exits 130."""
     from hubshare.temporary_server import start_early_for
 
     start_early_for(sys.argv[1:])  # (already done when started as `hubshare`)
@@ -118,6 +119,9 @@ def _main() -> None:
     except KeyboardInterrupt:  # outside a command (while starting up)
         _print_error("interrupted; a crawl resumes from its last stored page next time")
         sys.exit(130)
+    except HubshareError as err:
+        _print_error(str(err))
+        sys.exit(_exit_code(err))
     except OSError as err:
         if DEBUG["on"] or isinstance(err, ConnectionError | TimeoutError):
             raise
@@ -241,10 +245,8 @@ EXIT_CODES: tuple[tuple[type[HubshareError], int], ...] = (
 )
 
 
-def _fail(err: HubshareError) -> typer.Exit:
-    _print_error(str(err))
-    code = next((code for kind, code in EXIT_CODES if isinstance(err, kind)), 1)
-    return typer.Exit(code=code)
+def _exit_code(err: HubshareError) -> int:
+    return next((code for kind, code in EXIT_CODES if isinstance(err, kind)), 1)
 
 
 def _engine() -> Any:
@@ -290,11 +292,8 @@ def run(
     from hubshare.progress import crawl_progress, describe_stage_seconds
 
     run_date = _parse_date(date_)
-    try:
-        with crawl_progress(stderr):
-            outcome = _run_daily(run_date, backdate)
-    except HubshareError as err:
-        raise _fail(err) from None
+    with crawl_progress(stderr):
+        outcome = _run_daily(run_date, backdate)
     for line in outcome.get("settled", []):
         stderr.print(f"Settled an {line}", highlight=False, markup=False)
     stderr.print(
@@ -331,22 +330,19 @@ def shares(
     """The published shares of a date (default: the latest published date)."""
     from hubshare.read_warehouse import published_shares
 
-    try:
-        day = _parse_date(date_)
-        custom = _parse_span(window) if window and ".." in window else None
-        if custom is not None:
-            from flows.recompute import window_shares_now
+    day = _parse_date(date_)
+    custom = _parse_span(window) if window and ".." in window else None
+    if custom is not None:
+        from flows.recompute import window_shares_now
 
-            frame = window_shares_now(custom[0], custom[1], cohort.value, attribution.value)
-            stderr.print(
-                f"Computed now from the raw snapshots of {custom[0]} and {custom[1]} "
-                "with the current mapping (not stored)."
-            )
-        else:
-            definition = "downloads_30d" if window is None else f"window_{_window_days(window)}d"
-            frame = published_shares(_engine(), day, attribution.value, definition, cohort.value)
-    except HubshareError as err:
-        raise _fail(err) from None
+        frame = window_shares_now(custom[0], custom[1], cohort.value, attribution.value)
+        stderr.print(
+            f"Computed now from the raw snapshots of {custom[0]} and {custom[1]} "
+            "with the current mapping (not stored)."
+        )
+    else:
+        definition = "downloads_30d" if window is None else f"window_{_window_days(window)}d"
+        frame = published_shares(_engine(), day, attribution.value, definition, cohort.value)
     rows = frame.select(
         "snapshot_date",
         "version",
@@ -390,6 +386,7 @@ def shares(
         stdout.print(table)
 
 
+
 def _share_range(low: float | None, high: float | None) -> str:
     """`low–high` in percent (one decimal: a range, not a measurement), or `n/a` for runs
     published before ranges existed."""
@@ -406,10 +403,7 @@ def runs(
     """Every run (published or rejected), oldest first."""
     from hubshare.read_warehouse import list_runs
 
-    try:
-        frame = list_runs(_engine(), _parse_date(date_))
-    except HubshareError as err:
-        raise _fail(err) from None
+    frame = list_runs(_engine(), _parse_date(date_))
     if format_ is RunsFormat.json:
         sys.stdout.write(orjson.dumps(_jsonable(frame), option=orjson.OPT_INDENT_2).decode() + "\n")
         return
@@ -448,10 +442,7 @@ def import_(
 
     day = _parse_date(date_)
     assert day is not None
-    try:
-        manifest = import_snapshot(day, file, get_settings())
-    except HubshareError as err:
-        raise _fail(err) from None
+    manifest = import_snapshot(day, file, get_settings())
     stderr.print(
         f"Imported {file} as the {day} snapshot ({manifest.source}): "
         f"{manifest.row_count:,} public models, sha256 {manifest.sha256}",
@@ -491,20 +482,17 @@ def backfill(
     assert first is not None and last is not None
     if last < first:
         raise _usage_error(f"--end {last} precedes --start {first}")
-    try:
-        with prefect_api() as server:
-            if on_pool and server is not None:  # no API in the environment or the profile
-                raise _usage_error(
-                    "--on-pool needs PREFECT_API_URL (environment or Prefect profile): the "
-                    "server whose work pool has the workers (a temporary server has none)"
-                )
-            from flows.backfill import backfill_with_limit
+    with prefect_api() as server:
+        if on_pool and server is not None:  # no API in the environment or the profile
+            raise _usage_error(
+                "--on-pool needs PREFECT_API_URL (environment or Prefect profile): the "
+                "server whose work pool has the workers (a temporary server has none)"
+            )
+        from flows.backfill import backfill_with_limit
 
-            if server is not None:
-                server.wait_until_healthy()
-            summary = backfill_with_limit(first, last, force, mapping_only, on_pool)
-    except HubshareError as err:
-        raise _fail(err) from None
+        if server is not None:
+            server.wait_until_healthy()
+        summary = backfill_with_limit(first, last, force, mapping_only, on_pool)
     for run in summary["runs"]:
         detail = f"version {run['version']}" if "version" in run else run.get("reason", "")
         stderr.print(f"{run['snapshot_date']}: {run['status']} {detail}", highlight=False)
@@ -515,7 +503,7 @@ def backfill(
         highlight=False,
     )
     if summary["failed"]:
-        raise _fail(HubshareError(f"{summary['failed']} date(s) were not published"))
+        raise HubshareError(f"{summary['failed']} date(s) were not published")
 
 
 @app.command()
@@ -529,11 +517,8 @@ def reproduce(
     from flows.recompute import reproduce_run
     from hubshare.read_warehouse import resolve_run_id
 
-    try:
-        run_id = resolve_run_id(_engine(), run_id)
-        result = reproduce_run(run_id)
-    except HubshareError as err:
-        raise _fail(err) from None
+    run_id = resolve_run_id(_engine(), run_id)
+    result = reproduce_run(run_id)
     if result.ok:
         stdout.print(
             f"reproduced: run {run_id} ({result.snapshot_date}) share table sha256 "
@@ -541,7 +526,7 @@ def reproduce(
             highlight=False,
         )
         return
-    raise _fail(ReproductionError(f"run {run_id} was not reproduced: {'; '.join(result.problems)}"))
+    raise ReproductionError(f"run {run_id} was not reproduced: {'; '.join(result.problems)}")
 
 
 class ExplainFormat(StrEnum):
@@ -576,10 +561,7 @@ def explain(
             markup=False,
         )
         raise typer.Exit(code=2)
-    try:
-        changes = explain_shares(start, end, get_settings(), _engine(), top=top)
-    except HubshareError as err:
-        raise _fail(err) from None
+    changes = explain_shares(start, end, get_settings(), _engine(), top=top)
     changes = [
         c
         for c in changes
@@ -612,10 +594,7 @@ def serve_() -> None:
         os.environ["PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL"] = "INFO"
     from flows.serve import serve_deployments
 
-    try:
-        serve_deployments()
-    except HubshareError as err:
-        raise _fail(err) from None
+    serve_deployments()
 
 
 @app.command()
@@ -633,10 +612,7 @@ def report(
     from tasks.report import write_report
 
     start, end = _parse_date(from_, "--from"), _parse_date(to, "--to")
-    try:
-        written = write_report(_engine(), out, start, end)
-    except HubshareError as err:
-        raise _fail(err) from None
+    written = write_report(_engine(), out, start, end)
     stderr.print(f"Wrote {written}", highlight=False, markup=False)
 
 
@@ -650,10 +626,7 @@ def db_upgrade() -> None:
     replace the BI views whose definition changed. `hubshare run` does this itself."""
     from tasks.migrate import upgrade_warehouse
 
-    try:
-        revision = upgrade_warehouse(_engine())
-    except HubshareError as err:
-        raise _fail(err) from None
+    revision = upgrade_warehouse(_engine())
     stderr.print(
         f"warehouse {_engine().url.render_as_string(hide_password=True)} is at revision {revision}",
         highlight=False,
@@ -669,10 +642,7 @@ def db_grant_reader(
     BI tool; its grants survive upgrades. Set its password with ALTER ROLE as usual."""
     from tasks.migrate import grant_reader
 
-    try:
-        objects = grant_reader(_engine(), role)
-    except HubshareError as err:
-        raise _fail(err) from None
+    objects = grant_reader(_engine(), role)
     stderr.print(f"role {role} may read: {', '.join(objects)}", highlight=False, markup=False)
 
 
@@ -724,22 +694,17 @@ def mapping_check(
     )
 
     path = mapping or get_settings().mapping_path
-    try:
-        problems = validate_mapping(path)
-        if problems:
-            for problem in problems:
-                stderr.print(f"{path}: {problem}", highlight=False, soft_wrap=True, markup=False)
-            raise _fail(MappingError(f"{path}: {len(problems)} problem(s), first on {problems[0]}"))
-        loaded = load_mapping(path)
-        unsupported = unsupported_rows(loaded.frame)
-        disagreements = cross_check(loaded.frame, *read_crosscheck())
-        report = (
-            mapping_coverage(loaded.frame, read_observations(snapshot), top=top)
-            if snapshot
-            else None
-        )
-    except HubshareError as err:
-        raise _fail(err) from None
+    problems = validate_mapping(path)
+    if problems:
+        for problem in problems:
+            stderr.print(f"{path}: {problem}", highlight=False, soft_wrap=True, markup=False)
+        raise MappingError(f"{path}: {len(problems)} problem(s), first on {problems[0]}")
+    loaded = load_mapping(path)
+    unsupported = unsupported_rows(loaded.frame)
+    disagreements = cross_check(loaded.frame, *read_crosscheck())
+    report = (
+        mapping_coverage(loaded.frame, read_observations(snapshot), top=top) if snapshot else None
+    )
     stdout.print(
         f"{path}: {loaded.frame.height} namespaces, valid (sha256 {loaded.sha256})",
         highlight=False,
@@ -784,16 +749,14 @@ def mapping_check(
         weighed.head(top).with_columns(pl.col("share").map_elements(_pct, pl.String)),
     )
     if min_coverage is not None and report.share < min_coverage:
-        raise _fail(
-            MappingError(f"coverage {report.share:.2%} is below --min-coverage {min_coverage:.2%}")
+        raise MappingError(
+            f"coverage {report.share:.2%} is below --min-coverage {min_coverage:.2%}"
         )
     if unsupported_share > max_unsupported:
-        raise _fail(
-            MappingError(
-                f"rows without evidence of their country carry {unsupported_share:.3%} of "
-                f"downloads, above --max-unsupported {max_unsupported:.3%}: cite a page that "
-                f"states the country for {', '.join(weighed['org'].head(5))}"
-            )
+        raise MappingError(
+            f"rows without evidence of their country carry {unsupported_share:.3%} of "
+            f"downloads, above --max-unsupported {max_unsupported:.3%}: cite a page that "
+            f"states the country for {', '.join(weighed['org'].head(5))}"
         )
 
 
@@ -822,14 +785,11 @@ def mapping_diff(
     from tasks.mapping import diff_mappings, mapping_version, read_rows
 
     store = get_settings().store
-    try:
-        with (
-            mapping_version(old, store) as (old_file, old_path),
-            mapping_version(new, store) as (new_file, new_path),
-        ):
-            changes = diff_mappings(read_rows(old_file), read_rows(new_file))
-    except HubshareError as err:
-        raise _fail(err) from None
+    with (
+        mapping_version(old, store) as (old_file, old_path),
+        mapping_version(new, store) as (new_file, new_path),
+    ):
+        changes = diff_mappings(read_rows(old_file), read_rows(new_file))
     for change in changes:
         sys.stdout.write(f"{change}\n")
     counts = {
@@ -858,10 +818,7 @@ def demo(
         os.environ["HUBSHARE_DATA_DIR"] = str(data_dir)
         os.environ["HUBSHARE_WAREHOUSE_URL"] = f"sqlite:///{(data_dir / 'warehouse.db').resolve()}"
         stderr.print(f"Fake Hub serving {DEMO_SAMPLE.name} at {hub.url}")
-        try:
-            outcome = _run_daily(DEMO_DATE, backdate=True)
-        except HubshareError as err:
-            raise _fail(err) from None
+        outcome = _run_daily(DEMO_DATE, backdate=True)
     _print_both_views(DEMO_DATE)
     stages = describe_stage_seconds(outcome["stage_seconds"], outcome.get("stage_peak_gb"))
     stderr.print(f"Stages: {stages}", highlight=False)
