@@ -329,6 +329,7 @@ def shares(
 ) -> None:
     """The published shares of a date (default: the latest published date)."""
     from hubshare.read_warehouse import published_shares
+    from tasks.render_shares import one_view_table
 
     day = _parse_date(date_)
     custom = _parse_span(window) if window and ".." in window else None
@@ -365,34 +366,7 @@ def shares(
         writer.writerows(row.values() for row in _jsonable(rows))
         sys.stdout.write(buffer.getvalue())
     else:
-        first = rows.row(0, named=True)
-        table = Table(
-            title=f"Download share by developer country — {first['snapshot_date']} "
-            f"v{first['version']}, {attribution.value} view, {first['definition']}"
-            + (f" ({first['cohort']})" if first["cohort"] != "all" else "")
-        )
-        table.add_column("country")
-        table.add_column("downloads", justify="right")
-        table.add_column("share", justify="right")
-        table.add_column("range", justify="right")
-        for country, downloads, share, low, high in rows.select(
-            "country", "downloads", "share", "share_low", "share_high"
-        ).rows():
-            table.add_row(country, f"{downloads:,}", f"{share:.2%}", _share_range(low, high))
-        table.caption = (
-            "range: over the contested mapping rows' answers; the high end also counts every "
-            "UNKNOWN download as possibly the bucket's (docs/mapping.md)"
-        )
-        stdout.print(table)
-
-
-
-def _share_range(low: float | None, high: float | None) -> str:
-    """`low–high` in percent (one decimal: a range, not a measurement), or `n/a` for runs
-    published before ranges existed."""
-    if low is None or high is None:
-        return "n/a"
-    return f"{low * 100:.1f}–{high * 100:.1f}%"
+        stdout.print(one_view_table(rows, attribution.value))
 
 
 @app.command()
@@ -828,71 +802,13 @@ def demo(
     )
 
 
-def _print_both_views(day: date, top: int = 15) -> None:
-    """Both views side by side, the largest buckets first, the rest summed in one row."""
+def _print_both_views(day: date) -> None:
     from hubshare.read_warehouse import published_shares
+    from tasks.render_shares import both_views_table
 
     engine = _engine()
     views = {view: published_shares(engine, day, view.value) for view in Attribution}
-    uploader, origin = views[Attribution.uploader], views[Attribution.origin]
-    wide = (
-        uploader.select("country", "downloads", "share", "share_low", "share_high")
-        .join(
-            origin.select(
-                "country",
-                pl.col("downloads").alias("o_downloads"),
-                pl.col("share").alias("o_share"),
-                pl.col("share_low").alias("o_low"),
-                pl.col("share_high").alias("o_high"),
-            ),
-            on="country",
-            how="full",
-            coalesce=True,
-        )
-        .fill_null(0)
-        .sort(["downloads", "country"], descending=[True, False])
-    )
-    first = uploader.row(0, named=True)
-    table = Table(
-        title=f"Share of Hub downloads (30 days) by developer country, {day} v{first['version']}",
-        caption="uploader: who uploaded the model; origin: who made the weights (through "
-        "base-model lineage); range: over the contested mapping rows, the high end counting "
-        "every UNKNOWN download as possibly the bucket's",
-    )
-    for name, justify in (
-        ("country", "left"),
-        ("uploader view", "right"),
-        ("range", "right"),
-        ("origin view", "right"),
-        ("range ", "right"),
-    ):
-        table.add_column(name, justify=justify)  # type: ignore[arg-type]
-    for row in wide.head(top).iter_rows(named=True):
-        table.add_row(
-            row["country"],
-            f"{row['share']:.2%}",
-            _share_range(row["share_low"], row["share_high"]),
-            f"{row['o_share']:.2%}",
-            _share_range(row["o_low"], row["o_high"]),
-        )
-    rest = wide.slice(top)
-    if rest.height:
-        table.add_row(
-            f"{rest.height} others",
-            f"{rest['share'].sum():.2%}",
-            "",
-            f"{rest['o_share'].sum():.2%}",
-            "",
-        )
-    table.add_row(
-        "total downloads",
-        f"{wide['downloads'].sum():,}",
-        "",
-        f"{wide['o_downloads'].sum():,}",
-        "",
-        style="bold",
-    )
-    stdout.print(table)
+    stdout.print(both_views_table(views[Attribution.uploader], views[Attribution.origin], day))
 
 
 if __name__ == "__main__":
