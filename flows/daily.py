@@ -59,6 +59,7 @@ from tasks.quality import (
     check_quality,
     import_gx_in_background,
 )
+from tasks.render_shares import concentration_markdown, share_table_markdown
 from tasks.report import write_report
 from tasks.settle import FINISHED_FILE, run_folder, running_in, settle_abandoned_runs
 from tasks.shares import (
@@ -440,50 +441,6 @@ def is_latest_published(settings: Settings, day: date) -> bool:
     """Whether `day` is the latest published date (a backfill of an older date is not)."""
     engine = warehouse_engine(settings.resolved_warehouse_url)
     return previous_published_date(engine, date.max) == day
-
-
-def share_table_markdown(country_share: pl.DataFrame, title: str, top: int = 15) -> str:
-    """Both views side by side, buckets ordered by the uploader view's downloads."""
-    cells: dict[str, dict[str, str]] = {}
-    order: dict[str, float] = {}
-    for attribution, bucket, share, low, high in country_share.select(
-        "attribution", "bucket", "share", "share_low", "share_high"
-    ).rows():
-        cells.setdefault(bucket, {})[attribution] = f"{share:.2%} ({low:.2%}–{high:.2%})"
-        if attribution == "uploader":
-            order[bucket] = share
-    ranked = sorted(cells, key=lambda bucket: (-order.get(bucket, 0.0), bucket))
-    lines = [
-        f"# {title}",
-        "",
-        "| country | uploader view (range) | origin view (range) |",
-        "|---|---:|---:|",
-    ]
-    for bucket in ranked[:top]:
-        views = cells[bucket]
-        lines.append(f"| {bucket} | {views.get('uploader', '')} | {views.get('origin', '')} |")
-    if len(ranked) > top:
-        lines.append(f"| … {len(ranked) - top} more | | |")
-    lines += [
-        "",
-        "Range: over the contested mapping rows' two answers; the high end also counts every "
-        "UNKNOWN download as possibly the bucket's.",
-    ]
-    return "\n".join(lines)
-
-
-def concentration_markdown(concentration: pl.DataFrame) -> str:
-    rows = concentration.filter((pl.col("definition") == DEFINITION) & (pl.col("cohort") == "all"))
-    parts = [
-        f"{attribution} view: HHI {hhi:,.0f}, Gini {gini:.3f}, top-10 organisations "
-        f"{top10:.1%} of {orgs:,}"
-        for attribution, orgs, hhi, gini, top10 in rows.select(
-            "attribution", "orgs", "hhi", "gini", "top10_share"
-        )
-        .sort("attribution", descending=True)
-        .rows()
-    ]
-    return "\n\nConcentration over organisations — " + "; ".join(parts) if parts else ""
 
 
 def _run_date_of(flow_run: FlowRun) -> date:

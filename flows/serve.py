@@ -13,9 +13,9 @@ from prefect import serve
 from prefect.client.schemas.schedules import CronSchedule
 
 from hubshare.errors import HubshareError
-from hubshare.settings import PROJECT_ROOT
+from hubshare.resources import reference_file
 
-DEPLOYMENTS_FILE = PROJECT_ROOT / "deployments" / "prefect.yaml"
+DEPLOYMENTS_FILE = reference_file("deployments/prefect.yaml")
 
 
 def _flow(entrypoint: str) -> Any:

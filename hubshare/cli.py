@@ -33,7 +33,8 @@ from hubshare.errors import (
     UsageError,
     WarehouseError,
 )
-from hubshare.settings import PROJECT_ROOT, get_settings
+from hubshare.resources import reference_file
+from hubshare.settings import get_settings
 
 app = typer.Typer(
     help="Daily share of Hugging Face Hub downloads by developer country.",
@@ -103,8 +104,9 @@ def _leave(code: int) -> None:
 
 
 def _main() -> None:
-    """An unexpected error is one line too (exit 1), its traceback with --debug; Ctrl-C exits
-    130."""
+    """Every command's errors, handled here once: a HubshareError is its message on one line
+    and its exit code (EXIT_CODES); a storage failure exits 7; an unexpected error is one line
+    too (exit 1), its traceback with --debug; Ctrl-C exits 130."""
     from hubshare.temporary_server import start_early_for
 
     start_early_for(sys.argv[1:])  # (already done when started as `hubshare`)
@@ -117,6 +119,9 @@ def _main() -> None:
     except KeyboardInterrupt:  # outside a command (while starting up)
         _print_error("interrupted; a crawl resumes from its last stored page next time")
         sys.exit(130)
+    except HubshareError as err:
+        _print_error(str(err))
+        sys.exit(_exit_code(err))
     except OSError as err:
         if DEBUG["on"] or isinstance(err, ConnectionError | TimeoutError):
             raise
@@ -144,7 +149,7 @@ def _storage_problem(err: OSError) -> str:
     )
 
 
-DEMO_SAMPLE = PROJECT_ROOT / "data" / "samples" / "hub-2024-09-20.jsonl.gz"
+DEMO_SAMPLE = reference_file("data/samples/hub-2024-09-20.jsonl.gz")
 DEMO_DATE = date(2024, 9, 20)
 
 
@@ -240,10 +245,8 @@ EXIT_CODES: tuple[tuple[type[HubshareError], int], ...] = (
 )
 
 
-def _fail(err: HubshareError) -> typer.Exit:
-    _print_error(str(err))
-    code = next((code for kind, code in EXIT_CODES if isinstance(err, kind)), 1)
-    return typer.Exit(code=code)
+def _exit_code(err: HubshareError) -> int:
+    return next((code for kind, code in EXIT_CODES if isinstance(err, kind)), 1)
 
 
 def _engine() -> Any:
@@ -289,11 +292,8 @@ def run(
     from hubshare.progress import crawl_progress, describe_stage_seconds
 
     run_date = _parse_date(date_)
-    try:
-        with crawl_progress(stderr):
-            outcome = _run_daily(run_date, backdate)
-    except HubshareError as err:
-        raise _fail(err) from None
+    with crawl_progress(stderr):
+        outcome = _run_daily(run_date, backdate)
     for line in outcome.get("settled", []):
         stderr.print(f"Settled an {line}", highlight=False, markup=False)
     stderr.print(
@@ -329,23 +329,21 @@ def shares(
 ) -> None:
     """The published shares of a date (default: the latest published date)."""
     from hubshare.read_warehouse import published_shares
+    from tasks.render_shares import one_view_table
 
-    try:
-        day = _parse_date(date_)
-        custom = _parse_span(window) if window and ".." in window else None
-        if custom is not None:
-            from flows.recompute import window_shares_now
+    day = _parse_date(date_)
+    custom = _parse_span(window) if window and ".." in window else None
+    if custom is not None:
+        from flows.recompute import window_shares_now
 
-            frame = window_shares_now(custom[0], custom[1], cohort.value, attribution.value)
-            stderr.print(
-                f"Computed now from the raw snapshots of {custom[0]} and {custom[1]} "
-                "with the current mapping (not stored)."
-            )
-        else:
-            definition = "downloads_30d" if window is None else f"window_{_window_days(window)}d"
-            frame = published_shares(_engine(), day, attribution.value, definition, cohort.value)
-    except HubshareError as err:
-        raise _fail(err) from None
+        frame = window_shares_now(custom[0], custom[1], cohort.value, attribution.value)
+        stderr.print(
+            f"Computed now from the raw snapshots of {custom[0]} and {custom[1]} "
+            "with the current mapping (not stored)."
+        )
+    else:
+        definition = "downloads_30d" if window is None else f"window_{_window_days(window)}d"
+        frame = published_shares(_engine(), day, attribution.value, definition, cohort.value)
     rows = frame.select(
         "snapshot_date",
         "version",
@@ -368,33 +366,7 @@ def shares(
         writer.writerows(row.values() for row in _jsonable(rows))
         sys.stdout.write(buffer.getvalue())
     else:
-        first = rows.row(0, named=True)
-        table = Table(
-            title=f"Download share by developer country — {first['snapshot_date']} "
-            f"v{first['version']}, {attribution.value} view, {first['definition']}"
-            + (f" ({first['cohort']})" if first["cohort"] != "all" else "")
-        )
-        table.add_column("country")
-        table.add_column("downloads", justify="right")
-        table.add_column("share", justify="right")
-        table.add_column("range", justify="right")
-        for country, downloads, share, low, high in rows.select(
-            "country", "downloads", "share", "share_low", "share_high"
-        ).rows():
-            table.add_row(country, f"{downloads:,}", f"{share:.2%}", _share_range(low, high))
-        table.caption = (
-            "range: over the contested mapping rows' answers; the high end also counts every "
-            "UNKNOWN download as possibly the bucket's (docs/mapping.md)"
-        )
-        stdout.print(table)
-
-
-def _share_range(low: float | None, high: float | None) -> str:
-    """`low–high` in percent (one decimal: a range, not a measurement), or `n/a` for runs
-    published before ranges existed."""
-    if low is None or high is None:
-        return "n/a"
-    return f"{low * 100:.1f}–{high * 100:.1f}%"
+        stdout.print(one_view_table(rows, attribution.value))
 
 
 @app.command()
@@ -405,10 +377,7 @@ def runs(
     """Every run (published or rejected), oldest first."""
     from hubshare.read_warehouse import list_runs
 
-    try:
-        frame = list_runs(_engine(), _parse_date(date_))
-    except HubshareError as err:
-        raise _fail(err) from None
+    frame = list_runs(_engine(), _parse_date(date_))
     if format_ is RunsFormat.json:
         sys.stdout.write(orjson.dumps(_jsonable(frame), option=orjson.OPT_INDENT_2).decode() + "\n")
         return
@@ -447,10 +416,7 @@ def import_(
 
     day = _parse_date(date_)
     assert day is not None
-    try:
-        manifest = import_snapshot(day, file, get_settings())
-    except HubshareError as err:
-        raise _fail(err) from None
+    manifest = import_snapshot(day, file, get_settings())
     stderr.print(
         f"Imported {file} as the {day} snapshot ({manifest.source}): "
         f"{manifest.row_count:,} public models, sha256 {manifest.sha256}",
@@ -490,20 +456,17 @@ def backfill(
     assert first is not None and last is not None
     if last < first:
         raise _usage_error(f"--end {last} precedes --start {first}")
-    try:
-        with prefect_api() as server:
-            if on_pool and server is not None:  # no API in the environment or the profile
-                raise _usage_error(
-                    "--on-pool needs PREFECT_API_URL (environment or Prefect profile): the "
-                    "server whose work pool has the workers (a temporary server has none)"
-                )
-            from flows.backfill import backfill_with_limit
+    with prefect_api() as server:
+        if on_pool and server is not None:  # no API in the environment or the profile
+            raise _usage_error(
+                "--on-pool needs PREFECT_API_URL (environment or Prefect profile): the "
+                "server whose work pool has the workers (a temporary server has none)"
+            )
+        from flows.backfill import backfill_with_limit
 
-            if server is not None:
-                server.wait_until_healthy()
-            summary = backfill_with_limit(first, last, force, mapping_only, on_pool)
-    except HubshareError as err:
-        raise _fail(err) from None
+        if server is not None:
+            server.wait_until_healthy()
+        summary = backfill_with_limit(first, last, force, mapping_only, on_pool)
     for run in summary["runs"]:
         detail = f"version {run['version']}" if "version" in run else run.get("reason", "")
         stderr.print(f"{run['snapshot_date']}: {run['status']} {detail}", highlight=False)
@@ -514,7 +477,7 @@ def backfill(
         highlight=False,
     )
     if summary["failed"]:
-        raise _fail(HubshareError(f"{summary['failed']} date(s) were not published"))
+        raise HubshareError(f"{summary['failed']} date(s) were not published")
 
 
 @app.command()
@@ -528,11 +491,8 @@ def reproduce(
     from flows.recompute import reproduce_run
     from hubshare.read_warehouse import resolve_run_id
 
-    try:
-        run_id = resolve_run_id(_engine(), run_id)
-        result = reproduce_run(run_id)
-    except HubshareError as err:
-        raise _fail(err) from None
+    run_id = resolve_run_id(_engine(), run_id)
+    result = reproduce_run(run_id)
     if result.ok:
         stdout.print(
             f"reproduced: run {run_id} ({result.snapshot_date}) share table sha256 "
@@ -540,7 +500,7 @@ def reproduce(
             highlight=False,
         )
         return
-    raise _fail(ReproductionError(f"run {run_id} was not reproduced: {'; '.join(result.problems)}"))
+    raise ReproductionError(f"run {run_id} was not reproduced: {'; '.join(result.problems)}")
 
 
 class ExplainFormat(StrEnum):
@@ -575,10 +535,7 @@ def explain(
             markup=False,
         )
         raise typer.Exit(code=2)
-    try:
-        changes = explain_shares(start, end, get_settings(), _engine(), top=top)
-    except HubshareError as err:
-        raise _fail(err) from None
+    changes = explain_shares(start, end, get_settings(), _engine(), top=top)
     changes = [
         c
         for c in changes
@@ -611,10 +568,7 @@ def serve_() -> None:
         os.environ["PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL"] = "INFO"
     from flows.serve import serve_deployments
 
-    try:
-        serve_deployments()
-    except HubshareError as err:
-        raise _fail(err) from None
+    serve_deployments()
 
 
 @app.command()
@@ -632,10 +586,7 @@ def report(
     from tasks.report import write_report
 
     start, end = _parse_date(from_, "--from"), _parse_date(to, "--to")
-    try:
-        written = write_report(_engine(), out, start, end)
-    except HubshareError as err:
-        raise _fail(err) from None
+    written = write_report(_engine(), out, start, end)
     stderr.print(f"Wrote {written}", highlight=False, markup=False)
 
 
@@ -649,10 +600,7 @@ def db_upgrade() -> None:
     replace the BI views whose definition changed. `hubshare run` does this itself."""
     from tasks.migrate import upgrade_warehouse
 
-    try:
-        revision = upgrade_warehouse(_engine())
-    except HubshareError as err:
-        raise _fail(err) from None
+    revision = upgrade_warehouse(_engine())
     stderr.print(
         f"warehouse {_engine().url.render_as_string(hide_password=True)} is at revision {revision}",
         highlight=False,
@@ -668,10 +616,7 @@ def db_grant_reader(
     BI tool; its grants survive upgrades. Set its password with ALTER ROLE as usual."""
     from tasks.migrate import grant_reader
 
-    try:
-        objects = grant_reader(_engine(), role)
-    except HubshareError as err:
-        raise _fail(err) from None
+    objects = grant_reader(_engine(), role)
     stderr.print(f"role {role} may read: {', '.join(objects)}", highlight=False, markup=False)
 
 
@@ -723,22 +668,17 @@ def mapping_check(
     )
 
     path = mapping or get_settings().mapping_path
-    try:
-        problems = validate_mapping(path)
-        if problems:
-            for problem in problems:
-                stderr.print(f"{path}: {problem}", highlight=False, soft_wrap=True, markup=False)
-            raise _fail(MappingError(f"{path}: {len(problems)} problem(s), first on {problems[0]}"))
-        loaded = load_mapping(path)
-        unsupported = unsupported_rows(loaded.frame)
-        disagreements = cross_check(loaded.frame, *read_crosscheck())
-        report = (
-            mapping_coverage(loaded.frame, read_observations(snapshot), top=top)
-            if snapshot
-            else None
-        )
-    except HubshareError as err:
-        raise _fail(err) from None
+    problems = validate_mapping(path)
+    if problems:
+        for problem in problems:
+            stderr.print(f"{path}: {problem}", highlight=False, soft_wrap=True, markup=False)
+        raise MappingError(f"{path}: {len(problems)} problem(s), first on {problems[0]}")
+    loaded = load_mapping(path)
+    unsupported = unsupported_rows(loaded.frame)
+    disagreements = cross_check(loaded.frame, *read_crosscheck())
+    report = (
+        mapping_coverage(loaded.frame, read_observations(snapshot), top=top) if snapshot else None
+    )
     stdout.print(
         f"{path}: {loaded.frame.height} namespaces, valid (sha256 {loaded.sha256})",
         highlight=False,
@@ -783,16 +723,14 @@ def mapping_check(
         weighed.head(top).with_columns(pl.col("share").map_elements(_pct, pl.String)),
     )
     if min_coverage is not None and report.share < min_coverage:
-        raise _fail(
-            MappingError(f"coverage {report.share:.2%} is below --min-coverage {min_coverage:.2%}")
+        raise MappingError(
+            f"coverage {report.share:.2%} is below --min-coverage {min_coverage:.2%}"
         )
     if unsupported_share > max_unsupported:
-        raise _fail(
-            MappingError(
-                f"rows without evidence of their country carry {unsupported_share:.3%} of "
-                f"downloads, above --max-unsupported {max_unsupported:.3%}: cite a page that "
-                f"states the country for {', '.join(weighed['org'].head(5))}"
-            )
+        raise MappingError(
+            f"rows without evidence of their country carry {unsupported_share:.3%} of "
+            f"downloads, above --max-unsupported {max_unsupported:.3%}: cite a page that "
+            f"states the country for {', '.join(weighed['org'].head(5))}"
         )
 
 
@@ -821,14 +759,11 @@ def mapping_diff(
     from tasks.mapping import diff_mappings, mapping_version, read_rows
 
     store = get_settings().store
-    try:
-        with (
-            mapping_version(old, store) as (old_file, old_path),
-            mapping_version(new, store) as (new_file, new_path),
-        ):
-            changes = diff_mappings(read_rows(old_file), read_rows(new_file))
-    except HubshareError as err:
-        raise _fail(err) from None
+    with (
+        mapping_version(old, store) as (old_file, old_path),
+        mapping_version(new, store) as (new_file, new_path),
+    ):
+        changes = diff_mappings(read_rows(old_file), read_rows(new_file))
     for change in changes:
         sys.stdout.write(f"{change}\n")
     counts = {
@@ -857,10 +792,7 @@ def demo(
         os.environ["HUBSHARE_DATA_DIR"] = str(data_dir)
         os.environ["HUBSHARE_WAREHOUSE_URL"] = f"sqlite:///{(data_dir / 'warehouse.db').resolve()}"
         stderr.print(f"Fake Hub serving {DEMO_SAMPLE.name} at {hub.url}")
-        try:
-            outcome = _run_daily(DEMO_DATE, backdate=True)
-        except HubshareError as err:
-            raise _fail(err) from None
+        outcome = _run_daily(DEMO_DATE, backdate=True)
     _print_both_views(DEMO_DATE)
     stages = describe_stage_seconds(outcome["stage_seconds"], outcome.get("stage_peak_gb"))
     stderr.print(f"Stages: {stages}", highlight=False)
@@ -870,71 +802,13 @@ def demo(
     )
 
 
-def _print_both_views(day: date, top: int = 15) -> None:
-    """Both views side by side, the largest buckets first, the rest summed in one row."""
+def _print_both_views(day: date) -> None:
     from hubshare.read_warehouse import published_shares
+    from tasks.render_shares import both_views_table
 
     engine = _engine()
     views = {view: published_shares(engine, day, view.value) for view in Attribution}
-    uploader, origin = views[Attribution.uploader], views[Attribution.origin]
-    wide = (
-        uploader.select("country", "downloads", "share", "share_low", "share_high")
-        .join(
-            origin.select(
-                "country",
-                pl.col("downloads").alias("o_downloads"),
-                pl.col("share").alias("o_share"),
-                pl.col("share_low").alias("o_low"),
-                pl.col("share_high").alias("o_high"),
-            ),
-            on="country",
-            how="full",
-            coalesce=True,
-        )
-        .fill_null(0)
-        .sort(["downloads", "country"], descending=[True, False])
-    )
-    first = uploader.row(0, named=True)
-    table = Table(
-        title=f"Share of Hub downloads (30 days) by developer country, {day} v{first['version']}",
-        caption="uploader: who uploaded the model; origin: who made the weights (through "
-        "base-model lineage); range: over the contested mapping rows, the high end counting "
-        "every UNKNOWN download as possibly the bucket's",
-    )
-    for name, justify in (
-        ("country", "left"),
-        ("uploader view", "right"),
-        ("range", "right"),
-        ("origin view", "right"),
-        ("range ", "right"),
-    ):
-        table.add_column(name, justify=justify)  # type: ignore[arg-type]
-    for row in wide.head(top).iter_rows(named=True):
-        table.add_row(
-            row["country"],
-            f"{row['share']:.2%}",
-            _share_range(row["share_low"], row["share_high"]),
-            f"{row['o_share']:.2%}",
-            _share_range(row["o_low"], row["o_high"]),
-        )
-    rest = wide.slice(top)
-    if rest.height:
-        table.add_row(
-            f"{rest.height} others",
-            f"{rest['share'].sum():.2%}",
-            "",
-            f"{rest['o_share'].sum():.2%}",
-            "",
-        )
-    table.add_row(
-        "total downloads",
-        f"{wide['downloads'].sum():,}",
-        "",
-        f"{wide['o_downloads'].sum():,}",
-        "",
-        style="bold",
-    )
-    stdout.print(table)
+    stdout.print(both_views_table(views[Attribution.uploader], views[Attribution.origin], day))
 
 
 if __name__ == "__main__":

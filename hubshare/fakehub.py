@@ -62,6 +62,7 @@ from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 import orjson
 
 from hubshare.provenance import synthetic_object_id
+from hubshare.resources import reference_file
 
 __all__ = [
     "DEFAULT_LIST_KEYS",
@@ -998,7 +999,7 @@ class FakeHub:
 
 
 def _default_sample() -> Path:
-    return Path(__file__).resolve().parent.parent / "data" / "samples" / "hub-2024-09-20.jsonl.gz"
+    return reference_file("data/samples/hub-2024-09-20.jsonl.gz")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -11,7 +11,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from hubshare.settings import PROJECT_ROOT
+from hubshare.resources import checkout_root
 
 TRACKED_LIBRARIES = (
     "hubshare",
@@ -55,7 +55,9 @@ def package_version(name: str) -> str:
 
 @cache
 def code_version() -> str:
-    """`<package version>+g<commit>[.dirty]` from git when available, else the package version.
+    """`<package version>+g<commit>[.dirty]` from git when run from a checkout, else the
+    package version (an installed package never asks git: a virtual environment inside some
+    other repository would otherwise report that repository's commit).
 
     `HUBSHARE_CODE_VERSION` overrides it (for deployments built without a .git directory).
     """
@@ -63,10 +65,13 @@ def code_version() -> str:
     if override:
         return override
     base = package_version("hubshare")
+    root = checkout_root()
+    if root is None:
+        return base
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "--short=12", "HEAD"],  # noqa: S607 - git from PATH on purpose
-            cwd=PROJECT_ROOT,
+            cwd=root,
             capture_output=True,
             text=True,
             check=True,
@@ -74,7 +79,7 @@ def code_version() -> str:
         ).stdout.strip()
         dirty = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no"],  # noqa: S607
-            cwd=PROJECT_ROOT,
+            cwd=root,
             capture_output=True,
             text=True,
             check=True,

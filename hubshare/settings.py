@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from hubshare.errors import UsageError
+from hubshare.resources import reference_file
+from hubshare.storage import DataStore, is_object_store
 
-if TYPE_CHECKING:
-    from hubshare.storage import DataStore
-
-#: The repository root (this file lives in `<root>/hubshare/`); reference data ships in `data/`.
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_MAPPING = PROJECT_ROOT / "data" / "org_country.csv"
+#: The reference mapping: the checkout's `data/org_country.csv`, else the one the package ships.
+DEFAULT_MAPPING = reference_file("data/org_country.csv")
 
 
 class Settings(BaseSettings):
@@ -75,8 +72,6 @@ class Settings(BaseSettings):
     @property
     def resolved_warehouse_url(self) -> str:
         """The SQLAlchemy URL; plain `postgresql://` selects the psycopg 3 driver we ship."""
-        from hubshare.storage import is_object_store  # (storage -> provenance -> this module)
-
         if self.warehouse_url is None and is_object_store(self.data_dir):
             raise UsageError(
                 f"HUBSHARE_DATA_DIR is {self.store.location}: set HUBSHARE_WAREHOUSE_URL too "
@@ -90,8 +85,6 @@ class Settings(BaseSettings):
     @property
     def store(self) -> DataStore:
         """Every file under the data dir (raw snapshots, run files, archived mappings)."""
-        from hubshare.storage import DataStore
-
         return DataStore.open(self.data_dir)
 
 

@@ -15,6 +15,7 @@ import polars as pl
 
 from hubshare.errors import MappingError
 from hubshare.provenance import sha256_file
+from hubshare.resources import reference_file
 from hubshare.storage import DataStore
 from schemas.frames import SPECIAL_BUCKETS
 from schemas.mapping import (
@@ -572,7 +573,7 @@ def diff_mappings(old: list[dict[str, str]], new: list[dict[str, str]]) -> list[
     return changes
 
 
-CROSSCHECK_DIR = Path(__file__).resolve().parent.parent / "data" / "crosscheck"
+CROSSCHECK_DIR = reference_file("data/crosscheck")
 
 
 def read_crosscheck(folder: Path = CROSSCHECK_DIR) -> tuple[pl.DataFrame, pl.DataFrame]:

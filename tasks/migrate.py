@@ -25,9 +25,10 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from hubshare.errors import UsageError, WarehouseError
 from hubshare.provenance import sha256_bytes
+from hubshare.resources import package_path
 from schemas.warehouse import VIEWS, view_column_comment, view_comment
 
-MIGRATIONS = Path(__file__).resolve().parent.parent / "schemas" / "migrations"
+MIGRATIONS = package_path("schemas", "migrations")
 #: The first release's tables, without alembic: such a warehouse is stamped at this revision.
 FIRST_RELEASE = "0001"
 #: Serialises concurrent upgrades of one PostgreSQL database (the bytes of "hubshare").

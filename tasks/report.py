@@ -16,6 +16,7 @@ from sqlalchemy import Engine, text
 
 from hubshare.errors import WarehouseError
 from tasks.migrate import require_current
+from tasks.render_shares import latest_table_html_rows
 
 TOP_BUCKETS = 6
 #: Colour-blind-safe palette (Okabe-Ito), one colour per bucket in the order of the latest shares.
@@ -186,21 +187,7 @@ def render_report(data: ReportData, generated_at: datetime | None = None) -> str
             ("origin", "Origin view: who made the weights"),
         )
     )
-    wide = latest.pivot(on="attribution", index="country", values=["share", "low", "high"])
-    table_rows = []
-    for country in order + [c for c in wide["country"].to_list() if c not in order]:
-        row = wide.filter(pl.col("country") == country).row(0, named=True)
-        cells = [f"<td>{escape(country)}</td>"]
-        for view in ("uploader", "origin"):
-            share, low, high = (
-                row.get(f"share_{view}"),
-                row.get(f"low_{view}"),
-                row.get(f"high_{view}"),
-            )
-            cells.append(f"<td>{'' if share is None else f'{share:.2%}'}</td>")
-            band = "n/a" if low is None or high is None else f"{low:.1%}–{high:.1%}"
-            cells.append(f"<td>{band if share is not None else ''}</td>")
-        table_rows.append("<tr>" + "".join(cells) + "</tr>")
+    table_rows = latest_table_html_rows(latest, order)
     unknown = {
         view: float(
             latest.filter((pl.col("attribution") == view) & (pl.col("country") == "UNKNOWN"))[
@@ -242,7 +229,7 @@ country, from {len(shares["snapshot_date"].unique())} published daily snapshots,
 <h2>Latest: {latest_day}</h2>
 <table id="latest"><thead><tr><th>country</th><th>uploader view</th><th>range</th>
 <th>origin view</th><th>range</th></tr></thead><tbody>
-{"".join(table_rows)}
+{table_rows}
 </tbody></table>
 <h2>Coverage</h2>
 <p id="coverage">On {latest_day}, the mapping classifies {1 - unknown["uploader"]:.2%} of downloads

@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from hubshare.fakehub import FakeHub
-from hubshare.settings import PROJECT_ROOT
+from hubshare.resources import IMPORT_ROOT as PROJECT_ROOT
 from hubshare.storage import DataStore
 from tests.conftest import HAND_MAPPING, run_hubshare
 from tests.test_cli import closed_port

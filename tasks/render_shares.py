@@ -1,0 +1,176 @@
+"""Every rendering of a share table, in one place: the terminal tables of `hubshare shares` and
+`hubshare demo`, the markdown of the daily run's artifact and the HTML of the report's latest
+table. Frames in, text (or a rich Table to print) out: no reads, no writes."""
+
+from __future__ import annotations
+
+from datetime import date
+from html import escape
+
+import polars as pl
+from rich.table import Table
+
+from tasks.shares import DEFINITION
+
+
+def share_range(low: float | None, high: float | None) -> str:
+    """`low–high` in percent (one decimal: a range, not a measurement), or `n/a` for runs
+    published before ranges existed."""
+    if low is None or high is None:
+        return "n/a"
+    return f"{low * 100:.1f}–{high * 100:.1f}%"
+
+
+def one_view_table(rows: pl.DataFrame, attribution: str) -> Table:
+    """One view of one published run (`published_shares` columns), as `hubshare shares`
+    prints it."""
+    first = rows.row(0, named=True)
+    table = Table(
+        title=f"Download share by developer country — {first['snapshot_date']} "
+        f"v{first['version']}, {attribution} view, {first['definition']}"
+        + (f" ({first['cohort']})" if first["cohort"] != "all" else "")
+    )
+    table.add_column("country")
+    table.add_column("downloads", justify="right")
+    table.add_column("share", justify="right")
+    table.add_column("range", justify="right")
+    for country, downloads, share, low, high in rows.select(
+        "country", "downloads", "share", "share_low", "share_high"
+    ).rows():
+        table.add_row(country, f"{downloads:,}", f"{share:.2%}", share_range(low, high))
+    table.caption = (
+        "range: over the contested mapping rows' answers; the high end also counts every "
+        "UNKNOWN download as possibly the bucket's (docs/mapping.md)"
+    )
+    return table
+
+
+def both_views_table(
+    uploader: pl.DataFrame, origin: pl.DataFrame, day: date, top: int = 15
+) -> Table:
+    """Both views of one published run (`published_shares` frames) side by side, the largest
+    buckets first, the rest summed in one row."""
+    wide = (
+        uploader.select("country", "downloads", "share", "share_low", "share_high")
+        .join(
+            origin.select(
+                "country",
+                pl.col("downloads").alias("o_downloads"),
+                pl.col("share").alias("o_share"),
+                pl.col("share_low").alias("o_low"),
+                pl.col("share_high").alias("o_high"),
+            ),
+            on="country",
+            how="full",
+            coalesce=True,
+        )
+        .fill_null(0)
+        .sort(["downloads", "country"], descending=[True, False])
+    )
+    first = uploader.row(0, named=True)
+    table = Table(
+        title=f"Share of Hub downloads (30 days) by developer country, {day} v{first['version']}",
+        caption="uploader: who uploaded the model; origin: who made the weights (through "
+        "base-model lineage); range: over the contested mapping rows, the high end counting "
+        "every UNKNOWN download as possibly the bucket's",
+    )
+    for name, justify in (
+        ("country", "left"),
+        ("uploader view", "right"),
+        ("range", "right"),
+        ("origin view", "right"),
+        ("range ", "right"),
+    ):
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for row in wide.head(top).iter_rows(named=True):
+        table.add_row(
+            row["country"],
+            f"{row['share']:.2%}",
+            share_range(row["share_low"], row["share_high"]),
+            f"{row['o_share']:.2%}",
+            share_range(row["o_low"], row["o_high"]),
+        )
+    rest = wide.slice(top)
+    if rest.height:
+        table.add_row(
+            f"{rest.height} others",
+            f"{rest['share'].sum():.2%}",
+            "",
+            f"{rest['o_share'].sum():.2%}",
+            "",
+        )
+    table.add_row(
+        "total downloads",
+        f"{wide['downloads'].sum():,}",
+        "",
+        f"{wide['o_downloads'].sum():,}",
+        "",
+        style="bold",
+    )
+    return table
+
+
+def share_table_markdown(country_share: pl.DataFrame, title: str, top: int = 15) -> str:
+    """Both views side by side, buckets ordered by the uploader view's downloads."""
+    cells: dict[str, dict[str, str]] = {}
+    order: dict[str, float] = {}
+    for attribution, bucket, share, low, high in country_share.select(
+        "attribution", "bucket", "share", "share_low", "share_high"
+    ).rows():
+        cells.setdefault(bucket, {})[attribution] = f"{share:.2%} ({low:.2%}–{high:.2%})"
+        if attribution == "uploader":
+            order[bucket] = share
+    ranked = sorted(cells, key=lambda bucket: (-order.get(bucket, 0.0), bucket))
+    lines = [
+        f"# {title}",
+        "",
+        "| country | uploader view (range) | origin view (range) |",
+        "|---|---:|---:|",
+    ]
+    for bucket in ranked[:top]:
+        views = cells[bucket]
+        lines.append(f"| {bucket} | {views.get('uploader', '')} | {views.get('origin', '')} |")
+    if len(ranked) > top:
+        lines.append(f"| … {len(ranked) - top} more | | |")
+    lines += [
+        "",
+        "Range: over the contested mapping rows' two answers; the high end also counts every "
+        "UNKNOWN download as possibly the bucket's.",
+    ]
+    return "\n".join(lines)
+
+
+def concentration_markdown(concentration: pl.DataFrame) -> str:
+    rows = concentration.filter((pl.col("definition") == DEFINITION) & (pl.col("cohort") == "all"))
+    parts = [
+        f"{attribution} view: HHI {hhi:,.0f}, Gini {gini:.3f}, top-10 organisations "
+        f"{top10:.1%} of {orgs:,}"
+        for attribution, orgs, hhi, gini, top10 in rows.select(
+            "attribution", "orgs", "hhi", "gini", "top10_share"
+        )
+        .sort("attribution", descending=True)
+        .rows()
+    ]
+    return "\n\nConcentration over organisations — " + "; ".join(parts) if parts else ""
+
+
+def latest_table_html_rows(latest: pl.DataFrame, order: list[str]) -> str:
+    """The report's latest table: one `<tr>` per bucket (`order` first, then the buckets of
+    the origin view only), each view's share and range. `latest` has the report's columns
+    (attribution, country, share, low, high) for one date."""
+    wide = latest.pivot(on="attribution", index="country", values=["share", "low", "high"])
+    table_rows = []
+    for country in order + [c for c in wide["country"].to_list() if c not in order]:
+        row = wide.filter(pl.col("country") == country).row(0, named=True)
+        cells = [f"<td>{escape(country)}</td>"]
+        for view in ("uploader", "origin"):
+            share, low, high = (
+                row.get(f"share_{view}"),
+                row.get(f"low_{view}"),
+                row.get(f"high_{view}"),
+            )
+            cells.append(f"<td>{'' if share is None else f'{share:.2%}'}</td>")
+            band = "n/a" if low is None or high is None else f"{low:.1%}–{high:.1%}"
+            cells.append(f"<td>{band if share is not None else ''}</td>")
+        table_rows.append("<tr>" + "".join(cells) + "</tr>")
+    return "".join(table_rows)
