@@ -247,7 +247,7 @@ def _fail(err: HubshareError) -> typer.Exit:
 
 
 def _engine() -> Any:
-    from tasks.load import warehouse_engine
+    from hubshare.warehouse import warehouse_engine
 
     return warehouse_engine(get_settings().resolved_warehouse_url)
 
