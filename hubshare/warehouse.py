@@ -70,7 +70,9 @@ def _engine(url: str, pid: int) -> Engine:
             # A SQLite connection is a file open: pooling saves nothing, and a pooled one would
             # outlive a warehouse file replaced under it.
             return create_engine(parsed, poolclass=NullPool)
-        return create_engine(parsed, pool_pre_ping=True)
+        # No cap on connections (as when each caller built its own engine): concurrent runs of
+        # a backfill never wait on the pool.
+        return create_engine(parsed, pool_pre_ping=True, max_overflow=-1)
     except (SQLAlchemyError, ImportError, ValueError) as err:
         raise WarehouseError(f"HUBSHARE_WAREHOUSE_URL: cannot use {redact(url)} ({err})") from None
 
@@ -250,9 +252,9 @@ def published_country_shares(
     """The published bucket shares of a date (the latest published date when None), largest
     first: the columns of `published_country_share`."""
     view = PUBLISHED_COUNTRY_SHARE
-    day = (
-        snapshot_date if snapshot_date else select(func.max(view.c.snapshot_date)).scalar_subquery()
-    )
+    # The latest date over the whole view, not over the rows the outer query filters.
+    latest = select(func.max(view.c.snapshot_date)).correlate(None).scalar_subquery()
+    day = snapshot_date if snapshot_date else latest
     return _read(
         engine,
         select(view)

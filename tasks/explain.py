@@ -28,11 +28,7 @@ from sqlalchemy import Engine
 
 from hubshare.errors import HubshareError, UsageError, WarehouseError
 from hubshare.settings import Settings
-from hubshare.warehouse import (
-    published_orgs,
-    published_run_of,
-    require_current,
-)
+from hubshare.warehouse import published_orgs, published_run_of, require_current
 from tasks.enrich import attribute_models
 from tasks.extract import read_snapshot, stored_snapshot
 from tasks.mapping import load_mapping, mapping_key
