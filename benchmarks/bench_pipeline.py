@@ -31,9 +31,10 @@ import orjson  # noqa: E402
 import polars as pl  # noqa: E402
 
 from hubshare.settings import DEFAULT_MAPPING, Settings
+from hubshare.warehouse import warehouse_engine
 from tasks.enrich import attribute_origin, attribute_uploader, parse_lineage
 from tasks.extract import CrawlState
-from tasks.load import RunRecord, load_run, warehouse_engine
+from tasks.load import RunRecord, load_run
 from tasks.mapping import load_mapping
 from tasks.quality import GateThresholds, check_quality
 from tasks.shares import compute_all_shares, share_table_sha256

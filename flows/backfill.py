@@ -11,15 +11,15 @@ import polars as pl
 from prefect import flow, get_run_logger, task
 from prefect.futures import PrefectFuture, as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
-from sqlalchemy import text
 
 from flows.daily import daily
 from hubshare.errors import HubshareError
 from hubshare.provenance import code_version
 from hubshare.read_warehouse import list_runs
 from hubshare.settings import Settings, get_settings
-from tasks.load import ensure_schema, warehouse_engine
+from hubshare.warehouse import published_runs_between, warehouse_engine
 from tasks.mapping import load_mapping
+from tasks.migrate import upgrade_warehouse
 from tasks.snapshot import recorded_manifest
 from tasks.windows import STANDARD_WINDOWS
 
@@ -56,25 +56,16 @@ def published_inputs(settings: Settings, start: date, end: date) -> dict[date, d
     import orjson
 
     engine = warehouse_engine(settings.resolved_warehouse_url)
-    ensure_schema(engine)
-    with engine.connect() as connection:
-        rows = connection.execute(
-            text("""
-            SELECT r.snapshot_date, r.raw_sha256, r.mapping_sha256, r.code_version, r.parameters
-            FROM etl_run r JOIN published_run p ON p.run_id = r.run_id
-            WHERE r.snapshot_date BETWEEN :start AND :end"""),
-            {"start": start, "end": end},
-        )
-        found = {}
-        for day, raw, mapping, code, parameters in rows:
-            day = day if isinstance(day, date) else date.fromisoformat(str(day))
-            found[day] = {
-                "raw": raw,
-                "mapping": mapping,
-                "code": code,
-                "windows": orjson.loads(parameters).get("window_inputs", {}),
-            }
-    return found
+    upgrade_warehouse(engine)  # a backfill writes: the warehouse it reads first is this code's
+    return {
+        row["snapshot_date"]: {
+            "raw": row["raw_sha256"],
+            "mapping": row["mapping_sha256"],
+            "code": row["code_version"],
+            "windows": orjson.loads(row["parameters"]).get("window_inputs", {}),
+        }
+        for row in published_runs_between(engine, start, end)
+    }
 
 
 def is_done(published: dict[str, Any] | None, now: dict[str, Any], mapping_only: bool) -> bool:

@@ -36,10 +36,11 @@ from hubshare.progress import describe_stage_seconds, peak_rss_gb
 from hubshare.provenance import code_version, public_endpoint
 from hubshare.settings import Settings, get_settings
 from hubshare.storage import DataStore
+from hubshare.warehouse import previous_published_date, previous_row_count, warehouse_engine
 from schemas.warehouse import FACT_TABLES
 from tasks.alert import post_alert
 from tasks.enrich import attribute_models
-from tasks.explain import explain_markdown, explain_shares, previous_published_date
+from tasks.explain import explain_markdown, explain_shares
 from tasks.extract import CrawlState, extract_snapshot
 from tasks.load import (
     CRASHED,
@@ -47,11 +48,10 @@ from tasks.load import (
     LoadResult,
     RunRecord,
     load_run,
-    previous_row_count,
     record_unfinished_run,
-    warehouse_engine,
 )
 from tasks.mapping import archive_mapping, contested_rows, load_mapping
+from tasks.migrate import upgrade_warehouse
 from tasks.quality import (
     GateThresholds,
     QualityCheck,
@@ -534,6 +534,8 @@ def daily(run_date: date | None = None, backdate: bool = False) -> dict[str, Any
         "parameters": {"run_date": day.isoformat(), "backdate": backdate},
     }
     with running_in(settings.store, run_folder(run_id), started, settings.lease_seconds):
+        # Once, before anything reads it: the reads of the run never migrate.
+        upgrade_warehouse(warehouse_engine(settings.resolved_warehouse_url))
         settled = settle_task(run_id)
         return _run(settings, day, backdate, run_id, started_at) | {"settled": settled}
 

@@ -11,15 +11,14 @@ from datetime import date
 
 import orjson
 import polars as pl
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
 from hubshare.errors import HubshareError, SnapshotError
 from hubshare.provenance import code_version, sha256_bytes
 from hubshare.settings import Settings, get_settings
+from hubshare.warehouse import run_row, stored_figures, warehouse_engine
 from tasks.enrich import attribute_models
-from tasks.load import warehouse_engine
 from tasks.mapping import contested_rows, load_mapping, mapping_key
-from tasks.migrate import require_current
 from tasks.shares import (
     compute_all_shares,
     compute_shares,
@@ -96,24 +95,17 @@ def reproduce_run(run_id: str, settings: Settings | None = None) -> Reproduction
     against their recorded SHA-256 first; a differing one is named, not recomputed around."""
     settings = settings or get_settings()
     engine = warehouse_engine(settings.resolved_warehouse_url)
-    require_current(engine)
-    with engine.connect() as connection:
-        row = connection.execute(
-            text(
-                "SELECT snapshot_date, raw_sha256, mapping_sha256, shares_sha256, code_version, "
-                "parameters, status FROM etl_run WHERE run_id = :run_id"
-            ),
-            {"run_id": run_id},
-        ).first()
+    row = run_row(engine, run_id)
     if row is None:
         raise HubshareError(f"run {run_id}: not in the warehouse (see `hubshare runs`)")
-    if row[3] is None:
+    if row["shares_sha256"] is None:
         raise HubshareError(
-            f"run {run_id} {row[6]} before it computed a share table: nothing to reproduce"
+            f"run {run_id} {row['status']} before it computed a share table: nothing to reproduce"
         )
-    day = row[0] if isinstance(row[0], date) else date.fromisoformat(str(row[0]))
-    raw_sha, mapping_sha, recorded, run_code = row[1], row[2], row[3], row[4]
-    parameters = orjson.loads(row[5])
+    day: date = row["snapshot_date"]
+    raw_sha, mapping_sha = row["raw_sha256"], row["mapping_sha256"]
+    recorded, run_code = row["shares_sha256"], row["code_version"]
+    parameters = orjson.loads(row["parameters"])
     problems: list[str] = []
 
     store = settings.store
@@ -162,7 +154,7 @@ def reproduce_run(run_id: str, settings: Settings | None = None) -> Reproduction
             f"share table sha256 {recomputed[:12]}… differs from the recorded {recorded[:12]}… "
             f"with identical inputs: the code changed (run: {run_code}, now: {code_version()})"
         )
-    if row[6] == "published":  # only a published run keeps its shares and facts
+    if row["status"] == "published":  # only a published run keeps its shares and facts
         problems += stored_differences(engine, run_id, country_share, fact)
     return Reproduction(run_id, day, recorded, recomputed, tuple(problems))
 
@@ -181,34 +173,11 @@ def stored_differences(
 ) -> list[str]:
     """What the warehouse holds for the run, against the recomputation: its share rows (by the
     canonical table text) and its model facts (by a checksum)."""
-    with engine.connect() as connection:
-        shares = connection.execute(
-            text(
-                "SELECT definition, cohort, attribution, bucket, downloads FROM country_share "
-                "WHERE run_id = :run_id"
-            ),
-            {"run_id": run_id},
-        ).all()
-        # model_day holds the facts of the run each date publishes now; a superseded run's
-        # facts were not kept (they are what this recomputation rebuilt from the raw snapshot).
-        facts = connection.execute(
-            text(
-                "SELECT d.model_oid, d.uploader, d.uploader_bucket, f.downloads_30d "
-                "FROM model_day f JOIN model_dim d ON d.model_key = f.model_key "
-                "JOIN published_run p ON p.snapshot_date = f.snapshot_date "
-                "WHERE p.run_id = :run_id"
-            ),
-            {"run_id": run_id},
-        ).all()
-        current = connection.execute(
-            text("SELECT 1 FROM published_run WHERE run_id = :run_id"), {"run_id": run_id}
-        ).first()
+    # model_day holds the facts of the run each date publishes now; a superseded run's facts
+    # were not kept (they are what this recomputation rebuilt from the raw snapshot).
+    figures = stored_figures(engine, run_id)
     problems = []
-    stored = pl.DataFrame(
-        [tuple(r) for r in shares],
-        schema=["definition", "cohort", "attribution", "bucket", "downloads"],
-        orient="row",
-    )
+    stored = figures.country_share
     expected = country_share.select("definition", "cohort", "attribution", "bucket", "downloads")
     if stored.is_empty() or share_table_sha256(stored) != share_table_sha256(expected):
         differing = (
@@ -222,14 +191,10 @@ def stored_differences(
         )
         problems.append(
             f"the country_share rows stored for run {run_id} differ from the recomputation "
-            f"({len(shares)} stored; differing: {', '.join(map(str, differing[:6])) or 'all'})"
+            f"({stored.height} stored; differing: {', '.join(map(str, differing[:6])) or 'all'})"
         )
-    stored_facts = pl.DataFrame(
-        [tuple(r) for r in facts],
-        schema=["model_oid", "uploader", "uploader_bucket", "downloads_30d"],
-        orient="row",
-    )
-    if current is not None and _fact_checksum(stored_facts) != _fact_checksum(fact):
+    stored_facts = figures.facts
+    if figures.published and _fact_checksum(stored_facts) != _fact_checksum(fact):
         problems.append(
             f"the per-model facts stored for run {run_id} differ from the recomputation "
             f"({stored_facts.height:,} stored, {fact.height:,} recomputed)"

@@ -250,7 +250,7 @@ def _exit_code(err: HubshareError) -> int:
 
 
 def _engine() -> Any:
-    from tasks.load import warehouse_engine
+    from hubshare.warehouse import warehouse_engine
 
     return warehouse_engine(get_settings().resolved_warehouse_url)
 

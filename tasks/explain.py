@@ -24,13 +24,13 @@ from fractions import Fraction
 from typing import Any
 
 import polars as pl
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
 from hubshare.errors import HubshareError, UsageError, WarehouseError
 from hubshare.settings import Settings
+from hubshare.warehouse import published_orgs, published_run_of, require_current
 from tasks.enrich import attribute_models
 from tasks.mapping import load_mapping, mapping_key
-from tasks.migrate import require_current
 from tasks.shares import (
     DEFINITION,
     OTHER_UNKNOWN_ORGS,
@@ -78,50 +78,18 @@ class PublishedRun:
 
 
 def published_run(engine: Engine, day: date) -> PublishedRun:
-    with engine.connect() as connection:
-        row = connection.execute(
-            text(
-                "SELECT r.run_id, r.mapping_sha256 FROM published_run p "
-                "JOIN etl_run r ON r.run_id = p.run_id WHERE p.snapshot_date = :day"
-            ),
-            {"day": day},
-        ).first()
+    row = published_run_of(engine, day)
     if row is None:
         raise WarehouseError(
             f"no published run for {day}: `hubshare runs --date {day}` shows what ran "
             "(explain compares two published runs)"
         )
-    return PublishedRun(day, row[0], row[1])
-
-
-def previous_published_date(engine: Engine, day: date) -> date | None:
-    with engine.connect() as connection:
-        value = connection.execute(
-            text("SELECT MAX(snapshot_date) FROM published_run WHERE snapshot_date < :day"),
-            {"day": day},
-        ).scalar()
-    if value is None:
-        return None
-    return value if isinstance(value, date) else date.fromisoformat(str(value))
+    return PublishedRun(day, row["run_id"], row["mapping_sha256"])
 
 
 def _published_orgs(engine: Engine, run_id: str) -> pl.DataFrame:
     """(attribution, org_lower, bucket, downloads) of a run's headline organisation shares."""
-    with engine.connect() as connection:
-        rows = connection.execute(
-            text(
-                "SELECT attribution, org, bucket, downloads FROM org_share "
-                "WHERE run_id = :run_id AND definition = :definition AND cohort = 'all'"
-            ),
-            {"run_id": run_id, "definition": DEFINITION},
-        ).fetchall()
-    schema = {
-        "attribution": pl.String,
-        "org": pl.String,
-        "bucket": pl.String,
-        "downloads": pl.Int64,
-    }
-    return _by_lower(pl.DataFrame([tuple(r) for r in rows], schema=schema, orient="row"))
+    return _by_lower(published_orgs(engine, run_id, DEFINITION))
 
 
 def _by_lower(orgs: pl.DataFrame) -> pl.DataFrame:

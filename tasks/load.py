@@ -10,22 +10,30 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import sqlite3
-import time
 from dataclasses import asdict, dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from typing import Any
 
 import orjson
 import polars as pl
-import psycopg
-from sqlalchemy import Engine, Table, create_engine, func, select, text
+from sqlalchemy import Engine, Table
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
-from sqlmodel import SQLModel
 
-import schemas.warehouse  # noqa: F401 - registers the tables in SQLModel.metadata
 from hubshare.errors import UnstorableDataError, WarehouseError
+from hubshare.warehouse import (
+    COPY_CHUNK_ROWS,
+    QUALITY_RESULT,
+    TABLES,
+    bulk_insert,
+    insert_run,
+    lock_model_dimension,
+    model_dimension_keys,
+    next_model_key,
+    publish,
+    published_facts_sha256,
+    record_next_version,
+    replace_model_day,
+)
 from tasks.shares import fold_unknown_orgs
 
 log = logging.getLogger(__name__)
@@ -34,68 +42,11 @@ PUBLISHED = "published"
 REJECTED = "rejected"
 
 
-def warehouse_engine(url: str) -> Engine:
-    try:
-        return create_engine(url, pool_pre_ping=True)
-    except (SQLAlchemyError, ImportError, ValueError) as err:
-        raise WarehouseError(f"HUBSHARE_WAREHOUSE_URL: cannot use {_redact(url)} ({err})") from None
-
-
-def _redact(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except (ValueError, SQLAlchemyError):
-        return "<unparsable URL>"
-
-
 def ensure_schema(engine: Engine) -> None:
     """Writers bring the warehouse to this code's schema before writing (alembic)."""
     from tasks.migrate import upgrade_warehouse
 
     upgrade_warehouse(engine)
-
-
-def _first_line(err: BaseException) -> str:
-    return str(err).splitlines()[0] if str(err) else type(err).__name__
-
-
-def _table(name: str) -> Table:
-    return SQLModel.metadata.tables[name]
-
-
-#: Rows per CSV block sent to COPY (bounds the text held in memory at once).
-COPY_CHUNK_ROWS = 200_000
-
-
-def bulk_insert(connection: Connection, table: Table, frame: pl.DataFrame) -> None:
-    """Insert a frame inside the caller's transaction, through the driver's bulk path."""
-    if frame.is_empty():
-        return
-    columns = frame.columns
-    names = ", ".join(columns)
-    raw: Any = connection.connection.driver_connection
-    if connection.dialect.name == "postgresql":
-        # CSV written by polars (in Rust) and parsed by the server: about 3x faster than
-        # COPY's row-by-row writer. An unquoted empty field is NULL, a quoted one "" is ''.
-        statement = f"COPY {table.name} ({names}) FROM STDIN (FORMAT csv)"
-        with raw.cursor() as cursor, cursor.copy(statement) as copy:
-            for chunk in frame.iter_slices(COPY_CHUNK_ROWS):
-                copy.write(chunk.write_csv(include_header=False))
-    elif connection.dialect.name == "sqlite":
-        # SQLAlchemy's SQLite DateTime reads "YYYY-MM-DD HH:MM:SS.ffffff" (UTC here), Date
-        # "YYYY-MM-DD".
-        frame = frame.with_columns(
-            pl.col(pl.Datetime).dt.convert_time_zone("UTC").dt.strftime("%Y-%m-%d %H:%M:%S%.6f"),
-            pl.col(pl.Date).dt.strftime("%Y-%m-%d"),
-        )
-        placeholders = ", ".join("?" for _ in columns)
-        raw.cursor().executemany(
-            f"INSERT INTO {table.name} ({names}) VALUES ({placeholders})", frame.iter_rows()
-        )
-    else:  # any other SQLAlchemy dialect: Core executemany
-        connection.execute(table.insert(), frame.to_dicts())
 
 
 @dataclass(frozen=True)
@@ -128,59 +79,8 @@ class LoadResult:
     status: str
 
 
-def _lock_date(connection: Connection, snapshot_date: date) -> None:
-    """Serialise version numbering of one date across concurrent runs on PostgreSQL (SQLite
-    has a single writer already)."""
-    if connection.dialect.name == "postgresql":
-        connection.execute(
-            text("SELECT pg_advisory_xact_lock(:key)"),
-            {"key": 0x4855_0000_0000 + snapshot_date.toordinal()},
-        )
-
-
-def previous_row_count(engine: Engine, snapshot_date: date) -> int | None:
-    """Row count of the latest published snapshot on or before `snapshot_date`."""
-    ensure_schema(engine)
-    runs, pointer = _table("etl_run"), _table("published_run")
-    with engine.connect() as connection:
-        row = connection.execute(
-            select(runs.c.row_count)
-            .join(pointer, pointer.c.run_id == runs.c.run_id)
-            .where(pointer.c.snapshot_date <= snapshot_date)
-            .order_by(pointer.c.snapshot_date.desc())
-            .limit(1)
-        ).first()
-    return None if row is None else int(row[0])
-
-
-#: Errors of the database drivers themselves: the bulk path writes through the raw driver
-#: connection, so a full disk or a rejected value surfaces as these, not as SQLAlchemy's.
-LOAD_ERRORS: tuple[type[Exception], ...] = (SQLAlchemyError, sqlite3.Error, psycopg.Error)
-
-#: Attempts at allocating a run's version when another writer of the same date got there first.
-VERSION_ATTEMPTS = 8
-
-
-def _retry_version_race(attempt: int, err: SQLAlchemyError) -> bool:
-    """Whether a failed run insert lost a race for its version (the unique (date, version)
-    constraint, or SQLite's writer lock) and should retry with the next version."""
-    if attempt + 1 >= VERSION_ATTEMPTS:
-        return False
-    message = str(err).lower()
-    lost = isinstance(err, IntegrityError) and "version" in message
-    locked = isinstance(err, OperationalError) and "database is locked" in message
-    if lost or locked:
-        time.sleep(0.05 * (attempt + 1))
-        return True
-    return False
-
-
 #: Where each run frame is stored, when the table is not named after it.
 FACT_TABLE_OF_FRAME = {"model_fact": "model_dim"}
-
-#: Serialises writers of the model dimension on PostgreSQL (keys are allocated as max + 1).
-_DIMENSION_LOCK = 0x4855_4449_4D00
-
 
 #: The model dimension's content: what decides whether a day can reuse an earlier row.
 DIMENSION_COLUMNS = (
@@ -263,42 +163,6 @@ def _digest_by_position(
     )
 
 
-def _read_frame(connection: Connection, sql: str, schema: dict[str, Any]) -> pl.DataFrame:
-    raw: Any = connection.connection.driver_connection
-    cursor = raw.cursor()
-    cursor.execute(sql)
-    # In blocks, so that only one block of Python tuples exists at a time.
-    parts = [pl.DataFrame(schema=schema)]
-    while rows := cursor.fetchmany(COPY_CHUNK_ROWS):
-        parts.append(pl.DataFrame(rows, schema=schema, orient="row"))
-    return pl.concat(parts, rechunk=True)
-
-
-def _ensure_month_partition(connection: Connection, day: date) -> None:
-    """PostgreSQL keeps model_day in one partition per month of snapshot dates."""
-    if connection.dialect.name != "postgresql":
-        return
-    first = day.replace(day=1)
-    following = (first + timedelta(days=32)).replace(day=1)
-    name = f"model_day_{first:%Y_%m}"
-    if connection.execute(text("SELECT to_regclass(:name)"), {"name": name}).scalar():
-        return
-    connection.execute(
-        text(
-            f"CREATE TABLE {name} PARTITION OF model_day "
-            f"FOR VALUES FROM ('{first}') TO ('{following}')"
-        )
-    )
-    # A BI tool lists partitions as tables: they carry model_day's descriptions.
-    from tasks.migrate import sql_literal  # COMMENT takes no bind parameters
-
-    describe = f"model_day for snapshot dates in {first:%Y-%m} (a partition of model_day)"
-    connection.execute(text(f"COMMENT ON TABLE {name} IS {sql_literal(describe)}"))
-    for column in _table("model_day").columns:
-        comment = sql_literal(str(column.comment))
-        connection.execute(text(f"COMMENT ON COLUMN {name}.{column.name} IS {comment}"))
-
-
 def facts_sha256(model_day: pl.DataFrame) -> str:
     """SHA-256 of a date's per-model facts (model_key, counters), in model_key order."""
     ordered = model_day.select("model_key", "downloads_30d", "downloads_all_time", "likes").sort(
@@ -310,24 +174,15 @@ def facts_sha256(model_day: pl.DataFrame) -> str:
     return digest.hexdigest()
 
 
-def _next_model_key(connection: Connection) -> int:
-    return int(connection.execute(text("SELECT MAX(model_key) FROM model_dim")).scalar() or 0) + 1
-
-
 def store_model_facts(
     connection: Connection, day: date, fact: pl.DataFrame, origin: pl.DataFrame
 ) -> str:
     """Store a published run's per-model facts inside the caller's transaction: new dimension
     rows (and their origin rows) for contents not seen before, and the date's model_day rows
     unless the date's published facts are already these. Returns the facts' SHA-256."""
-    if connection.dialect.name == "postgresql":
-        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _DIMENSION_LOCK})
+    lock_model_dimension(connection)
     dims = model_dimension(fact, origin)  # in fact's row order
-    known = _read_frame(
-        connection,
-        "SELECT model_oid, content_digest, model_key FROM model_dim",
-        {"model_oid": pl.String, "content_digest": pl.Int64, "model_key": pl.Int64},
-    )
+    known = model_dimension_keys(connection)
     found = (
         dims.lazy()
         .select("model_oid", "content_digest")
@@ -345,7 +200,7 @@ def store_model_facts(
     # Contents not seen before get the next keys, in the day's row order. Positions, not joins,
     # carry the keys to the rows: no copy of a day's dimension columns unless they are new.
     missing = found.is_null()
-    first_key = _next_model_key(connection)
+    first_key = next_model_key(connection)
     keys = (
         pl.select(
             pl.when(missing)
@@ -361,14 +216,14 @@ def store_model_facts(
     del dims
     bulk_insert(
         connection,
-        _table("model_dim"),
-        new.select([column.name for column in _table("model_dim").columns]),
+        TABLES["model_dim"],
+        new.select([column.name for column in TABLES["model_dim"].columns]),
     )
     bulk_insert(
         connection,
-        _table("model_origin"),
+        TABLES["model_origin"],
         origin.join(new.select("model_oid", "model_key"), on="model_oid").select(
-            [column.name for column in _table("model_origin").columns]
+            [column.name for column in TABLES["model_origin"].columns]
         ),
     )
     del new
@@ -380,19 +235,10 @@ def store_model_facts(
         "likes",
     ).sort("model_key")
     digest = facts_sha256(rows)
-    stored = connection.execute(
-        text(
-            "SELECT r.facts_sha256 FROM published_run p JOIN etl_run r ON r.run_id = p.run_id "
-            "WHERE p.snapshot_date = :day"
-        ),
-        {"day": day},
-    ).scalar()
-    if stored == digest:
+    if published_facts_sha256(connection, day) == digest:
         log.info("The per-model facts of %s are already stored: none written", day)
         return digest
-    connection.execute(text("DELETE FROM model_day WHERE snapshot_date = :day"), {"day": day})
-    _ensure_month_partition(connection, day)
-    bulk_insert(connection, _table("model_day"), rows)
+    replace_model_day(connection, day, rows)
     return digest
 
 
@@ -432,97 +278,75 @@ def load_run(
     """Write the run atomically. Idempotent: a run_id already loaded is returned as it is.
     Data the warehouse cannot store is refused before anything is written."""
     for name, frame in facts.items():
-        problem = unstorable(_table(FACT_TABLE_OF_FRAME.get(name, name)), frame)
+        problem = unstorable(TABLES[FACT_TABLE_OF_FRAME.get(name, name)], frame)
         if problem is not None:
             raise UnstorableDataError(
                 f"run {record.run_id} ({record.snapshot_date}) was not loaded: {problem}"
             )
     ensure_schema(engine)
     status = PUBLISHED if published else REJECTED
-    runs = _table("etl_run")
-    for attempt in range(VERSION_ATTEMPTS):
-        try:
-            with engine.begin() as connection:
-                existing = connection.execute(
-                    select(runs.c.version, runs.c.status).where(runs.c.run_id == record.run_id)
-                ).first()
-                if existing is not None:
-                    log.info("Run %s is already loaded as version %d", record.run_id, existing[0])
-                    return LoadResult(record.run_id, record.snapshot_date, existing[0], existing[1])
-                _lock_date(connection, record.snapshot_date)
-                last = connection.execute(
-                    select(func.max(runs.c.version)).where(
-                        runs.c.snapshot_date == record.snapshot_date
-                    )
-                ).scalar()
-                version = int(last or 0) + 1
-                now = datetime.now(UTC)
-                row = asdict(record) | {
-                    "version": version,
-                    "status": status,
-                    "status_reason": reason,
-                    "finished_at": now,
-                    "quality_failures": int((~quality["success"]).sum()),
-                    "parameters": orjson.dumps(
-                        record.parameters, option=orjson.OPT_SORT_KEYS
-                    ).decode(),
-                    "report": orjson.dumps(record.report, option=orjson.OPT_SORT_KEYS).decode(),
-                }
-                if published:
-                    row["facts_sha256"] = store_model_facts(
-                        connection, record.snapshot_date, facts["model_fact"], facts["model_origin"]
-                    )
-                connection.execute(runs.insert(), [row])
+
+    def write(connection: Connection, version: int) -> None:
+        now = datetime.now(UTC)
+        row = asdict(record) | {
+            "version": version,
+            "status": status,
+            "status_reason": reason,
+            "finished_at": now,
+            "quality_failures": int((~quality["success"]).sum()),
+            "parameters": orjson.dumps(record.parameters, option=orjson.OPT_SORT_KEYS).decode(),
+            "report": orjson.dumps(record.report, option=orjson.OPT_SORT_KEYS).decode(),
+        }
+        if published:
+            row["facts_sha256"] = store_model_facts(
+                connection, record.snapshot_date, facts["model_fact"], facts["model_origin"]
+            )
+        insert_run(connection, row)
+        bulk_insert(
+            connection,
+            QUALITY_RESULT,
+            quality.select(
+                pl.lit(record.run_id).alias("run_id"),
+                pl.int_range(1, pl.len() + 1).alias("check_no"),
+                "suite",
+                "expectation",
+                pl.col("column").alias("column_name"),
+                "success",
+                "observed",
+                "expected",
+            ),
+        )
+        if published:
+            for name in ("country_share", "org_share", "concentration"):
+                frame = facts[name]
+                if name == "org_share":
+                    frame = fold_unknown_orgs(frame)
                 bulk_insert(
                     connection,
-                    _table("quality_result"),
-                    quality.select(
-                        pl.lit(record.run_id).alias("run_id"),
-                        pl.int_range(1, pl.len() + 1).alias("check_no"),
-                        "suite",
-                        "expectation",
-                        pl.col("column").alias("column_name"),
-                        "success",
-                        "observed",
-                        "expected",
-                    ),
+                    TABLES[name],
+                    frame.select(pl.lit(record.run_id).alias("run_id"), pl.all()),
                 )
-                if published:
-                    for name in ("country_share", "org_share", "concentration"):
-                        frame = facts[name]
-                        if name == "org_share":
-                            frame = fold_unknown_orgs(frame)
-                        bulk_insert(
-                            connection,
-                            _table(name),
-                            frame.select(pl.lit(record.run_id).alias("run_id"), pl.all()),
-                        )
-                    pointer = _table("published_run")
-                    connection.execute(
-                        pointer.delete().where(pointer.c.snapshot_date == record.snapshot_date)
-                    )
-                    connection.execute(
-                        pointer.insert(),
-                        [
-                            {
-                                "snapshot_date": record.snapshot_date,
-                                "run_id": record.run_id,
-                                "published_at": now,
-                            }
-                        ],
-                    )
-        except LOAD_ERRORS as err:
-            if isinstance(err, SQLAlchemyError) and _retry_version_race(attempt, err):
-                continue
-            raise WarehouseError(
-                f"warehouse {_redact(str(engine.url))}: loading run {record.run_id} failed and was "
-                f"rolled back ({_first_line(err)})"
-            ) from None
-        break
-    log.info(
-        "Loaded run %s: %s version %d (%s)", record.run_id, record.snapshot_date, version, status
+            publish(connection, record.snapshot_date, record.run_id, now)
+
+    stored = record_next_version(
+        engine,
+        record.run_id,
+        record.snapshot_date,
+        status,
+        write,
+        failure=f"loading run {record.run_id} failed and was rolled back",
     )
-    return LoadResult(record.run_id, record.snapshot_date, version, status)
+    if stored.existed:
+        log.info("Run %s is already loaded as version %d", record.run_id, stored.version)
+    else:
+        log.info(
+            "Loaded run %s: %s version %d (%s)",
+            record.run_id,
+            record.snapshot_date,
+            stored.version,
+            status,
+        )
+    return LoadResult(record.run_id, record.snapshot_date, stored.version, stored.status)
 
 
 FAILED = "failed"
@@ -547,48 +371,33 @@ def record_unfinished_run(
     from tasks.shares import DEFINITION
 
     ensure_schema(engine)
-    runs = _table("etl_run")
-    for attempt in range(VERSION_ATTEMPTS):
-        try:
-            with engine.begin() as connection:
-                existing = connection.execute(
-                    select(runs.c.version, runs.c.status).where(runs.c.run_id == run_id)
-                ).first()
-                if existing is not None:
-                    return LoadResult(run_id, snapshot_date, existing[0], existing[1])
-                _lock_date(connection, snapshot_date)
-                last = connection.execute(
-                    select(func.max(runs.c.version)).where(runs.c.snapshot_date == snapshot_date)
-                ).scalar()
-                version = int(last or 0) + 1
-                connection.execute(
-                    runs.insert(),
-                    [
-                        {
-                            "run_id": run_id,
-                            "snapshot_date": snapshot_date,
-                            "version": version,
-                            "status": status,
-                            "status_reason": reason,
-                            "flow_run_id": flow_run_id,
-                            "started_at": started_at,
-                            "finished_at": datetime.now(UTC),
-                            "code_version": code_version(),
-                            "definition": DEFINITION,
-                            "quality_failures": 0,
-                            "parameters": orjson.dumps(
-                                parameters, option=orjson.OPT_SORT_KEYS
-                            ).decode(),
-                            "report": "{}",
-                        }
-                    ],
-                )
-        except LOAD_ERRORS as err:
-            if isinstance(err, SQLAlchemyError) and _retry_version_race(attempt, err):
-                continue
-            raise WarehouseError(
-                f"warehouse {_redact(str(engine.url))}: recording {status} run {run_id} failed "
-                f"({_first_line(err)})"
-            ) from None
-        break
-    return LoadResult(run_id, snapshot_date, version, status)
+
+    def write(connection: Connection, version: int) -> None:
+        insert_run(
+            connection,
+            {
+                "run_id": run_id,
+                "snapshot_date": snapshot_date,
+                "version": version,
+                "status": status,
+                "status_reason": reason,
+                "flow_run_id": flow_run_id,
+                "started_at": started_at,
+                "finished_at": datetime.now(UTC),
+                "code_version": code_version(),
+                "definition": DEFINITION,
+                "quality_failures": 0,
+                "parameters": orjson.dumps(parameters, option=orjson.OPT_SORT_KEYS).decode(),
+                "report": "{}",
+            },
+        )
+
+    stored = record_next_version(
+        engine,
+        run_id,
+        snapshot_date,
+        status,
+        write,
+        failure=f"recording {status} run {run_id} failed",
+    )
+    return LoadResult(run_id, snapshot_date, stored.version, stored.status)

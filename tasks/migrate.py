@@ -2,8 +2,8 @@
 `schemas/migrations/`), then replace the BI views whose definition changed.
 
 Writers (`hubshare run`, backfills, `hubshare db upgrade`) call `upgrade_warehouse`; readers
-(`shares`, `runs`, `explain`, `reproduce`) call `require_current`, which never writes: a
-warehouse that is missing or behind is an error that says which command fixes it.
+(`shares`, `runs`, `explain`, `reproduce`) call `hubshare.warehouse.require_current`, which
+never writes: a warehouse that is missing or behind is an error that says which command fixes it.
 """
 
 from __future__ import annotations
@@ -12,53 +12,35 @@ import fcntl
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from functools import cache
+from datetime import UTC, datetime
 from pathlib import Path
 
+import sqlalchemy
 from alembic import command
-from alembic.config import Config
-from alembic.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, inspect, text
+from sqlalchemy import Engine, func, inspect, select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
 from hubshare.errors import UsageError, WarehouseError
 from hubshare.provenance import sha256_bytes
-from hubshare.resources import package_path
+from hubshare.warehouse import (
+    TABLES,
+    advisory_lock,
+    alembic_config,
+    current_revision,
+    first_line,
+    head_revision,
+    redacted,
+    sql_literal,
+)
 from schemas.warehouse import VIEWS, view_column_comment, view_comment
 
-MIGRATIONS = package_path("schemas", "migrations")
 #: The first release's tables, without alembic: such a warehouse is stamped at this revision.
 FIRST_RELEASE = "0001"
 #: Serialises concurrent upgrades of one PostgreSQL database (the bytes of "hubshare").
 _LOCK_KEY = 0x6875627368617265
-
-
-def _config(connection: Connection | None = None) -> Config:
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    config.attributes["connection"] = connection
-    return config
-
-
-@cache
-def head_revision() -> str:
-    head = ScriptDirectory.from_config(_config()).get_current_head()
-    assert head is not None
-    return head
-
-
-def current_revision(connection: Connection) -> str | None:
-    return MigrationContext.configure(connection).get_current_revision()
-
-
-def _redacted(engine: Engine) -> str:
-    return engine.url.render_as_string(hide_password=True)
-
-
-def _first_line(err: BaseException) -> str:
-    return str(err).splitlines()[0] if str(err) else type(err).__name__
+VIEW_DEFINITION = TABLES["view_definition"]
+READER_ROLE = TABLES["reader_role"]
 
 
 @contextmanager
@@ -86,20 +68,19 @@ def upgrade_warehouse(engine: Engine) -> str:
     upgraded in place, keeping its data. Returns the revision."""
     try:
         with _sqlite_file_lock(engine), engine.begin() as connection:
-            if connection.dialect.name == "postgresql":
-                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
+            advisory_lock(connection, _LOCK_KEY)
             revision = current_revision(connection)
             if revision is None and inspect(connection).has_table("etl_run"):
-                command.stamp(_config(connection), FIRST_RELEASE)
+                command.stamp(alembic_config(connection), FIRST_RELEASE)
                 revision = FIRST_RELEASE
             if revision != head_revision():
                 # Views are derived: drop them so that revisions can rebuild the tables under
                 # them (SQLite's batch mode does), and recreate them from their current SQL.
                 drop_views(connection)
-                command.upgrade(_config(connection), "head")
+                command.upgrade(alembic_config(connection), "head")
             refresh_views(connection)
     except SQLAlchemyError as err:
-        raise WarehouseError(f"warehouse {_redacted(engine)}: {_first_line(err)}") from None
+        raise WarehouseError(f"warehouse {redacted(engine)}: {first_line(err)}") from None
     return head_revision()
 
 
@@ -109,7 +90,7 @@ def drop_views(connection: Connection) -> None:
         if name in existing:
             connection.execute(text(f"DROP VIEW {name}"))
     if inspect(connection).has_table("view_definition"):
-        connection.execute(text("DELETE FROM view_definition"))
+        connection.execute(VIEW_DEFINITION.delete())
 
 
 def refresh_views(connection: Connection) -> list[str]:
@@ -118,25 +99,22 @@ def refresh_views(connection: Connection) -> list[str]:
     recorded: dict[str, str] = {
         name: digest
         for name, digest in connection.execute(
-            text("SELECT view_name, definition_sha256 FROM view_definition")
+            select(VIEW_DEFINITION.c.view_name, VIEW_DEFINITION.c.definition_sha256)
         ).all()
     }
     existing = set(inspect(connection).get_view_names())
     replaced = []
-    for name, select in VIEWS.items():
-        digest = sha256_bytes(select.encode())
+    for name, definition in VIEWS.items():
+        digest = sha256_bytes(definition.encode())
         if recorded.get(name) == digest and name in existing:
             continue
         connection.execute(text(f"DROP VIEW IF EXISTS {name}"))
-        connection.execute(text(f"CREATE VIEW {name} AS {select}"))
+        connection.execute(text(f"CREATE VIEW {name} AS {definition}"))
         if connection.dialect.name == "postgresql":
             describe_view(connection, name)
+        connection.execute(VIEW_DEFINITION.delete().where(VIEW_DEFINITION.c.view_name == name))
         connection.execute(
-            text("DELETE FROM view_definition WHERE view_name = :name"), {"name": name}
-        )
-        connection.execute(
-            text("INSERT INTO view_definition (view_name, definition_sha256) VALUES (:n, :d)"),
-            {"n": name, "d": digest},
+            VIEW_DEFINITION.insert(), [{"view_name": name, "definition_sha256": digest}]
         )
         replaced.append(name)
     if replaced and connection.dialect.name == "postgresql":
@@ -170,7 +148,7 @@ def _grant(connection: Connection, role: str) -> None:
 
 
 def renew_reader_grants(connection: Connection) -> None:
-    for (role,) in connection.execute(text("SELECT role_name FROM reader_role")).all():
+    for role in connection.execute(select(READER_ROLE.c.role_name)).scalars().all():
         _grant(connection, role)
 
 
@@ -179,7 +157,7 @@ def grant_reader(engine: Engine, role: str) -> list[str]:
     grants are renewed whenever an upgrade recreates a view. Returns what it may read."""
     if engine.dialect.name != "postgresql":
         raise WarehouseError(
-            f"grant-reader needs a PostgreSQL warehouse; {_redacted(engine)} has no roles "
+            f"grant-reader needs a PostgreSQL warehouse; {redacted(engine)} has no roles "
             "(share the SQLite file read-only instead)"
         )
     if not _ROLE_NAME.match(role):
@@ -190,12 +168,13 @@ def grant_reader(engine: Engine, role: str) -> list[str]:
     try:
         with engine.begin() as connection:
             quoted = connection.dialect.identifier_preparer.quote(role)
+            roles = sqlalchemy.table("pg_roles", sqlalchemy.column("rolname"))
             exists = connection.execute(
-                text("SELECT 1 FROM pg_roles WHERE rolname = :role"), {"role": role}
+                select(roles.c.rolname).where(roles.c.rolname == role)
             ).first()
             if exists is None:
                 connection.execute(text(f"CREATE ROLE {quoted} LOGIN"))
-            database = connection.execute(text("SELECT current_database()")).scalar_one()
+            database = connection.execute(select(func.current_database())).scalar_one()
             connection.execute(
                 text(
                     "GRANT CONNECT ON DATABASE "
@@ -203,44 +182,10 @@ def grant_reader(engine: Engine, role: str) -> list[str]:
                 )
             )
             _grant(connection, role)
-            connection.execute(text("DELETE FROM reader_role WHERE role_name = :r"), {"r": role})
+            connection.execute(READER_ROLE.delete().where(READER_ROLE.c.role_name == role))
             connection.execute(
-                text("INSERT INTO reader_role (role_name, granted_at) VALUES (:r, now())"),
-                {"r": role},
+                READER_ROLE.insert(), [{"role_name": role, "granted_at": datetime.now(UTC)}]
             )
     except SQLAlchemyError as err:
-        raise WarehouseError(f"warehouse {_redacted(engine)}: {_first_line(err)}") from None
+        raise WarehouseError(f"warehouse {redacted(engine)}: {first_line(err)}") from None
     return list(READER_OBJECTS)
-
-
-def sql_literal(value: str) -> str:
-    """A string as an SQL literal, for DDL that takes no bind parameters (COMMENT ON)."""
-    return "'" + value.replace("'", "''") + "'"
-
-
-def require_current(engine: Engine) -> None:
-    """Refuse to read a warehouse that does not exist or is not at this code's revision; never
-    creates or changes anything."""
-    where = _redacted(engine)
-    database = engine.url.database
-    on_disk = engine.dialect.name == "sqlite" and database and database != ":memory:"
-    if on_disk and not Path(str(database)).exists():
-        raise WarehouseError(
-            f"no warehouse at {where}: run `hubshare run` (or `hubshare db upgrade`) first"
-        )
-    try:
-        with engine.connect() as connection:
-            revision = current_revision(connection)
-            has_runs = inspect(connection).has_table("etl_run")
-    except SQLAlchemyError as err:
-        raise WarehouseError(f"warehouse {where}: {_first_line(err)}") from None
-    if revision == head_revision():
-        return
-    if revision is None and not has_runs:
-        raise WarehouseError(
-            f"warehouse {where} is empty: run `hubshare run` (or `hubshare db upgrade`) first"
-        )
-    raise WarehouseError(
-        f"warehouse {where} is at schema revision {revision or 'of hubshare 0.1.0'}, this "
-        f"hubshare reads {head_revision()}: run `hubshare db upgrade`"
-    )

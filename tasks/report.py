@@ -12,16 +12,31 @@ from pathlib import Path
 from typing import cast
 
 import polars as pl
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
 from hubshare.errors import WarehouseError
-from tasks.migrate import require_current
+from hubshare.warehouse import published_run_history, report_shares
 from tasks.render_shares import latest_table_html_rows
 
 TOP_BUCKETS = 6
 #: Colour-blind-safe palette (Okabe-Ito), one colour per bucket in the order of the latest shares.
 PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#999999")
 WIDTH, HEIGHT, PAD = 760, 300, 48
+
+
+#: What the report shows of each published run.
+RUN_COLUMNS = (
+    "snapshot_date",
+    "version",
+    "run_id",
+    "row_count",
+    "total_downloads",
+    "raw_sha256",
+    "mapping_sha256",
+    "shares_sha256",
+    "code_version",
+    "finished_at",
+)
 
 
 @dataclass(frozen=True)
@@ -31,66 +46,13 @@ class ReportData:
 
 
 def read_report_data(engine: Engine, start: date | None, end: date | None) -> ReportData:
-    require_current(engine)
-    where = "definition = 'downloads_30d' AND cohort = 'all'"
-    params: dict[str, object] = {}
-    if start is not None:
-        where += " AND snapshot_date >= :start"
-        params["start"] = start
-    if end is not None:
-        where += " AND snapshot_date <= :end"
-        params["end"] = end
-    with engine.connect() as connection:
-        shares = connection.execute(
-            text(
-                "SELECT snapshot_date, attribution, country, downloads, share, share_low, "
-                f"share_high FROM published_country_share WHERE {where} "  # noqa: S608
-                "ORDER BY snapshot_date, attribution, country"
-            ),
-            params,
-        ).all()
-        runs = connection.execute(
-            text(
-                "SELECT snapshot_date, version, run_id, row_count, total_downloads, raw_sha256, "
-                "mapping_sha256, shares_sha256, code_version, finished_at FROM run_history "
-                "WHERE published = 1 ORDER BY snapshot_date"
-            )
-        ).all()
-    if not shares:
+    frame = report_shares(engine, start, end)
+    if frame.is_empty():
         raise WarehouseError(
             "no published shares in the requested span: nothing to report (see `hubshare runs`)"
         )
-    share_schema = {
-        "snapshot_date": pl.String,
-        "attribution": pl.String,
-        "country": pl.String,
-        "downloads": pl.Int64,
-        "share": pl.Float64,
-        "low": pl.Float64,
-        "high": pl.Float64,
-    }
-    frame = pl.DataFrame(
-        [tuple(map(_plain, row)) for row in shares], schema=share_schema, orient="row"
-    ).with_columns(pl.col("snapshot_date").str.slice(0, 10).str.to_date())
-    run_frame = pl.DataFrame(
-        [tuple(map(_plain, row)) for row in runs],
-        schema=[
-            "snapshot_date",
-            "version",
-            "run_id",
-            "row_count",
-            "total_downloads",
-            "raw_sha256",
-            "mapping_sha256",
-            "shares_sha256",
-            "code_version",
-            "finished_at",
-        ],
-        orient="row",
-    )
-    dates = frame["snapshot_date"].cast(pl.String).unique().to_list()
-    run_frame = run_frame.filter(
-        pl.col("snapshot_date").cast(pl.String).str.slice(0, 10).is_in(dates)
+    run_frame = published_run_history(engine, RUN_COLUMNS).filter(
+        pl.col("snapshot_date").is_in(frame["snapshot_date"].unique().implode())
     )
     return ReportData(frame, run_frame)
 
@@ -99,10 +61,6 @@ def _short(name: str, value: object) -> str:
     """Checksums and run ids by their first 12 characters, like `hubshare runs`."""
     shown = str(value)
     return shown[:12] if name.endswith(("sha256", "run_id")) else shown
-
-
-def _plain(value: object) -> object:
-    return value.isoformat() if isinstance(value, date | datetime) else value
 
 
 def _chart(view: pl.DataFrame, buckets: list[str], title: str) -> str:

@@ -24,7 +24,8 @@ import orjson
 from hubshare.errors import HubshareError, LeaseLostError
 from hubshare.settings import Settings
 from hubshare.storage import DataStore, hold
-from tasks.load import CRASHED, record_unfinished_run, warehouse_engine
+from hubshare.warehouse import warehouse_engine
+from tasks.load import CRASHED, record_unfinished_run
 
 LOCK_FILE = ".running"
 STARTED_FILE = "started.json"

@@ -88,7 +88,8 @@ def test_a_backfill_on_the_pool_needs_a_server_with_workers(env):
 def test_versions_stay_unique_when_loads_of_a_date_race(warehouse_url):
     """Four loads of one date at the same instant: the database's unique (snapshot_date,
     version) makes each loser take the next version (SQLite had no lock and no constraint)."""
-    from tasks.load import record_unfinished_run, warehouse_engine
+    from hubshare.warehouse import warehouse_engine
+    from tasks.load import record_unfinished_run
     from tasks.migrate import upgrade_warehouse
 
     url = warehouse_url
@@ -123,7 +124,8 @@ def test_versions_stay_unique_when_loads_of_a_date_race(warehouse_url):
 
 
 def test_reproduce_takes_a_unique_prefix_of_a_run_id(env, tmp_path, monkeypatch):
-    from tasks.load import record_unfinished_run, warehouse_engine
+    from hubshare.warehouse import warehouse_engine
+    from tasks.load import record_unfinished_run
 
     url = f"sqlite:///{tmp_path / 'w.db'}"
     monkeypatch.setenv("HUBSHARE_WAREHOUSE_URL", url)
@@ -454,8 +456,8 @@ def orjson_load(path: Path) -> dict[str, object]:
 def test_concurrent_first_schema_creation_is_safe(warehouse_url):
     """Several processes' first run on one fresh warehouse at once: every one gets the schema,
     none fails (PostgreSQL: an advisory lock; SQLite: a lock file beside the database)."""
-    from tasks.load import warehouse_engine
-    from tasks.migrate import head_revision, upgrade_warehouse
+    from hubshare.warehouse import head_revision, warehouse_engine
+    from tasks.migrate import upgrade_warehouse
 
     barrier = threading.Barrier(4)
     outcomes: list[object] = []

@@ -18,14 +18,9 @@ from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, inspect, text
 
 from hubshare.errors import WarehouseError
+from hubshare.warehouse import MIGRATIONS, head_revision, require_current
 from schemas import warehouse
-from tasks.migrate import (
-    MIGRATIONS,
-    head_revision,
-    refresh_views,
-    require_current,
-    upgrade_warehouse,
-)
+from tasks.migrate import refresh_views, upgrade_warehouse
 from tests.conftest import FIXTURES
 from tests.test_cli import invoke
 

@@ -1,0 +1,671 @@
+"""The warehouse: one cached engine per URL and every query the pipeline runs against it, written
+with SQLAlchemy Core on the tables of `schemas/warehouse.py` (rows are read by column name).
+
+Dates are typed here once: the tables' Date/DateTime columns, and the typed `Table`s of the BI
+views below, make SQLite's date text and PostgreSQL's dates the same Python `date`/`datetime`.
+Reads never migrate: `require_current` refuses a warehouse that is missing or behind, and the
+writers (`tasks.migrate.upgrade_warehouse`) bring it to this code's schema before writing.
+What Core cannot say well stays SQL text, in this module: COPY, partitions, COMMENT ON and
+advisory locks.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import psycopg
+from alembic.config import Config
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Dialect,
+    Engine,
+    Integer,
+    MetaData,
+    Result,
+    RowMapping,
+    Select,
+    String,
+    Table,
+    TypeDecorator,
+    create_engine,
+    func,
+    inspect,
+    select,
+    text,
+)
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.pool import NullPool
+
+from hubshare.errors import WarehouseError
+from hubshare.resources import package_path
+from schemas.warehouse import metadata
+
+# --- engine -------------------------------------------------------------------------------------
+
+
+def warehouse_engine(url: str) -> Engine:
+    """The engine of a warehouse URL: one per URL and process (a forked worker gets its own, never
+    its parent's pooled connections)."""
+    return _engine(url, os.getpid())
+
+
+@cache
+def _engine(url: str, pid: int) -> Engine:
+    try:
+        parsed = make_url(url)
+        if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+            # A SQLite connection is a file open: pooling saves nothing, and a pooled one would
+            # outlive a warehouse file replaced under it.
+            return create_engine(parsed, poolclass=NullPool)
+        # No cap on connections (as when each caller built its own engine): concurrent runs of
+        # a backfill never wait on the pool.
+        return create_engine(parsed, pool_pre_ping=True, max_overflow=-1)
+    except (SQLAlchemyError, ImportError, ValueError) as err:
+        raise WarehouseError(f"HUBSHARE_WAREHOUSE_URL: cannot use {redact(url)} ({err})") from None
+
+
+def redact(url: str) -> str:
+    """A URL as errors and logs may show it: without its password."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except (ValueError, SQLAlchemyError):
+        return "<unparsable URL>"
+
+
+def redacted(engine: Engine) -> str:
+    return engine.url.render_as_string(hide_password=True)
+
+
+def first_line(err: BaseException) -> str:
+    return str(err).splitlines()[0] if str(err) else type(err).__name__
+
+
+def sql_literal(value: str) -> str:
+    """A string as an SQL literal, for DDL that takes no bind parameters (COMMENT ON)."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+# --- schema revision ----------------------------------------------------------------------------
+
+MIGRATIONS = package_path("schemas", "migrations")
+
+
+def alembic_config(connection: Connection | None = None) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    return config
+
+
+@cache
+def head_revision() -> str:
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert head is not None
+    return head
+
+
+def current_revision(connection: Connection) -> str | None:
+    return MigrationContext.configure(connection).get_current_revision()
+
+
+def require_current(engine: Engine) -> None:
+    """Refuse to read a warehouse that does not exist or is not at this code's revision; never
+    creates or changes anything."""
+    where = redacted(engine)
+    database = engine.url.database
+    on_disk = engine.dialect.name == "sqlite" and database and database != ":memory:"
+    if on_disk and not Path(str(database)).exists():
+        raise WarehouseError(
+            f"no warehouse at {where}: run `hubshare run` (or `hubshare db upgrade`) first"
+        )
+    try:
+        with engine.connect() as connection:
+            revision = current_revision(connection)
+            has_runs = inspect(connection).has_table("etl_run")
+    except SQLAlchemyError as err:
+        raise WarehouseError(f"warehouse {where}: {first_line(err)}") from None
+    if revision == head_revision():
+        return
+    if revision is None and not has_runs:
+        raise WarehouseError(
+            f"warehouse {where} is empty: run `hubshare run` (or `hubshare db upgrade`) first"
+        )
+    raise WarehouseError(
+        f"warehouse {where} is at schema revision {revision or 'of hubshare 0.1.0'}, this "
+        f"hubshare reads {head_revision()}: run `hubshare db upgrade`"
+    )
+
+
+# --- tables and typed views ---------------------------------------------------------------------
+
+TABLES = metadata().tables
+ETL_RUN = TABLES["etl_run"]
+PUBLISHED_RUN = TABLES["published_run"]
+MODEL_DIM = TABLES["model_dim"]
+MODEL_DAY = TABLES["model_day"]
+COUNTRY_SHARE = TABLES["country_share"]
+ORG_SHARE = TABLES["org_share"]
+QUALITY_RESULT = TABLES["quality_result"]
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timestamp read as an aware UTC datetime on both backends (SQLite keeps naive UTC text,
+    PostgreSQL answers in the session's time zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _view_column(name: str) -> Column[Any]:
+    """A view column typed like the table column it shows."""
+    if name in ("started_at", "finished_at"):
+        return Column(name, UtcDateTime())
+    if name == "country":
+        return Column(name, String())
+    if name == "published":
+        return Column(name, Integer())
+    for table in (ETL_RUN, COUNTRY_SHARE, ORG_SHARE):
+        if name in table.c:
+            return Column(name, table.c[name].type)
+    raise KeyError(name)
+
+
+_VIEWS = MetaData()
+
+
+def _view(name: str, *columns: str) -> Table:
+    return Table(name, _VIEWS, *(_view_column(column) for column in columns))
+
+
+#: The BI views the read commands use (a reader role may read nothing else).
+PUBLISHED_COUNTRY_SHARE = _view(
+    "published_country_share",
+    "snapshot_date",
+    "version",
+    "run_id",
+    "definition",
+    "cohort",
+    "attribution",
+    "country",
+    "downloads",
+    "share",
+    "share_low",
+    "share_high",
+)
+RUN_COLUMNS = (
+    "run_id",
+    "snapshot_date",
+    "version",
+    "status",
+    "published",
+    "raw_sha256",
+    "mapping_sha256",
+    "shares_sha256",
+    "code_version",
+    "row_count",
+    "total_downloads",
+    "quality_failures",
+    "status_reason",
+    "flow_run_id",
+    "started_at",
+    "finished_at",
+)
+RUN_HISTORY = _view("run_history", *RUN_COLUMNS)
+
+
+def _frame(result: Result[Any], schema: dict[str, Any] | None = None) -> pl.DataFrame:
+    """A query's rows as a frame, columns named as the query names them."""
+    columns: Any = schema or list(result.keys())
+    return pl.DataFrame([tuple(row) for row in result.all()], schema=columns, orient="row")
+
+
+def _read(engine: Engine, query: Select[Any], schema: dict[str, Any] | None = None) -> pl.DataFrame:
+    require_current(engine)
+    with engine.connect() as connection:
+        return _frame(connection.execute(query), schema)
+
+
+# --- reads: published figures and run history ---------------------------------------------------
+
+
+def published_country_shares(
+    engine: Engine, snapshot_date: date | None, attribution: str, definition: str, cohort: str
+) -> pl.DataFrame:
+    """The published bucket shares of a date (the latest published date when None), largest
+    first: the columns of `published_country_share`."""
+    view = PUBLISHED_COUNTRY_SHARE
+    # The latest date over the whole view, not over the rows the outer query filters.
+    latest = select(func.max(view.c.snapshot_date)).correlate(None).scalar_subquery()
+    day = snapshot_date if snapshot_date else latest
+    return _read(
+        engine,
+        select(view)
+        .where(
+            view.c.attribution == attribution,
+            view.c.definition == definition,
+            view.c.cohort == cohort,
+            view.c.snapshot_date == day,
+        )
+        .order_by(view.c.downloads.desc(), view.c.country),
+    )
+
+
+def run_history(engine: Engine, snapshot_date: date | None) -> pl.DataFrame:
+    """Every run (of one date, or of all), in date and version order: RUN_COLUMNS."""
+    query = select(RUN_HISTORY).order_by(RUN_HISTORY.c.snapshot_date, RUN_HISTORY.c.version)
+    if snapshot_date:
+        query = query.where(RUN_HISTORY.c.snapshot_date == snapshot_date)
+    return _read(engine, query)
+
+
+def run_ids_starting_with(engine: Engine, prefix: str) -> list[str]:
+    require_current(engine)
+    with engine.connect() as connection:
+        return list(
+            connection.execute(
+                select(RUN_HISTORY.c.run_id)
+                .where(RUN_HISTORY.c.run_id.like(prefix + "%"))
+                .order_by(RUN_HISTORY.c.run_id)
+            ).scalars()
+        )
+
+
+def report_shares(engine: Engine, start: date | None, end: date | None) -> pl.DataFrame:
+    """The headline shares (downloads_30d, all models) of each published date in [start, end]:
+    snapshot_date, attribution, country, downloads, share, low, high."""
+    view = PUBLISHED_COUNTRY_SHARE
+    query = (
+        select(
+            view.c.snapshot_date,
+            view.c.attribution,
+            view.c.country,
+            view.c.downloads,
+            view.c.share,
+            view.c.share_low.label("low"),
+            view.c.share_high.label("high"),
+        )
+        .where(view.c.definition == "downloads_30d", view.c.cohort == "all")
+        .order_by(view.c.snapshot_date, view.c.attribution, view.c.country)
+    )
+    if start is not None:
+        query = query.where(view.c.snapshot_date >= start)
+    if end is not None:
+        query = query.where(view.c.snapshot_date <= end)
+    schema = {
+        "snapshot_date": pl.Date,
+        "attribution": pl.String,
+        "country": pl.String,
+        "downloads": pl.Int64,
+        "share": pl.Float64,
+        "low": pl.Float64,
+        "high": pl.Float64,
+    }
+    return _read(engine, query, schema)
+
+
+def published_run_history(engine: Engine, columns: Sequence[str]) -> pl.DataFrame:
+    """`columns` of run_history for the published run of each date, in date order."""
+    return _read(
+        engine,
+        select(*(RUN_HISTORY.c[name] for name in columns))
+        .where(RUN_HISTORY.c.published == 1)
+        .order_by(RUN_HISTORY.c.snapshot_date),
+    )
+
+
+# --- reads: what the pipeline needs of earlier runs ---------------------------------------------
+
+
+def previous_row_count(engine: Engine, snapshot_date: date) -> int | None:
+    """Row count of the latest published snapshot on or before `snapshot_date`."""
+    require_current(engine)
+    with engine.connect() as connection:
+        count = connection.execute(
+            select(ETL_RUN.c.row_count)
+            .join(PUBLISHED_RUN, PUBLISHED_RUN.c.run_id == ETL_RUN.c.run_id)
+            .where(PUBLISHED_RUN.c.snapshot_date <= snapshot_date)
+            .order_by(PUBLISHED_RUN.c.snapshot_date.desc())
+            .limit(1)
+        ).scalar()
+    return None if count is None else int(count)
+
+
+def published_run_of(engine: Engine, day: date) -> RowMapping | None:
+    """run_id and mapping_sha256 of the run published for `day`, None when there is none."""
+    with engine.connect() as connection:
+        return (
+            connection.execute(
+                select(ETL_RUN.c.run_id, ETL_RUN.c.mapping_sha256)
+                .join(PUBLISHED_RUN, PUBLISHED_RUN.c.run_id == ETL_RUN.c.run_id)
+                .where(PUBLISHED_RUN.c.snapshot_date == day)
+            )
+            .mappings()
+            .first()
+        )
+
+
+def previous_published_date(engine: Engine, day: date) -> date | None:
+    """The latest published date before `day`."""
+    with engine.connect() as connection:
+        found: date | None = connection.execute(
+            select(func.max(PUBLISHED_RUN.c.snapshot_date)).where(
+                PUBLISHED_RUN.c.snapshot_date < day
+            )
+        ).scalar()
+    return found
+
+
+def published_orgs(engine: Engine, run_id: str, definition: str) -> pl.DataFrame:
+    """(attribution, org, bucket, downloads) of a run's organisation shares under `definition`
+    over all models."""
+    with engine.connect() as connection:
+        return _frame(
+            connection.execute(
+                select(
+                    ORG_SHARE.c.attribution,
+                    ORG_SHARE.c.org,
+                    ORG_SHARE.c.bucket,
+                    ORG_SHARE.c.downloads,
+                ).where(
+                    ORG_SHARE.c.run_id == run_id,
+                    ORG_SHARE.c.definition == definition,
+                    ORG_SHARE.c.cohort == "all",
+                )
+            ),
+            {
+                "attribution": pl.String,
+                "org": pl.String,
+                "bucket": pl.String,
+                "downloads": pl.Int64,
+            },
+        )
+
+
+def run_row(engine: Engine, run_id: str) -> RowMapping | None:
+    """A run's etl_run row (every column, by name), None when there is no such run."""
+    require_current(engine)
+    with engine.connect() as connection:
+        return (
+            connection.execute(select(ETL_RUN).where(ETL_RUN.c.run_id == run_id)).mappings().first()
+        )
+
+
+@dataclass(frozen=True)
+class StoredFigures:
+    """What the warehouse holds of one run: its country_share rows, the per-model facts of its
+    date when it is the published run, and whether it is."""
+
+    country_share: pl.DataFrame  # definition, cohort, attribution, bucket, downloads
+    facts: pl.DataFrame  # model_oid, uploader, uploader_bucket, downloads_30d
+    published: bool
+
+
+def stored_figures(engine: Engine, run_id: str) -> StoredFigures:
+    share = COUNTRY_SHARE
+    with engine.connect() as connection:
+        shares = _frame(
+            connection.execute(
+                select(
+                    share.c.definition,
+                    share.c.cohort,
+                    share.c.attribution,
+                    share.c.bucket,
+                    share.c.downloads,
+                ).where(share.c.run_id == run_id)
+            )
+        )
+        # model_day holds the facts of the run each date publishes now; a superseded run's
+        # facts were not kept.
+        facts = _frame(
+            connection.execute(
+                select(
+                    MODEL_DIM.c.model_oid,
+                    MODEL_DIM.c.uploader,
+                    MODEL_DIM.c.uploader_bucket,
+                    MODEL_DAY.c.downloads_30d,
+                )
+                .select_from(MODEL_DAY)
+                .join(MODEL_DIM, MODEL_DIM.c.model_key == MODEL_DAY.c.model_key)
+                .join(PUBLISHED_RUN, PUBLISHED_RUN.c.snapshot_date == MODEL_DAY.c.snapshot_date)
+                .where(PUBLISHED_RUN.c.run_id == run_id)
+            )
+        )
+        published = (
+            connection.execute(
+                select(PUBLISHED_RUN.c.run_id).where(PUBLISHED_RUN.c.run_id == run_id)
+            ).first()
+            is not None
+        )
+    return StoredFigures(shares, facts, published)
+
+
+def published_runs_between(engine: Engine, start: date, end: date) -> list[RowMapping]:
+    """snapshot_date, raw_sha256, mapping_sha256, code_version and parameters of the published
+    run of each date in [start, end]."""
+    with engine.connect() as connection:
+        return list(
+            connection.execute(
+                select(
+                    ETL_RUN.c.snapshot_date,
+                    ETL_RUN.c.raw_sha256,
+                    ETL_RUN.c.mapping_sha256,
+                    ETL_RUN.c.code_version,
+                    ETL_RUN.c.parameters,
+                )
+                .join(PUBLISHED_RUN, PUBLISHED_RUN.c.run_id == ETL_RUN.c.run_id)
+                .where(ETL_RUN.c.snapshot_date.between(start, end))
+            ).mappings()
+        )
+
+
+# --- writes -------------------------------------------------------------------------------------
+
+#: Rows per CSV block sent to COPY (bounds the text held in memory at once).
+COPY_CHUNK_ROWS = 200_000
+
+#: Errors of the database drivers themselves: the bulk path writes through the raw driver
+#: connection, so a full disk or a rejected value surfaces as these, not as SQLAlchemy's.
+LOAD_ERRORS: tuple[type[Exception], ...] = (SQLAlchemyError, sqlite3.Error, psycopg.Error)
+
+#: Attempts at allocating a run's version when another writer of the same date got there first.
+VERSION_ATTEMPTS = 8
+
+#: Serialises writers of the model dimension on PostgreSQL (keys are allocated as max + 1).
+_DIMENSION_LOCK = 0x4855_4449_4D00
+#: Version numbering of one date is serialised on this key plus the date's ordinal.
+_DATE_LOCK = 0x4855_0000_0000
+
+
+def bulk_insert(connection: Connection, table: Table, frame: pl.DataFrame) -> None:
+    """Insert a frame inside the caller's transaction, through the driver's bulk path."""
+    if frame.is_empty():
+        return
+    columns = frame.columns
+    names = ", ".join(columns)
+    raw: Any = connection.connection.driver_connection
+    if connection.dialect.name == "postgresql":
+        # CSV written by polars (in Rust) and parsed by the server: about 3x faster than
+        # COPY's row-by-row writer. An unquoted empty field is NULL, a quoted one "" is ''.
+        statement = f"COPY {table.name} ({names}) FROM STDIN (FORMAT csv)"
+        with raw.cursor() as cursor, cursor.copy(statement) as copy:
+            for chunk in frame.iter_slices(COPY_CHUNK_ROWS):
+                copy.write(chunk.write_csv(include_header=False))
+    elif connection.dialect.name == "sqlite":
+        # The text SQLAlchemy's SQLite DateTime and Date read back (UTC here): what the typed
+        # columns turn into datetimes and dates again.
+        frame = frame.with_columns(
+            pl.col(pl.Datetime).dt.convert_time_zone("UTC").dt.strftime("%Y-%m-%d %H:%M:%S%.6f"),
+            pl.col(pl.Date).dt.strftime("%Y-%m-%d"),
+        )
+        insert = table.insert().compile(connection, column_keys=columns)
+        positions = insert.positiontup or []  # the order of its `?` placeholders
+        raw.cursor().executemany(str(insert), frame.select(positions).iter_rows())
+    else:  # any other SQLAlchemy dialect: Core executemany
+        connection.execute(table.insert(), frame.to_dicts())
+
+
+def read_frame(connection: Connection, query: Select[Any], schema: dict[str, Any]) -> pl.DataFrame:
+    """A large query's rows through the driver's cursor, a block at a time (only one block of
+    Python tuples exists at once)."""
+    raw: Any = connection.connection.driver_connection
+    cursor = raw.cursor()
+    cursor.execute(str(query.compile(connection)))
+    parts = [pl.DataFrame(schema=schema)]
+    while rows := cursor.fetchmany(COPY_CHUNK_ROWS):
+        parts.append(pl.DataFrame(rows, schema=schema, orient="row"))
+    return pl.concat(parts, rechunk=True)
+
+
+def advisory_lock(connection: Connection, key: int) -> None:
+    """Hold PostgreSQL's transaction-level advisory lock `key` until the transaction ends (SQLite
+    has a single writer already)."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(select(func.pg_advisory_xact_lock(key)))
+
+
+def lock_model_dimension(connection: Connection) -> None:
+    advisory_lock(connection, _DIMENSION_LOCK)
+
+
+def model_dimension_keys(connection: Connection) -> pl.DataFrame:
+    """model_oid, content_digest and model_key of every model_dim row."""
+    return read_frame(
+        connection,
+        select(MODEL_DIM.c.model_oid, MODEL_DIM.c.content_digest, MODEL_DIM.c.model_key),
+        {"model_oid": pl.String, "content_digest": pl.Int64, "model_key": pl.Int64},
+    )
+
+
+def next_model_key(connection: Connection) -> int:
+    return int(connection.execute(select(func.max(MODEL_DIM.c.model_key))).scalar() or 0) + 1
+
+
+def published_facts_sha256(connection: Connection, day: date) -> str | None:
+    """facts_sha256 of the run published for `day` (None when none is, or it stored none)."""
+    found: str | None = connection.execute(
+        select(ETL_RUN.c.facts_sha256)
+        .join(PUBLISHED_RUN, PUBLISHED_RUN.c.run_id == ETL_RUN.c.run_id)
+        .where(PUBLISHED_RUN.c.snapshot_date == day)
+    ).scalar()
+    return found
+
+
+def replace_model_day(connection: Connection, day: date, rows: pl.DataFrame) -> None:
+    """The per-model facts of `day`: its model_day rows, replaced by `rows`."""
+    connection.execute(MODEL_DAY.delete().where(MODEL_DAY.c.snapshot_date == day))
+    _ensure_month_partition(connection, day)
+    bulk_insert(connection, MODEL_DAY, rows)
+
+
+def _ensure_month_partition(connection: Connection, day: date) -> None:
+    """PostgreSQL keeps model_day in one partition per month of snapshot dates."""
+    if connection.dialect.name != "postgresql":
+        return
+    first = day.replace(day=1)
+    following = (first + timedelta(days=32)).replace(day=1)
+    name = f"model_day_{first:%Y_%m}"
+    if connection.execute(select(func.to_regclass(name))).scalar():
+        return
+    connection.execute(
+        text(
+            f"CREATE TABLE {name} PARTITION OF model_day "
+            f"FOR VALUES FROM ('{first}') TO ('{following}')"
+        )
+    )
+    # A BI tool lists partitions as tables: they carry model_day's descriptions.
+    describe = f"model_day for snapshot dates in {first:%Y-%m} (a partition of model_day)"
+    connection.execute(text(f"COMMENT ON TABLE {name} IS {sql_literal(describe)}"))
+    for column in MODEL_DAY.columns:
+        comment = sql_literal(str(column.comment))
+        connection.execute(text(f"COMMENT ON COLUMN {name}.{column.name} IS {comment}"))
+
+
+def insert_run(connection: Connection, row: dict[str, Any]) -> None:
+    connection.execute(ETL_RUN.insert(), [row])
+
+
+def publish(connection: Connection, day: date, run_id: str, published_at: datetime) -> None:
+    """Move the published pointer of `day` to `run_id`."""
+    connection.execute(PUBLISHED_RUN.delete().where(PUBLISHED_RUN.c.snapshot_date == day))
+    connection.execute(
+        PUBLISHED_RUN.insert(),
+        [{"snapshot_date": day, "run_id": run_id, "published_at": published_at}],
+    )
+
+
+@dataclass(frozen=True)
+class StoredVersion:
+    version: int
+    status: str
+    existed: bool  # the run was recorded before: nothing was written
+
+
+def record_next_version(
+    engine: Engine,
+    run_id: str,
+    snapshot_date: date,
+    status: str,
+    write: Callable[[Connection, int], None],
+    failure: str,
+) -> StoredVersion:
+    """Give a run the next version of its date and `write` its rows with it, in one transaction.
+    A run already recorded is returned as it is. A writer that loses the race for a version (the
+    unique (date, version), or SQLite's writer lock) tries again with the next one; any other
+    error rolls back and is a WarehouseError that starts with `failure`."""
+    attempt = 0
+    while True:
+        try:
+            with engine.begin() as connection:
+                existing = connection.execute(
+                    select(ETL_RUN.c.version, ETL_RUN.c.status).where(ETL_RUN.c.run_id == run_id)
+                ).first()
+                if existing is not None:
+                    return StoredVersion(existing.version, existing.status, existed=True)
+                advisory_lock(connection, _DATE_LOCK + snapshot_date.toordinal())
+                last = connection.execute(
+                    select(func.max(ETL_RUN.c.version)).where(
+                        ETL_RUN.c.snapshot_date == snapshot_date
+                    )
+                ).scalar()
+                version = int(last or 0) + 1
+                write(connection, version)
+            return StoredVersion(version, status, existed=False)
+        except LOAD_ERRORS as err:
+            if isinstance(err, SQLAlchemyError) and _lost_version_race(attempt, err):
+                attempt += 1
+                continue
+            raise WarehouseError(
+                f"warehouse {redacted(engine)}: {failure} ({first_line(err)})"
+            ) from None
+
+
+def _lost_version_race(attempt: int, err: SQLAlchemyError) -> bool:
+    """Whether a failed run insert lost a race for its version and should retry (after a short
+    wait) with the next version."""
+    if attempt + 1 >= VERSION_ATTEMPTS:
+        return False
+    message = str(err).lower()
+    lost = isinstance(err, IntegrityError) and "version" in message
+    locked = isinstance(err, OperationalError) and "database is locked" in message
+    if lost or locked:
+        time.sleep(0.05 * (attempt + 1))
+        return True
+    return False
