@@ -9,15 +9,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
-import orjson
 import polars as pl
 from sqlalchemy import Engine, text
 
 from hubshare.errors import HubshareError, SnapshotError
 from hubshare.provenance import code_version, sha256_bytes
 from hubshare.settings import Settings, get_settings
+from schemas.run import RunInputs
 from tasks.enrich import attribute_models
-from tasks.extract import read_snapshot, snapshot_key, stored_snapshot
+from tasks.extract import SnapshotManifest, read_snapshot, snapshot_key, stored_snapshot
+from tasks.inputs import open_mapping, resolve_run_inputs
 from tasks.load import warehouse_engine
 from tasks.mapping import contested_rows, load_mapping, mapping_key
 from tasks.migrate import require_current
@@ -31,19 +32,29 @@ from tasks.shares import (
 from tasks.windows import Definition, model_metric
 
 
-def _snapshot(day: date, settings: Settings) -> pl.DataFrame:
-    if stored_snapshot(day, settings) is None:
+def _stored(day: date, settings: Settings) -> SnapshotManifest:
+    manifest = stored_snapshot(day, settings)
+    if manifest is None:
         raise SnapshotError(
             f"no raw snapshot stored for {day} in {settings.store.where('raw')} "
             "(crawl it that day, or `hubshare import` an archive)"
         )
-    return read_snapshot(day, settings)
+    return manifest
 
 
 def window_shares_now(start: date, end: date, cohort: str, attribution: str) -> pl.DataFrame:
     """Bucket shares over [start, end) from the two raw snapshots and the current mapping."""
     settings = get_settings()
-    end_snapshot, start_snapshot = _snapshot(end, settings), _snapshot(start, settings)
+    end_manifest, start_manifest = _stored(end, settings), _stored(start, settings)
+    # Read as a run of `end` whose one window starts on `start` would; nothing is gated.
+    inputs = resolve_run_inputs(
+        settings,
+        end,
+        end_manifest.sha256,
+        previous_row_count=None,
+        window_starts={start: start_manifest.sha256},
+    )
+    end_snapshot, start_snapshot = read_snapshot(end, settings), read_snapshot(start, settings)
     for day, snapshot in ((start, start_snapshot), (end, end_snapshot)):
         if not has_all_time_counter(snapshot):
             raise SnapshotError(
@@ -51,7 +62,7 @@ def window_shares_now(start: date, end: date, cohort: str, attribution: str) -> 
                 "it, or a crawl without expand=downloadsAllTime): a D1..D2 window needs it on "
                 "both dates (the default 30-day counter, without --window, needs neither)"
             )
-    mapping = load_mapping(settings.mapping_path)
+    mapping = open_mapping(inputs)
     fact, origin, _ = attribute_models(end_snapshot, mapping.frame)
     definition = Definition.window(start, end, cohort)
     metric, _ = model_metric(definition, end_snapshot, start_snapshot)
@@ -111,9 +122,8 @@ def reproduce_run(run_id: str, settings: Settings | None = None) -> Reproduction
         raise HubshareError(
             f"run {run_id} {row[6]} before it computed a share table: nothing to reproduce"
         )
-    day = row[0] if isinstance(row[0], date) else date.fromisoformat(str(row[0]))
-    raw_sha, mapping_sha, recorded, run_code = row[1], row[2], row[3], row[4]
-    parameters = orjson.loads(row[5])
+    inputs = RunInputs.from_run_row(row._mapping)
+    day, recorded, run_code = inputs.snapshot_date, row[3], row[4]
     problems: list[str] = []
 
     store = settings.store
@@ -130,26 +140,19 @@ def reproduce_run(run_id: str, settings: Settings | None = None) -> Reproduction
                 f"{expected[:12]}…"
             )
 
-    check(snapshot_key(day), raw_sha, "raw snapshot")
-    window_inputs: dict[str, str] = parameters.get("window_inputs", {})
-    for start, sha in sorted(window_inputs.items()):
-        check(
-            snapshot_key(date.fromisoformat(start)),
-            sha,
-            f"window start snapshot of {start}",
-        )
-    check(mapping_key(mapping_sha), mapping_sha, "mapping")
+    check(snapshot_key(day), inputs.raw_sha256, "raw snapshot")
+    for start, sha in sorted(inputs.window_starts.items()):
+        check(snapshot_key(start), sha, f"window start snapshot of {start}")
+    check(mapping_key(inputs.mapping_sha256), inputs.mapping_sha256, "mapping")
     if problems:
         return Reproduction(run_id, day, recorded, None, tuple(problems))
 
     snapshot = store.read_parquet(snapshot_key(day))
     starts = {
-        date.fromisoformat(start): store.read_parquet(
-            snapshot_key(date.fromisoformat(start)), columns=["_id", "downloadsAllTime"]
-        )
-        for start in window_inputs
+        start: store.read_parquet(snapshot_key(start), columns=["_id", "downloadsAllTime"])
+        for start in sorted(inputs.window_starts)
     }
-    with store.local_file(mapping_key(mapping_sha)) as mapping_file:
+    with store.local_file(mapping_key(inputs.mapping_sha256)) as mapping_file:
         assert mapping_file is not None  # noqa: S101 - checked above
         mapping = load_mapping(mapping_file)
     fact, origin, _ = attribute_models(snapshot, mapping.frame)

@@ -28,6 +28,7 @@ from sqlalchemy import Engine, text
 
 from hubshare.errors import HubshareError, UsageError, WarehouseError
 from hubshare.settings import Settings
+from schemas.run import RunInputs
 from tasks.enrich import attribute_models
 from tasks.extract import read_snapshot, stored_snapshot
 from tasks.mapping import load_mapping, mapping_key
@@ -71,16 +72,16 @@ class BucketChange:
 
 @dataclass(frozen=True)
 class PublishedRun:
-    snapshot_date: date
     run_id: str
-    mapping_sha256: str
+    inputs: RunInputs
 
 
 def published_run(engine: Engine, day: date) -> PublishedRun:
     with engine.connect() as connection:
         row = connection.execute(
             text(
-                "SELECT r.run_id, r.mapping_sha256 FROM published_run p "
+                "SELECT r.run_id, r.mapping_sha256, r.snapshot_date, r.raw_sha256, r.parameters "
+                "FROM published_run p "
                 "JOIN etl_run r ON r.run_id = p.run_id WHERE p.snapshot_date = :day"
             ),
             {"day": day},
@@ -90,7 +91,7 @@ def published_run(engine: Engine, day: date) -> PublishedRun:
             f"no published run for {day}: `hubshare runs --date {day}` shows what ran "
             "(explain compares two published runs)"
         )
-    return PublishedRun(day, row[0], row[1])
+    return PublishedRun(row[0], RunInputs.from_run_row(row._mapping))
 
 
 def previous_published_date(engine: Engine, day: date) -> date | None:
@@ -167,11 +168,12 @@ def explain_shares(
                 f"no raw snapshot stored for {day} in {settings.store.where('raw')}: explain "
                 "recomputes from the stored inputs of both runs"
             )
-    archived = mapping_key(run_from.mapping_sha256)
+    mapping_sha256 = run_from.inputs.mapping_sha256
+    archived = mapping_key(mapping_sha256)
     with settings.store.local_file(archived) as mapping_file:
         if mapping_file is None:
             raise HubshareError(
-                f"the mapping of {from_date}'s run ({run_from.mapping_sha256[:12]}…) is not "
+                f"the mapping of {from_date}'s run ({mapping_sha256[:12]}…) is not "
                 f"archived at {settings.store.where(archived)}"
             )
         old_mapping = load_mapping(mapping_file).frame
