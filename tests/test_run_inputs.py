@@ -171,3 +171,11 @@ def test_a_run_that_failed_before_reading_its_inputs_is_named(sqlite_warehouse):
         row = connection.execute(text(ROW)).one()
     with pytest.raises(WarehouseError, match="run run-failed: its recorded inputs do not read"):
         RunInputs.from_run_row(row._mapping)
+
+
+@pytest.mark.parametrize("kind", ["json", "pickle"])
+def test_prefect_can_persist_and_pass_the_inputs(kind):
+    from prefect.serializers import JSONSerializer, PickleSerializer
+
+    serializer = JSONSerializer() if kind == "json" else PickleSerializer()
+    assert serializer.loads(serializer.dumps(INPUTS)) == INPUTS
