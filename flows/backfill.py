@@ -3,6 +3,7 @@ raw snapshots (the past is never crawled again), one child flow run per date."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, timedelta
 from itertools import islice
 from typing import TYPE_CHECKING, Any, cast
@@ -18,10 +19,11 @@ from hubshare.provenance import code_version
 from hubshare.read_warehouse import list_runs
 from hubshare.settings import Settings, get_settings
 from hubshare.warehouse import published_runs_between, warehouse_engine
+from schemas.run import RunInputs
+from tasks.inputs import resolve_run_inputs
 from tasks.mapping import load_mapping
 from tasks.migrate import upgrade_warehouse
 from tasks.snapshot import recorded_manifest
-from tasks.windows import STANDARD_WINDOWS
 
 if TYPE_CHECKING:
     from prefect.client.schemas.objects import FlowRun
@@ -32,49 +34,43 @@ def dates_between(start: date, end: date) -> list[date]:
     return [start + timedelta(days=n) for n in range((end - start).days + 1)]
 
 
-def current_inputs(settings: Settings, day: date, mapping_sha256: str) -> dict[str, Any] | None:
-    """What a run of `day` would read now, or None when the date has no raw snapshot."""
+def current_inputs(settings: Settings, day: date) -> RunInputs | None:
+    """What a run of `day` would read now, or None when the date has no raw snapshot (read
+    from the manifests: hashing every snapshot of the range would cost more than re-running)."""
     manifest = recorded_manifest(settings.store, day)
     if manifest is None:
         return None
-    windows = {}
-    for days in STANDARD_WINDOWS:
-        start = day - timedelta(days=days)
-        start_manifest = recorded_manifest(settings.store, start)
-        if start_manifest is not None:
-            windows[start.isoformat()] = start_manifest.sha256
-    return {
-        "raw": manifest.sha256,
-        "mapping": mapping_sha256,
-        "windows": windows,
-        "code": code_version(),
-    }
+    # No gate runs on this comparison: it has no previous row count to read.
+    return resolve_run_inputs(settings, day, manifest.sha256, previous_row_count=None, verify=False)
 
 
-def published_inputs(settings: Settings, start: date, end: date) -> dict[date, dict[str, Any]]:
+@dataclass(frozen=True)
+class PublishedInputs:
+    """What the published run of a date read, and the code that read it."""
+
+    inputs: RunInputs
+    code_version: str
+
+
+def published_inputs(settings: Settings, start: date, end: date) -> dict[date, PublishedInputs]:
     """The inputs of the published run of each date in the range."""
-    import orjson
-
     engine = warehouse_engine(settings.resolved_warehouse_url)
     upgrade_warehouse(engine)  # a backfill writes: the warehouse it reads first is this code's
-    return {
-        row["snapshot_date"]: {
-            "raw": row["raw_sha256"],
-            "mapping": row["mapping_sha256"],
-            "code": row["code_version"],
-            "windows": orjson.loads(row["parameters"]).get("window_inputs", {}),
-        }
-        for row in published_runs_between(engine, start, end)
-    }
+    found = {}
+    for row in published_runs_between(engine, start, end):
+        inputs = RunInputs.from_run_row(row)
+        found[inputs.snapshot_date] = PublishedInputs(inputs, row["code_version"])
+    return found
 
 
-def is_done(published: dict[str, Any] | None, now: dict[str, Any], mapping_only: bool) -> bool:
-    """A date is done when its published run read the same inputs; with mapping_only, a code
-    change alone does not make it due (re-run only what a mapping change moved)."""
+def is_done(published: PublishedInputs | None, now: RunInputs, mapping_only: bool) -> bool:
+    """A date is done when its published run read the same inputs (those that decide the
+    shares); with mapping_only, a code change alone does not make it due (re-run only what a
+    mapping change moved)."""
     if published is None:
         return False
-    keys = ("raw", "mapping", "windows") if mapping_only else ("raw", "mapping", "windows", "code")
-    return all(published[key] == now[key] for key in keys)
+    same_inputs = published.inputs.deciding_shares() == now.deciding_shares()
+    return same_inputs and (mapping_only or published.code_version == code_version())
 
 
 @task(name="rerun-date", task_run_name="rerun-{day}")
@@ -172,11 +168,11 @@ def backfill(
         raise HubshareError(f"backfill {start}..{end}: the end precedes the start")
     settings = get_settings()
     logger = get_run_logger()
-    mapping = load_mapping(settings.mapping_path)  # a bad mapping fails before any date runs
+    load_mapping(settings.mapping_path)  # a bad mapping fails before any date runs
     published = published_inputs(settings, start, end)
     due, skipped, missing = [], [], []
     for day in dates_between(start, end):
-        now = current_inputs(settings, day, mapping.sha256)
+        now = current_inputs(settings, day)
         if now is None:
             missing.append(day.isoformat())
         elif not force and is_done(published.get(day), now, mapping_only):

@@ -11,10 +11,8 @@ import math
 import threading
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from typing import Any
 from uuid import UUID
 
@@ -32,16 +30,18 @@ from prefect.runtime import flow_run
 from prefect.tasks import Task
 
 from hubshare.errors import GateFailedError, HubshareError, TransientExtractError
-from hubshare.progress import describe_stage_seconds, peak_rss_gb
+from hubshare.progress import StageTimes
 from hubshare.provenance import code_version, public_endpoint
 from hubshare.settings import Settings, get_settings
 from hubshare.storage import DataStore
 from hubshare.warehouse import previous_published_date, previous_row_count, warehouse_engine
+from schemas.run import RunInputs
 from schemas.warehouse import FACT_TABLES
 from tasks.alert import post_alert
-from tasks.enrich import attribute_models
+from tasks.enrich import LineageReport, attribute_models
 from tasks.explain import explain_markdown, explain_shares
 from tasks.extract import CrawlState, extract_snapshot
+from tasks.inputs import open_mapping, read_window_starts, resolve_run_inputs
 from tasks.load import (
     CRASHED,
     FAILED,
@@ -50,7 +50,7 @@ from tasks.load import (
     load_run,
     record_unfinished_run,
 )
-from tasks.mapping import archive_mapping, contested_rows, load_mapping
+from tasks.mapping import archive_mapping, contested_rows
 from tasks.migrate import upgrade_warehouse
 from tasks.quality import (
     GateThresholds,
@@ -69,8 +69,7 @@ from tasks.shares import (
     compute_all_shares,
     share_table_sha256,
 )
-from tasks.snapshot import read_snapshot, stored_snapshot
-from tasks.windows import STANDARD_WINDOWS
+from tasks.snapshot import SnapshotManifest, StoredSnapshot, read_snapshot
 
 #: great_expectations keeps one current project per process: concurrent runs (backfills) gate
 #: one at a time.
@@ -79,27 +78,6 @@ GATE_LOCK = threading.Lock()
 
 def today_utc() -> date:
     return datetime.now(UTC).date()
-
-
-class StageTimes:
-    """Wall time of each stage of a run, for its log, `hubshare run` and the benchmarks."""
-
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = {}
-        #: The process's peak RSS (GB) at the end of each stage: where the peak was reached.
-        self.peak_gb: dict[str, float] = {}
-
-    @contextmanager
-    def stage(self, name: str) -> Iterator[None]:
-        started = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.seconds[name] = round(time.perf_counter() - started, 3)
-            self.peak_gb[name] = peak_rss_gb()
-
-    def describe(self) -> str:
-        return describe_stage_seconds(self.seconds, self.peak_gb)
 
 
 @dataclass(frozen=True)
@@ -196,7 +174,7 @@ class CrawlProgress:
 
 
 @task(name="extract-snapshot", retries=2, retry_delay_seconds=60, retry_condition_fn=_is_transient)
-def extract_task(run_date: date, backdate: bool) -> dict[str, Any]:
+def extract_task(run_date: date, backdate: bool) -> StoredSnapshot:
     settings = get_settings()
     stored = extract_snapshot(
         run_date, settings, allow_backdated=backdate, on_page=CrawlProgress(run_date, settings)
@@ -214,16 +192,16 @@ def extract_task(run_date: date, backdate: bool) -> dict[str, Any]:
         manifest.sha256[:12],
         stored.stored_by,
     )
-    return asdict(manifest) | {"stored_by": stored.stored_by}
+    return stored
 
 
 @task(name="attribute-countries")
-def enrich_task(run_id: str, run_date: date) -> dict[str, Any]:
+def enrich_task(run_id: str, inputs: RunInputs) -> LineageReport:
     settings = get_settings()
-    mapping = load_mapping(settings.mapping_path)
+    mapping = open_mapping(inputs)
     archive_mapping(mapping, settings.store)  # so `hubshare mapping diff` can find it again
     model_fact, model_origin, lineage = attribute_models(
-        read_snapshot(run_date, settings), mapping.frame
+        read_snapshot(inputs.snapshot_date, settings), mapping.frame
     )
     folder = run_dir(settings, run_id)
     _write(model_fact, folder, "model_fact")
@@ -239,36 +217,28 @@ def enrich_task(run_id: str, run_date: date) -> dict[str, Any]:
         lineage.depth_capped,
         lineage.cycles,
     )
-    return {
-        "mapping_sha256": mapping.sha256,
-        "mapping_path": str(mapping.path),
-        "lineage": asdict(lineage),
-    }
+    return lineage
 
 
-def window_starts(settings: Settings, day: date) -> tuple[dict[date, pl.DataFrame], dict[str, str]]:
-    """The stored snapshots that standard windows ending on `day` start from, and their SHA-256
-    (inputs of the run, recorded so that `reproduce` can check them)."""
-    starts: dict[date, pl.DataFrame] = {}
-    inputs: dict[str, str] = {}
-    for days in STANDARD_WINDOWS:
-        start = day - timedelta(days=days)
-        manifest = stored_snapshot(start, settings)
-        if manifest is not None:
-            starts[start] = read_snapshot(start, settings, columns=["_id", "downloadsAllTime"])
-            inputs[start.isoformat()] = manifest.sha256
-    return starts, inputs
+@dataclass(frozen=True)
+class ShareTotals:
+    """What compute-shares hands on: the table's canonical hash, the headline total and what
+    each window met (the run's report)."""
+
+    shares_sha256: str
+    total_downloads: int  # the headline's, uploader view
+    windows: dict[str, Any]
 
 
 @task(name="compute-shares")
-def shares_task(run_id: str, run_date: date) -> dict[str, Any]:
+def shares_task(run_id: str, inputs: RunInputs) -> ShareTotals:
     settings = get_settings()
     folder = run_dir(settings, run_id)
-    starts, inputs = window_starts(settings, run_date)
+    starts = read_window_starts(settings, inputs)
     # Only the columns the shares read: a third of the day's bytes.
-    snapshot = read_snapshot(run_date, settings, columns=list(SHARE_SNAPSHOT_COLUMNS))
+    snapshot = read_snapshot(inputs.snapshot_date, settings, columns=list(SHARE_SNAPSHOT_COLUMNS))
     country_share, org_share, concentration, windows = compute_all_shares(
-        run_date,
+        inputs.snapshot_date,
         snapshot,
         _read(folder, "model_fact", columns=list(SHARE_FACT_COLUMNS)),
         _read(folder, "model_origin"),
@@ -288,14 +258,13 @@ def shares_task(run_id: str, run_date: date) -> dict[str, Any]:
                 for name, info in windows.items()
             ),
         )
-    return {
-        "shares_sha256": share_table_sha256(country_share),
-        "total_downloads": int(
+    return ShareTotals(
+        shares_sha256=share_table_sha256(country_share),
+        total_downloads=int(
             headline.filter(pl.col("attribution") == "uploader")["downloads"].sum()
         ),
-        "window_inputs": inputs,
-        "windows": windows,
-    }
+        windows=windows,
+    )
 
 
 def headline_shares(country_share: pl.DataFrame) -> pl.DataFrame:
@@ -328,15 +297,14 @@ def definition_sums(country_share: pl.DataFrame) -> tuple[QualityCheck, ...]:
 
 
 @task(name="check-quality")
-def quality_task(run_id: str, run_date: date) -> dict[str, Any]:
+def quality_task(run_id: str, inputs: RunInputs) -> QualityReport:
     settings = get_settings()
     folder = run_dir(settings, run_id)
+    run_date = inputs.snapshot_date
     thresholds = GateThresholds(
-        previous_row_count=previous_row_count(
-            warehouse_engine(settings.resolved_warehouse_url), run_date
-        ),
-        max_row_drop=settings.max_row_drop,
-        max_unknown_share=settings.max_unknown_share,
+        previous_row_count=inputs.previous_row_count,
+        max_row_drop=inputs.max_row_drop,
+        max_unknown_share=inputs.max_unknown_share,
     )
     country_share = _read(folder, "country_share")
     with GATE_LOCK:  # great_expectations keeps one current project per process
@@ -358,27 +326,22 @@ def quality_task(run_id: str, run_date: date) -> dict[str, Any]:
         .to_dicts(),
         description=f"Quality gate for {run_date} (run {run_id}): {report.summary()}",
     )
-    return {
-        "success": report.success,
-        "summary": report.summary(),
-        "previous_row_count": thresholds.previous_row_count,
-    }
+    return report
 
 
 @task(name="load-warehouse", retries=2, retry_delay_seconds=10)
-def load_task(record: dict[str, Any], published: bool, reason: str | None) -> dict[str, Any]:
+def load_task(record: RunRecord, published: bool, reason: str | None) -> LoadResult:
     settings = get_settings()
-    folder = run_dir(settings, record["run_id"])
+    folder = run_dir(settings, record.run_id)
     facts = {name: _read(folder, name) for name in FACT_TABLES} if published else {}
-    result = load_run(
+    return load_run(
         warehouse_engine(settings.resolved_warehouse_url),
-        RunRecord(**record),
+        record,
         facts,
         _read(folder, "quality"),
         published=published,
         reason=reason,
     )
-    return asdict(result)
 
 
 @task(name="explain-change")
@@ -559,96 +522,40 @@ def _run(
     import_gx_in_background()  # the gate's library loads while the crawl waits on the Hub
     times = StageTimes()
     with times.stage("crawl"):
-        manifest = extract_task.with_options(
+        stored = extract_task.with_options(
             retries=settings.extract_task_retries,
             retry_delay_seconds=settings.extract_task_retry_delay,
         )(day, backdate)
-    with times.stage("attribute"):
-        enriched = enrich_task(run_id, day)
-    with times.stage("shares"):
-        shares = shares_task(run_id, day)
-    with times.stage("gate"):
-        gate = quality_task(run_id, day)
-
-    record = RunRecord(
-        run_id=run_id,
-        snapshot_date=day,
-        flow_run_id=str(flow_run.id) if flow_run.id else None,
-        started_at=started_at,
-        code_version=code_version(),
-        definition=DEFINITION,
-        raw_sha256=manifest["sha256"],
-        mapping_sha256=enriched["mapping_sha256"],
-        shares_sha256=shares["shares_sha256"],
-        row_count=manifest["row_count"],
-        rows_listed=manifest["rows_listed"],
-        duplicates_dropped=manifest["duplicates_dropped"],
-        private_dropped=manifest["private_dropped"],
-        total_downloads=shares["total_downloads"],
-        parameters={
-            "run_date": day.isoformat(),
-            "backdate": backdate,
-            "endpoint": public_endpoint(settings.hf_endpoint),
-            "mapping": enriched["mapping_path"],
-            "page_size": settings.page_size,
-            "max_row_drop": settings.max_row_drop,
-            "max_unknown_share": settings.max_unknown_share,
-            "previous_row_count": gate["previous_row_count"],
-            "window_inputs": shares["window_inputs"],
-        },
-        report={
-            "windows": shares["windows"],
-            "lineage": enriched["lineage"],
-            "crawl": {
-                key: manifest[key]
-                for key in (
-                    "source",
-                    "pages",
-                    "requests",
-                    "retries",
-                    "resumes",
-                    "crawl_started_at",
-                    "crawl_finished_at",
-                )
-            },
-        },
-    )
-    with times.stage("load"):
-        loaded = LoadResult(
-            **load_task(
-                asdict(record), gate["success"], None if gate["success"] else gate["summary"]
-            )
+    with times.stage("inputs"):
+        inputs = resolve_run_inputs(
+            settings,
+            day,
+            stored.manifest.sha256,
+            backdate=backdate,
+            previous_row_count=previous_row_count(
+                warehouse_engine(settings.resolved_warehouse_url), day
+            ),
         )
-    is_latest = is_latest_published(settings, day)
+    with times.stage("attribute"):
+        lineage = enrich_task(run_id, inputs)
+    with times.stage("shares"):
+        shares = shares_task(run_id, inputs)
+    with times.stage("gate"):
+        gate = quality_task(run_id, inputs)
+    record = run_record(run_id, started_at, inputs, stored.manifest, lineage, shares)
+    with times.stage("load"):
+        loaded = load_task(record, gate.success, None if gate.success else gate.summary())
     folder = run_dir(settings, run_id)
     folder.store.put(
         folder.key(FINISHED_FILE),
         orjson.dumps(asdict(record) | asdict(loaded), option=orjson.OPT_INDENT_2, default=str),
     )
-
-    status = "published" if gate["success"] else "REJECTED by the quality gate"
-    markdown = (
-        share_table_markdown(
-            headline_shares(_read(folder, "country_share")),
-            f"Download share by developer country, {day} (v{loaded.version}, {status})",
-        )
-        + concentration_markdown(_read(folder, "concentration"))
-        + f"\n\nRun `{run_id}` · {record.row_count:,} public models · "
-        f"{record.total_downloads:,} downloads (30 days) · raw `{record.raw_sha256[:12]}` · "
-        f"mapping `{record.mapping_sha256[:12]}` · shares `{record.shares_sha256[:12]}`"
-    )
-    # One key per date (its history is every version of the date); the bare key follows only
-    # what is published, so "latest" never shows a rejected table or an older backfilled date.
-    keys = [f"daily-shares-{day}"] + (["daily-shares"] if gate["success"] and is_latest else [])
-    for key in keys:
-        create_markdown_artifact(
-            key=key, markdown=markdown, description=f"Shares for {day}, version {loaded.version}"
-        )
-    if not gate["success"]:
+    publish_share_artifacts(settings, folder, record, loaded, gate.success)
+    if not gate.success:
         logger.info("Stage times: %s", times.describe())
         raise GateFailedError(
             f"{day} run {run_id} (version {loaded.version}) was rejected by the quality gate and "
-            f"nothing was published: {gate['summary']}"
+            f"nothing was published: {gate.summary()}"
         )
     logger.info("Published %s version %d (run %s)", day, loaded.version, run_id)
     with times.stage("explain"):
@@ -663,7 +570,77 @@ def _run(
     return asdict(loaded) | {
         "shares_sha256": record.shares_sha256,
         "raw_sha256": record.raw_sha256,
-        "raw_stored_by": manifest["stored_by"],
+        "raw_stored_by": stored.stored_by,
         "stage_seconds": times.seconds,
         "stage_peak_gb": times.peak_gb,
     }
+
+
+#: The crawl's facts kept in the run's report (the rest of its manifest is in the raw folder).
+CRAWL_REPORT_FIELDS = (
+    "source",
+    "pages",
+    "requests",
+    "retries",
+    "resumes",
+    "crawl_started_at",
+    "crawl_finished_at",
+)
+
+
+def run_record(
+    run_id: str,
+    started_at: datetime,
+    inputs: RunInputs,
+    manifest: SnapshotManifest,
+    lineage: LineageReport,
+    shares: ShareTotals,
+) -> RunRecord:
+    """The run's `etl_run` row: its inputs, the snapshot's counts and what the stages found."""
+    return RunRecord(
+        run_id=run_id,
+        snapshot_date=inputs.snapshot_date,
+        flow_run_id=str(flow_run.id) if flow_run.id else None,
+        started_at=started_at,
+        code_version=code_version(),
+        definition=DEFINITION,
+        raw_sha256=inputs.raw_sha256,
+        mapping_sha256=inputs.mapping_sha256,
+        shares_sha256=shares.shares_sha256,
+        row_count=manifest.row_count,
+        rows_listed=manifest.rows_listed,
+        duplicates_dropped=manifest.duplicates_dropped,
+        private_dropped=manifest.private_dropped,
+        total_downloads=shares.total_downloads,
+        parameters=inputs.to_parameters(),
+        report={
+            "windows": shares.windows,
+            "lineage": asdict(lineage),
+            "crawl": {name: getattr(manifest, name) for name in CRAWL_REPORT_FIELDS},
+        },
+    )
+
+
+def publish_share_artifacts(
+    settings: Settings, folder: RunFiles, record: RunRecord, loaded: LoadResult, published: bool
+) -> None:
+    """The `daily-shares-<date>` artifact of every run; `daily-shares` only for a published run
+    of the latest date, so "latest" never shows a rejected table or an older backfilled date."""
+    day = record.snapshot_date
+    status = "published" if published else "REJECTED by the quality gate"
+    markdown = (
+        share_table_markdown(
+            headline_shares(_read(folder, "country_share")),
+            f"Download share by developer country, {day} (v{loaded.version}, {status})",
+        )
+        + concentration_markdown(_read(folder, "concentration"))
+        + f"\n\nRun `{record.run_id}` · {record.row_count:,} public models · "
+        f"{record.total_downloads:,} downloads (30 days) · raw `{record.raw_sha256[:12]}` · "
+        f"mapping `{record.mapping_sha256[:12]}` · shares `{record.shares_sha256[:12]}`"
+    )
+    is_latest = is_latest_published(settings, day)
+    keys = [f"daily-shares-{day}"] + (["daily-shares"] if published and is_latest else [])
+    for key in keys:
+        create_markdown_artifact(
+            key=key, markdown=markdown, description=f"Shares for {day}, version {loaded.version}"
+        )

@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
-import orjson
 import polars as pl
 from sqlalchemy import Engine
 
@@ -17,7 +16,9 @@ from hubshare.errors import HubshareError, SnapshotError
 from hubshare.provenance import code_version, sha256_bytes
 from hubshare.settings import Settings, get_settings
 from hubshare.warehouse import run_row, stored_figures, warehouse_engine
+from schemas.run import RunInputs
 from tasks.enrich import attribute_models
+from tasks.inputs import open_mapping, resolve_run_inputs
 from tasks.mapping import contested_rows, load_mapping, mapping_key
 from tasks.shares import (
     compute_all_shares,
@@ -26,23 +27,33 @@ from tasks.shares import (
     share_ranges,
     share_table_sha256,
 )
-from tasks.snapshot import read_snapshot, snapshot_key, stored_snapshot
+from tasks.snapshot import SnapshotManifest, read_snapshot, snapshot_key, stored_snapshot
 from tasks.windows import Definition, model_metric
 
 
-def _snapshot(day: date, settings: Settings) -> pl.DataFrame:
-    if stored_snapshot(day, settings) is None:
+def _stored(day: date, settings: Settings) -> SnapshotManifest:
+    manifest = stored_snapshot(day, settings)
+    if manifest is None:
         raise SnapshotError(
             f"no raw snapshot stored for {day} in {settings.store.where('raw')} "
             "(crawl it that day, or `hubshare import` an archive)"
         )
-    return read_snapshot(day, settings)
+    return manifest
 
 
 def window_shares_now(start: date, end: date, cohort: str, attribution: str) -> pl.DataFrame:
     """Bucket shares over [start, end) from the two raw snapshots and the current mapping."""
     settings = get_settings()
-    end_snapshot, start_snapshot = _snapshot(end, settings), _snapshot(start, settings)
+    end_manifest, start_manifest = _stored(end, settings), _stored(start, settings)
+    # Read as a run of `end` whose one window starts on `start` would; nothing is gated.
+    inputs = resolve_run_inputs(
+        settings,
+        end,
+        end_manifest.sha256,
+        previous_row_count=None,
+        window_starts={start: start_manifest.sha256},
+    )
+    end_snapshot, start_snapshot = read_snapshot(end, settings), read_snapshot(start, settings)
     for day, snapshot in ((start, start_snapshot), (end, end_snapshot)):
         if not has_all_time_counter(snapshot):
             raise SnapshotError(
@@ -50,7 +61,7 @@ def window_shares_now(start: date, end: date, cohort: str, attribution: str) -> 
                 "it, or a crawl without expand=downloadsAllTime): a D1..D2 window needs it on "
                 "both dates (the default 30-day counter, without --window, needs neither)"
             )
-    mapping = load_mapping(settings.mapping_path)
+    mapping = open_mapping(inputs)
     fact, origin, _ = attribute_models(end_snapshot, mapping.frame)
     definition = Definition.window(start, end, cohort)
     metric, _ = model_metric(definition, end_snapshot, start_snapshot)
@@ -102,10 +113,8 @@ def reproduce_run(run_id: str, settings: Settings | None = None) -> Reproduction
         raise HubshareError(
             f"run {run_id} {row['status']} before it computed a share table: nothing to reproduce"
         )
-    day: date = row["snapshot_date"]
-    raw_sha, mapping_sha = row["raw_sha256"], row["mapping_sha256"]
-    recorded, run_code = row["shares_sha256"], row["code_version"]
-    parameters = orjson.loads(row["parameters"])
+    inputs = RunInputs.from_run_row(row)
+    day, recorded, run_code = inputs.snapshot_date, row["shares_sha256"], row["code_version"]
     problems: list[str] = []
 
     store = settings.store
@@ -122,26 +131,19 @@ def reproduce_run(run_id: str, settings: Settings | None = None) -> Reproduction
                 f"{expected[:12]}…"
             )
 
-    check(snapshot_key(day), raw_sha, "raw snapshot")
-    window_inputs: dict[str, str] = parameters.get("window_inputs", {})
-    for start, sha in sorted(window_inputs.items()):
-        check(
-            snapshot_key(date.fromisoformat(start)),
-            sha,
-            f"window start snapshot of {start}",
-        )
-    check(mapping_key(mapping_sha), mapping_sha, "mapping")
+    check(snapshot_key(day), inputs.raw_sha256, "raw snapshot")
+    for start, sha in sorted(inputs.window_starts.items()):
+        check(snapshot_key(start), sha, f"window start snapshot of {start}")
+    check(mapping_key(inputs.mapping_sha256), inputs.mapping_sha256, "mapping")
     if problems:
         return Reproduction(run_id, day, recorded, None, tuple(problems))
 
     snapshot = store.read_parquet(snapshot_key(day))
     starts = {
-        date.fromisoformat(start): store.read_parquet(
-            snapshot_key(date.fromisoformat(start)), columns=["_id", "downloadsAllTime"]
-        )
-        for start in window_inputs
+        start: store.read_parquet(snapshot_key(start), columns=["_id", "downloadsAllTime"])
+        for start in sorted(inputs.window_starts)
     }
-    with store.local_file(mapping_key(mapping_sha)) as mapping_file:
+    with store.local_file(mapping_key(inputs.mapping_sha256)) as mapping_file:
         assert mapping_file is not None  # noqa: S101 - checked above
         mapping = load_mapping(mapping_file)
     fact, origin, _ = attribute_models(snapshot, mapping.frame)

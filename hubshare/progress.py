@@ -1,11 +1,12 @@
 """A terminal progress bar for CLI crawls, fed by the crawl's page log records (so the crawl
-itself knows nothing of terminals)."""
+itself knows nothing of terminals), and the time and memory each stage of a run took."""
 
 from __future__ import annotations
 
 import logging
 import resource
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -80,3 +81,24 @@ def describe_stage_seconds(
         where = next(name for name, value in peak_gb.items() if value == peak)
         line += f"; peak RSS {peak:.2f} GB, in {where}"
     return line + ")"
+
+
+class StageTimes:
+    """Wall time of each stage of a run, for its log, `hubshare run` and the benchmarks."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        #: The process's peak RSS (GB) at the end of each stage: where the peak was reached.
+        self.peak_gb: dict[str, float] = {}
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = round(time.perf_counter() - started, 3)
+            self.peak_gb[name] = peak_rss_gb()
+
+    def describe(self) -> str:
+        return describe_stage_seconds(self.seconds, self.peak_gb)

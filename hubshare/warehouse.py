@@ -349,11 +349,18 @@ def previous_row_count(engine: Engine, snapshot_date: date) -> int | None:
 
 
 def published_run_of(engine: Engine, day: date) -> RowMapping | None:
-    """run_id and mapping_sha256 of the run published for `day`, None when there is none."""
+    """run_id and recorded inputs (snapshot_date, raw_sha256, mapping_sha256, parameters) of the
+    run published for `day`, None when there is none."""
     with engine.connect() as connection:
         return (
             connection.execute(
-                select(ETL_RUN.c.run_id, ETL_RUN.c.mapping_sha256)
+                select(
+                    ETL_RUN.c.run_id,
+                    ETL_RUN.c.snapshot_date,
+                    ETL_RUN.c.raw_sha256,
+                    ETL_RUN.c.mapping_sha256,
+                    ETL_RUN.c.parameters,
+                )
                 .join(PUBLISHED_RUN, PUBLISHED_RUN.c.run_id == ETL_RUN.c.run_id)
                 .where(PUBLISHED_RUN.c.snapshot_date == day)
             )

@@ -29,6 +29,7 @@ from sqlalchemy import Engine
 from hubshare.errors import HubshareError, UsageError, WarehouseError
 from hubshare.settings import Settings
 from hubshare.warehouse import published_orgs, published_run_of, require_current
+from schemas.run import RunInputs
 from tasks.enrich import attribute_models
 from tasks.mapping import load_mapping, mapping_key
 from tasks.shares import (
@@ -72,9 +73,8 @@ class BucketChange:
 
 @dataclass(frozen=True)
 class PublishedRun:
-    snapshot_date: date
     run_id: str
-    mapping_sha256: str
+    inputs: RunInputs
 
 
 def published_run(engine: Engine, day: date) -> PublishedRun:
@@ -84,7 +84,7 @@ def published_run(engine: Engine, day: date) -> PublishedRun:
             f"no published run for {day}: `hubshare runs --date {day}` shows what ran "
             "(explain compares two published runs)"
         )
-    return PublishedRun(day, row["run_id"], row["mapping_sha256"])
+    return PublishedRun(row["run_id"], RunInputs.from_run_row(row))
 
 
 def _published_orgs(engine: Engine, run_id: str) -> pl.DataFrame:
@@ -136,11 +136,12 @@ def explain_shares(
                 f"no raw snapshot stored for {day} in {settings.store.where('raw')}: explain "
                 "recomputes from the stored inputs of both runs"
             )
-    archived = mapping_key(run_from.mapping_sha256)
+    mapping_sha256 = run_from.inputs.mapping_sha256
+    archived = mapping_key(mapping_sha256)
     with settings.store.local_file(archived) as mapping_file:
         if mapping_file is None:
             raise HubshareError(
-                f"the mapping of {from_date}'s run ({run_from.mapping_sha256[:12]}…) is not "
+                f"the mapping of {from_date}'s run ({mapping_sha256[:12]}…) is not "
                 f"archived at {settings.store.where(archived)}"
             )
         old_mapping = load_mapping(mapping_file).frame

@@ -114,7 +114,7 @@ def test_a_crashed_run_is_recorded_and_announced(env, webhook, hand_models, monk
     def exit_now(*args: Any, **kwargs: Any) -> Any:
         raise SystemExit(3)
 
-    monkeypatch.setattr("flows.daily.load_mapping", exit_now)
+    monkeypatch.setattr("tasks.inputs.load_mapping", exit_now)  # inside attribute-countries
     with FakeHub(hand_models) as hub, pytest.raises(SystemExit):
         monkeypatch.setenv("HF_ENDPOINT", hub.url)
         daily(run_date=DAY, backdate=True)
