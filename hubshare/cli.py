@@ -329,6 +329,7 @@ def shares(
 ) -> None:
     """The published shares of a date (default: the latest published date)."""
     from hubshare.read_warehouse import published_shares
+    from hubshare.warehouse import PUBLISHED_COUNTRY_SHARE
     from tasks.render_shares import one_view_table
 
     day = _parse_date(date_)
@@ -344,19 +345,7 @@ def shares(
     else:
         definition = "downloads_30d" if window is None else f"window_{_window_days(window)}d"
         frame = published_shares(_engine(), day, attribution.value, definition, cohort.value)
-    rows = frame.select(
-        "snapshot_date",
-        "version",
-        "run_id",
-        "definition",
-        "cohort",
-        "attribution",
-        "country",
-        "downloads",
-        "share",
-        "share_low",
-        "share_high",
-    )
+    rows = frame.select(PUBLISHED_COUNTRY_SHARE.columns.keys())  # the view's, in its order
     if format_ is SharesFormat.json:
         sys.stdout.write(orjson.dumps(_jsonable(rows), option=orjson.OPT_INDENT_2).decode() + "\n")
     elif format_ is SharesFormat.csv:
