@@ -21,6 +21,12 @@ def share_range(low: float | None, high: float | None) -> str:
     return f"{low * 100:.1f}–{high * 100:.1f}%"
 
 
+def by_default_text(by_default: int | None) -> str:
+    """The downloads that rest on the account-type default, or `n/a` for runs published before
+    it was computed."""
+    return "n/a" if by_default is None else f"{by_default:,}"
+
+
 def one_view_table(rows: pl.DataFrame, attribution: str) -> Table:
     """One view of one published run (`published_shares` columns), as `hubshare shares`
     prints it."""
@@ -32,15 +38,23 @@ def one_view_table(rows: pl.DataFrame, attribution: str) -> Table:
     )
     table.add_column("country")
     table.add_column("downloads", justify="right")
+    table.add_column("by default", justify="right")
     table.add_column("share", justify="right")
     table.add_column("range", justify="right")
-    for country, downloads, share, low, high in rows.select(
-        "country", "downloads", "share", "share_low", "share_high"
+    for country, downloads, by_default, share, low, high in rows.select(
+        "country", "downloads", "downloads_by_default", "share", "share_low", "share_high"
     ).rows():
-        table.add_row(country, f"{downloads:,}", f"{share:.2%}", share_range(low, high))
+        table.add_row(
+            country,
+            f"{downloads:,}",
+            by_default_text(by_default),
+            f"{share:.2%}",
+            share_range(low, high),
+        )
     table.caption = (
-        "range: over the contested mapping rows' answers; the high end also counts every "
-        "UNKNOWN download as possibly the bucket's (docs/mapping.md)"
+        "by default: downloads of namespaces with no reviewed mapping row (a user account is "
+        "INTL, any other UNKNOWN); range: over the contested mapping rows' answers, the high end "
+        "also counting every UNKNOWN download as possibly the bucket's (docs/mapping.md)"
     )
     return table
 
@@ -114,28 +128,33 @@ def share_table_markdown(country_share: pl.DataFrame, title: str, top: int = 15)
     """Both views side by side, buckets ordered by the uploader view's downloads."""
     cells: dict[str, dict[str, str]] = {}
     order: dict[str, float] = {}
-    for attribution, bucket, share, low, high in country_share.select(
-        "attribution", "bucket", "share", "share_low", "share_high"
+    for attribution, bucket, share, low, high, by_default in country_share.select(
+        "attribution", "bucket", "share", "share_low", "share_high", "downloads_by_default"
     ).rows():
         cells.setdefault(bucket, {})[attribution] = f"{share:.2%} ({low:.2%}–{high:.2%})"
+        cells[bucket][f"{attribution} by default"] = by_default_text(by_default)
         if attribution == "uploader":
             order[bucket] = share
     ranked = sorted(cells, key=lambda bucket: (-order.get(bucket, 0.0), bucket))
+    columns = ("uploader", "uploader by default", "origin", "origin by default")
     lines = [
         f"# {title}",
         "",
-        "| country | uploader view (range) | origin view (range) |",
-        "|---|---:|---:|",
+        "| country | uploader view (range) | by default | origin view (range) | by default |",
+        "|---|---:|---:|---:|---:|",
     ]
     for bucket in ranked[:top]:
         views = cells[bucket]
-        lines.append(f"| {bucket} | {views.get('uploader', '')} | {views.get('origin', '')} |")
+        lines.append(
+            f"| {bucket} | " + " | ".join(views.get(column, "") for column in columns) + " |"
+        )
     if len(ranked) > top:
-        lines.append(f"| … {len(ranked) - top} more | | |")
+        lines.append(f"| … {len(ranked) - top} more | | | | |")
     lines += [
         "",
         "Range: over the contested mapping rows' two answers; the high end also counts every "
-        "UNKNOWN download as possibly the bucket's.",
+        "UNKNOWN download as possibly the bucket's. By default: the bucket's downloads decided "
+        "by namespaces with no reviewed mapping row (a user account is INTL, any other UNKNOWN).",
     ]
     return "\n".join(lines)
 
