@@ -185,12 +185,13 @@ COUNTRY_SHARE_SCHEMA = pl.Schema(
     }
 )
 
-#: Bucket shares of one definition (both views): the frame the quality gate validates.
+#: Bucket shares of one definition (both views): the columns the quality gate validates
+#: (`downloads_by_default` describes the shares; the gate does not decide on it).
 VIEW_SHARE_SCHEMA = pl.Schema(
     {
         name: dtype
         for name, dtype in COUNTRY_SHARE_SCHEMA.items()
-        if name not in ("definition", "cohort")
+        if name not in ("definition", "cohort", "downloads_by_default")
     }
 )
 

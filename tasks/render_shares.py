@@ -27,6 +27,26 @@ def by_default_text(by_default: int | None) -> str:
     return "n/a" if by_default is None else f"{by_default:,}"
 
 
+def by_default_caption(rows: pl.DataFrame) -> str:
+    """Which downloads rest on the account-type default (namespaces with no reviewed mapping
+    row: a user account is INTL, any other UNKNOWN), per bucket that has any."""
+    resting = rows.filter(
+        pl.col("downloads_by_default").is_null() | (pl.col("downloads_by_default") > 0)
+    )
+    if rows["downloads_by_default"].null_count():
+        parts = "n/a (published before it was computed)"
+    elif resting.height == 0:
+        parts = "none"
+    else:
+        parts = ", ".join(
+            f"{country} {by_default:,} of {downloads:,}"
+            for country, by_default, downloads in resting.select(
+                "country", "downloads_by_default", "downloads"
+            ).rows()
+        )
+    return f"by default (no reviewed mapping row): {parts}"
+
+
 def one_view_table(rows: pl.DataFrame, attribution: str) -> Table:
     """One view of one published run (`published_shares` columns), as `hubshare shares`
     prints it."""
@@ -38,23 +58,15 @@ def one_view_table(rows: pl.DataFrame, attribution: str) -> Table:
     )
     table.add_column("country")
     table.add_column("downloads", justify="right")
-    table.add_column("by default", justify="right")
     table.add_column("share", justify="right")
     table.add_column("range", justify="right")
-    for country, downloads, by_default, share, low, high in rows.select(
-        "country", "downloads", "downloads_by_default", "share", "share_low", "share_high"
+    for country, downloads, share, low, high in rows.select(
+        "country", "downloads", "share", "share_low", "share_high"
     ).rows():
-        table.add_row(
-            country,
-            f"{downloads:,}",
-            by_default_text(by_default),
-            f"{share:.2%}",
-            share_range(low, high),
-        )
+        table.add_row(country, f"{downloads:,}", f"{share:.2%}", share_range(low, high))
     table.caption = (
-        "by default: downloads of namespaces with no reviewed mapping row (a user account is "
-        "INTL, any other UNKNOWN); range: over the contested mapping rows' answers, the high end "
-        "also counting every UNKNOWN download as possibly the bucket's (docs/mapping.md)"
+        "range: over the contested mapping rows' answers; the high end also counts every "
+        "UNKNOWN download as possibly the bucket's (docs/mapping.md)\n" + by_default_caption(rows)
     )
     return table
 
