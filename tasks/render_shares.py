@@ -137,38 +137,61 @@ def both_views_table(
 
 
 def share_table_markdown(country_share: pl.DataFrame, title: str, top: int = 15) -> str:
-    """Both views side by side, buckets ordered by the uploader view's downloads."""
+    """Both views side by side, buckets ordered by the uploader view's downloads; then the
+    downloads of each bucket that rest on the account-type default."""
     cells: dict[str, dict[str, str]] = {}
     order: dict[str, float] = {}
-    for attribution, bucket, share, low, high, by_default in country_share.select(
-        "attribution", "bucket", "share", "share_low", "share_high", "downloads_by_default"
+    for attribution, bucket, share, low, high in country_share.select(
+        "attribution", "bucket", "share", "share_low", "share_high"
     ).rows():
         cells.setdefault(bucket, {})[attribution] = f"{share:.2%} ({low:.2%}–{high:.2%})"
-        cells[bucket][f"{attribution} by default"] = by_default_text(by_default)
         if attribution == "uploader":
             order[bucket] = share
     ranked = sorted(cells, key=lambda bucket: (-order.get(bucket, 0.0), bucket))
-    columns = ("uploader", "uploader by default", "origin", "origin by default")
     lines = [
         f"# {title}",
         "",
-        "| country | uploader view (range) | by default | origin view (range) | by default |",
-        "|---|---:|---:|---:|---:|",
+        "| country | uploader view (range) | origin view (range) |",
+        "|---|---:|---:|",
     ]
     for bucket in ranked[:top]:
         views = cells[bucket]
-        lines.append(
-            f"| {bucket} | " + " | ".join(views.get(column, "") for column in columns) + " |"
-        )
+        lines.append(f"| {bucket} | {views.get('uploader', '')} | {views.get('origin', '')} |")
     if len(ranked) > top:
-        lines.append(f"| … {len(ranked) - top} more | | | | |")
+        lines.append(f"| … {len(ranked) - top} more | | |")
     lines += [
         "",
         "Range: over the contested mapping rows' two answers; the high end also counts every "
-        "UNKNOWN download as possibly the bucket's. By default: the bucket's downloads decided "
-        "by namespaces with no reviewed mapping row (a user account is INTL, any other UNKNOWN).",
+        "UNKNOWN download as possibly the bucket's.",
+        "",
+        *by_default_markdown(country_share, ranked),
     ]
     return "\n".join(lines)
+
+
+def by_default_markdown(country_share: pl.DataFrame, ranked: list[str]) -> list[str]:
+    """The buckets with downloads resting on the account-type default, in `ranked` order: a
+    table of `downloads_by_default` of `downloads` per view."""
+    heading = (
+        "Resting on the default (`downloads_by_default`: namespaces with no reviewed mapping row; "
+        "a user account is INTL, any other UNKNOWN)"
+    )
+    if country_share["downloads_by_default"].null_count():
+        return [f"{heading}: n/a (computed before it existed)."]
+    cells: dict[str, dict[str, str]] = {}
+    for attribution, bucket, downloads, by_default in (
+        country_share.filter(pl.col("downloads_by_default") > 0)
+        .select("attribution", "bucket", "downloads", "downloads_by_default")
+        .rows()
+    ):
+        cells.setdefault(bucket, {})[attribution] = f"{by_default:,} of {downloads:,}"
+    if not cells:
+        return [f"{heading}: none."]
+    lines = [f"{heading}:", "", "| country | uploader view | origin view |", "|---|---:|---:|"]
+    for bucket in [bucket for bucket in ranked if bucket in cells]:
+        views = cells[bucket]
+        lines.append(f"| {bucket} | {views.get('uploader', '0')} | {views.get('origin', '0')} |")
+    return lines
 
 
 def concentration_markdown(concentration: pl.DataFrame) -> str:

@@ -282,3 +282,21 @@ def test_the_type_lookup_is_case_insensitive(tmp_path, spelling):
     )
     assert by_bucket(shares_of(tmp_path, types), "uploader") == UPLOADER
     assert types.schema == ACCOUNT_TYPE_SCHEMA
+
+
+def test_the_daily_artifact_says_what_rests_on_the_default(tmp_path):
+    from tasks.render_shares import share_table_markdown
+
+    mapping = load_mapping(HAND_MAPPING).frame
+    snapshot = snapshot_of(MODELS, tmp_path)
+    fact, origin, _ = attribute_models(snapshot, mapping, ACCOUNT_TYPES)
+    countries, _, _, _ = compute_all_shares(DAY, snapshot, fact, origin, {}, mapping=mapping)
+    headline = countries.filter(
+        (pl.col("definition") == "downloads_30d") & (pl.col("cohort") == "all")
+    )
+    text = share_table_markdown(headline, "t")
+    assert "| INTL | 270 of 330 | 213 of 213 |" in text
+    assert "| UNKNOWN | 215 of 215 | 248 of 248 |" in text
+    assert "| CN |" not in text.split("Resting on the default")[1]  # nothing of CN rests on it
+    old_run = headline.with_columns(pl.lit(None, pl.Int64).alias("downloads_by_default"))
+    assert "n/a (computed before it existed)" in share_table_markdown(old_run, "t")
