@@ -38,7 +38,7 @@ from hubshare.warehouse import previous_published_date, previous_row_count, ware
 from schemas.run import RunInputs
 from schemas.warehouse import FACT_TABLES
 from tasks.alert import post_alert
-from tasks.enrich import LineageReport, attribute_models
+from tasks.enrich import NO_ACCOUNT_TYPES, LineageReport, attribute_models
 from tasks.explain import explain_markdown, explain_shares
 from tasks.extract import CrawlState, extract_snapshot
 from tasks.inputs import open_mapping, read_window_starts, resolve_run_inputs
@@ -201,7 +201,7 @@ def enrich_task(run_id: str, inputs: RunInputs) -> LineageReport:
     mapping = open_mapping(inputs)
     archive_mapping(mapping, settings.store)  # so `hubshare mapping diff` can find it again
     model_fact, model_origin, lineage = attribute_models(
-        read_snapshot(inputs.snapshot_date, settings), mapping.frame
+        read_snapshot(inputs.snapshot_date, settings), mapping.frame, NO_ACCOUNT_TYPES
     )
     folder = run_dir(settings, run_id)
     _write(model_fact, folder, "model_fact")
@@ -244,6 +244,7 @@ def shares_task(run_id: str, inputs: RunInputs) -> ShareTotals:
         _read(folder, "model_origin"),
         starts,
         _read(folder, "contested"),
+        mapping=open_mapping(inputs).frame,
     )
     _write(country_share, folder, "country_share")
     _write(org_share, folder, "org_share")

@@ -17,7 +17,7 @@ from hubshare.provenance import code_version, sha256_bytes
 from hubshare.settings import Settings, get_settings
 from hubshare.warehouse import run_row, stored_figures, warehouse_engine
 from schemas.run import RunInputs
-from tasks.enrich import attribute_models
+from tasks.enrich import NO_ACCOUNT_TYPES, attribute_models
 from tasks.inputs import open_mapping, resolve_run_inputs
 from tasks.mapping import contested_rows, load_mapping, mapping_key
 from tasks.shares import (
@@ -62,10 +62,10 @@ def window_shares_now(start: date, end: date, cohort: str, attribution: str) -> 
                 "both dates (the default 30-day counter, without --window, needs neither)"
             )
     mapping = open_mapping(inputs)
-    fact, origin, _ = attribute_models(end_snapshot, mapping.frame)
+    fact, origin, _ = attribute_models(end_snapshot, mapping.frame, NO_ACCOUNT_TYPES)
     definition = Definition.window(start, end, cohort)
     metric, _ = model_metric(definition, end_snapshot, start_snapshot)
-    countries, orgs = compute_shares(fact, origin, metric)
+    countries, orgs = compute_shares(fact, origin, metric, mapping=mapping.frame)
     tag = {"definition": "window", "cohort": cohort}
     countries = share_ranges(
         countries.with_columns(pl.lit(v).alias(k) for k, v in tag.items()),
@@ -146,7 +146,7 @@ def reproduce_run(run_id: str, settings: Settings | None = None) -> Reproduction
     with store.local_file(mapping_key(inputs.mapping_sha256)) as mapping_file:
         assert mapping_file is not None  # noqa: S101 - checked above
         mapping = load_mapping(mapping_file)
-    fact, origin, _ = attribute_models(snapshot, mapping.frame)
+    fact, origin, _ = attribute_models(snapshot, mapping.frame, NO_ACCOUNT_TYPES)
     country_share, _, _, _ = compute_all_shares(
         day, snapshot, fact, origin, starts, contested_rows(mapping.frame)
     )

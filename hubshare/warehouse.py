@@ -206,6 +206,7 @@ PUBLISHED_COUNTRY_SHARE = _view(
     "attribution",
     "country",
     "downloads",
+    "downloads_by_default",
     "share",
     "share_low",
     "share_high",

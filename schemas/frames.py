@@ -179,15 +179,19 @@ COUNTRY_SHARE_SCHEMA = pl.Schema(
         # counts every UNKNOWN download as possibly the bucket's (docs/mapping.md).
         "share_low": pl.Float64(),
         "share_high": pl.Float64(),
+        # The part of `downloads` whose bucket was decided by a namespace with no reviewed row
+        # (the account-type default: docs/mapping.md); null for runs from before it existed.
+        "downloads_by_default": pl.Int64(),
     }
 )
 
-#: Bucket shares of one definition (both views): the frame the quality gate validates.
+#: Bucket shares of one definition (both views): the columns the quality gate validates
+#: (`downloads_by_default` describes the shares; the gate does not decide on it).
 VIEW_SHARE_SCHEMA = pl.Schema(
     {
         name: dtype
         for name, dtype in COUNTRY_SHARE_SCHEMA.items()
-        if name not in ("definition", "cohort")
+        if name not in ("definition", "cohort", "downloads_by_default")
     }
 )
 
@@ -215,6 +219,19 @@ CONCENTRATION_SCHEMA = pl.Schema(
         "hhi": pl.Float64(),  # Herfindahl-Hirschman index, 0-10,000
         "gini": pl.Float64(),
         "top10_share": pl.Float64(),
+    }
+)
+
+#: What the Hub says each namespace is (the account types a run used): what attribution reads
+#: for a namespace without a reviewed mapping row. Looked up by the lower-cased namespace (the
+#: Hub is case-insensitive); `account_type` is user | org | vanished (404 on both overviews).
+ACCOUNT_TYPE_SCHEMA = pl.Schema(
+    {
+        "namespace": pl.String(),  # as the Hub spells it
+        "account_type": pl.String(),  # user | org | vanished
+        "fullname": pl.String(),
+        "verified": pl.Boolean(),
+        "checked_at": UTC_TS,
     }
 )
 

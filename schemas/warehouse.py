@@ -266,6 +266,14 @@ class CountryShare(SQLModel, table=True):
             "as possibly this bucket's",
         ),
     )
+    downloads_by_default: int | None = Field(
+        default=None,
+        sa_column=_c(
+            BigInteger,
+            "Downloads of the bucket decided by a namespace with no reviewed mapping row (the "
+            "account-type default); NULL for runs before it was computed",
+        ),
+    )
 
 
 class OrgShare(SQLModel, table=True):
@@ -366,7 +374,8 @@ _describe_shared_columns()
 VIEWS: dict[str, str] = {
     "published_country_share": """
         SELECT r.snapshot_date, r.version, r.run_id, s.definition, s.cohort, s.attribution,
-               s.bucket AS country, s.downloads, s.share, s.share_low, s.share_high
+               s.bucket AS country, s.downloads, s.downloads_by_default, s.share, s.share_low,
+               s.share_high
         FROM country_share s
         JOIN published_run p ON p.run_id = s.run_id
         JOIN etl_run r ON r.run_id = s.run_id""",
@@ -400,7 +409,8 @@ VIEWS: dict[str, str] = {
         LEFT JOIN published_run p ON p.run_id = r.run_id""",
     "latest_country_share": """
         SELECT r.snapshot_date, r.version, r.run_id, s.definition, s.cohort, s.attribution,
-               s.bucket AS country, s.downloads, s.share, s.share_low, s.share_high
+               s.bucket AS country, s.downloads, s.downloads_by_default, s.share, s.share_low,
+               s.share_high
         FROM country_share s
         JOIN published_run p ON p.run_id = s.run_id
         JOIN etl_run r ON r.run_id = s.run_id

@@ -12,12 +12,15 @@ from fractions import Fraction
 
 import polars as pl
 
-from schemas.frames import MODEL_FACT_SCHEMA, MODEL_ORIGIN_SCHEMA
+from schemas.frames import ACCOUNT_TYPE_SCHEMA, MODEL_FACT_SCHEMA, MODEL_ORIGIN_SCHEMA
 
 #: Declared relations in `base_model:<relation>:<id>` tags.
 RELATIONS = ("adapter", "finetune", "merge", "quantized")
 MAX_DEPTH = 10
 UNKNOWN = "UNKNOWN"
+INTL = "INTL"
+#: Nothing typed: attribution as it was before account types (every run recorded without them).
+NO_ACCOUNT_TYPES = pl.DataFrame(schema=ACCOUNT_TYPE_SCHEMA)
 
 
 @dataclass
@@ -100,13 +103,41 @@ def _bucket_table(mapping: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def _default_buckets(mapping: pl.DataFrame, account_types: pl.DataFrame) -> pl.DataFrame:
+    """The account-type default of every typed namespace without a reviewed row (org_lower,
+    bucket): a user account is INTL (an unaffiliated individual), an organisation or a vanished
+    account UNKNOWN. Never a developer organisation (origin rule 2 needs a reviewed row)."""
+    return (
+        account_types.select(
+            pl.col("namespace").str.to_lowercase().alias("org_lower"),
+            pl.when(pl.col("account_type") == "user")
+            .then(pl.lit(INTL))
+            .otherwise(pl.lit(UNKNOWN))
+            .alias("bucket"),
+        )
+        # One answer per namespace whatever its spelling (the Hub is case-insensitive).
+        .sort("org_lower", "bucket")
+        .unique("org_lower", keep="first", maintain_order=True)
+        .join(mapping.select("org_lower"), on="org_lower", how="anti")
+    )
+
+
+def _attribution_table(mapping: pl.DataFrame, account_types: pl.DataFrame) -> pl.DataFrame:
+    """(org_lower, bucket) of every namespace with an answer: its reviewed row, else its
+    account-type default. A namespace in neither is UNKNOWN (filled by the callers)."""
+    reviewed = mapping.select("org_lower", pl.col("country").alias("bucket"))
+    return pl.concat([reviewed, _default_buckets(mapping, account_types)])
+
+
 def attribute_models(
-    snapshot: pl.DataFrame, mapping: pl.DataFrame
+    snapshot: pl.DataFrame, mapping: pl.DataFrame, account_types: pl.DataFrame
 ) -> tuple[pl.DataFrame, pl.DataFrame, LineageReport]:
     """Both views for a snapshot: (model facts, model origins, lineage report), with the
-    lineage tags parsed once. Pass the snapshot without keeping a reference to free it early."""
+    lineage tags parsed once. `account_types` (at least `namespace`, `account_type`) decides the
+    namespaces without a reviewed row; empty (NO_ACCOUNT_TYPES), every such namespace is
+    UNKNOWN. Pass the snapshot without keeping a reference to free it early."""
     lineage = parse_lineage(snapshot)
-    fact = attribute_uploader(snapshot, mapping, lineage)
+    fact = attribute_uploader(snapshot, mapping, lineage, account_types)
     # The origin walk needs only each model's ids and uploader, which the facts hold: the
     # snapshot is let go here (a caller that passed it without keeping it frees it now).
     del snapshot
@@ -115,25 +146,29 @@ def attribute_models(
         pl.col("model_id").alias("id"),
         pl.col("uploader").alias("author"),
     )
-    origin, report = attribute_origin(ids, fact, mapping, lineage)
+    origin, report = attribute_origin(ids, fact, mapping, lineage, account_types)
     return fact, origin, report
 
 
 def attribute_uploader(
-    snapshot: pl.DataFrame, mapping: pl.DataFrame, lineage: pl.DataFrame | None = None
+    snapshot: pl.DataFrame,
+    mapping: pl.DataFrame,
+    lineage: pl.DataFrame | None = None,
+    account_types: pl.DataFrame = NO_ACCOUNT_TYPES,
 ) -> pl.DataFrame:
     """Model facts with the uploader view's bucket: the mapped country of the namespace that
     uploaded the model (lookup exact, then case-insensitive: the mapping is free of
-    case-insensitive duplicates, so one lower-case join does both), else UNKNOWN. `lineage` is
-    `parse_lineage(snapshot)` if the caller has it."""
+    case-insensitive duplicates, so one lower-case join does both), else its account-type
+    default, else UNKNOWN. `lineage` is `parse_lineage(snapshot)` if the caller has it."""
     if lineage is None:
         lineage = parse_lineage(snapshot)
+    buckets = _attribution_table(mapping, account_types)
     fact = (
         # Lazy so that only the columns kept are joined (the snapshot's tags are not copied).
         snapshot.lazy()
         .join(lineage.lazy().drop("base_lower"), on="_id", how="left", maintain_order="left")
         .with_columns(pl.col("author").str.to_lowercase().alias("org_lower"))
-        .join(_bucket_table(mapping).lazy(), on="org_lower", how="left", maintain_order="left")
+        .join(buckets.lazy(), on="org_lower", how="left", maintain_order="left")
         .select(
             pl.col("_id").alias("model_oid"),
             pl.col("id").alias("model_id"),
@@ -310,10 +345,13 @@ def attribute_origin(
     model_fact: pl.DataFrame,
     mapping: pl.DataFrame,
     lineage: pl.DataFrame | None = None,
+    account_types: pl.DataFrame = NO_ACCOUNT_TYPES,
 ) -> tuple[pl.DataFrame, LineageReport]:
     """One row per (model, origin organisation) with the exact weight of the model's downloads
-    that goes to it, and the organisation's bucket. Of `snapshot` only `_id`, `id` and `author`
-    are read (and `tags`, unless `lineage` is given)."""
+    that goes to it, and the organisation's bucket (its reviewed row, else its account-type
+    default, else UNKNOWN). Only reviewed rows make developer organisations (rule 2); rules 1,
+    3 and 4 carry a default like any bucket. Of `snapshot` only `_id`, `id` and `author` are
+    read (and `tags`, unless `lineage` is given)."""
     if lineage is None:
         lineage = parse_lineage(snapshot)
     buckets = _bucket_table(mapping)
@@ -348,7 +386,7 @@ def attribute_origin(
     origin = (
         pl.concat([direct, lineage_origin])
         .with_columns(pl.col("origin_org").str.to_lowercase().alias("org_lower"))
-        .join(buckets.select("org_lower", "bucket"), on="org_lower", how="left")
+        .join(_attribution_table(mapping, account_types), on="org_lower", how="left")
         .select(
             "model_oid",
             "origin_org",

@@ -30,7 +30,7 @@ from hubshare.errors import HubshareError, UsageError, WarehouseError
 from hubshare.settings import Settings
 from hubshare.warehouse import published_orgs, published_run_of, require_current
 from schemas.run import RunInputs
-from tasks.enrich import attribute_models
+from tasks.enrich import NO_ACCOUNT_TYPES, attribute_models
 from tasks.mapping import load_mapping, mapping_key
 from tasks.shares import (
     DEFINITION,
@@ -146,7 +146,9 @@ def explain_shares(
             )
         old_mapping = load_mapping(mapping_file).frame
     snapshot = read_snapshot(to_date, settings)
-    fact, origin, _ = attribute_models(snapshot, old_mapping)
+    # The account types of the from-date's run are wired with RunInputs (issue 18); until
+    # then nothing is typed, as in every run recorded so far.
+    fact, origin, _ = attribute_models(snapshot, old_mapping, NO_ACCOUNT_TYPES)
     _, under_old = compute_shares(fact, origin)  # D2's models under D1's mapping
     known = read_snapshot(from_date, settings, columns=["_id"]).rename({"_id": "model_oid"})
     new_fact = fact.join(known, on="model_oid", how="anti")

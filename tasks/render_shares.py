@@ -21,6 +21,32 @@ def share_range(low: float | None, high: float | None) -> str:
     return f"{low * 100:.1f}–{high * 100:.1f}%"
 
 
+def by_default_text(by_default: int | None) -> str:
+    """The downloads that rest on the account-type default, or `n/a` for runs published before
+    it was computed."""
+    return "n/a" if by_default is None else f"{by_default:,}"
+
+
+def by_default_caption(rows: pl.DataFrame) -> str:
+    """Which downloads rest on the account-type default (namespaces with no reviewed mapping
+    row: a user account is INTL, any other UNKNOWN), per bucket that has any."""
+    resting = rows.filter(
+        pl.col("downloads_by_default").is_null() | (pl.col("downloads_by_default") > 0)
+    )
+    if rows["downloads_by_default"].null_count():
+        parts = "n/a (published before it was computed)"
+    elif resting.height == 0:
+        parts = "none"
+    else:
+        parts = ", ".join(
+            f"{country} {by_default:,} of {downloads:,}"
+            for country, by_default, downloads in resting.select(
+                "country", "downloads_by_default", "downloads"
+            ).rows()
+        )
+    return f"by default (no reviewed mapping row): {parts}"
+
+
 def one_view_table(rows: pl.DataFrame, attribution: str) -> Table:
     """One view of one published run (`published_shares` columns), as `hubshare shares`
     prints it."""
@@ -40,7 +66,7 @@ def one_view_table(rows: pl.DataFrame, attribution: str) -> Table:
         table.add_row(country, f"{downloads:,}", f"{share:.2%}", share_range(low, high))
     table.caption = (
         "range: over the contested mapping rows' answers; the high end also counts every "
-        "UNKNOWN download as possibly the bucket's (docs/mapping.md)"
+        "UNKNOWN download as possibly the bucket's (docs/mapping.md)\n" + by_default_caption(rows)
     )
     return table
 
@@ -111,7 +137,8 @@ def both_views_table(
 
 
 def share_table_markdown(country_share: pl.DataFrame, title: str, top: int = 15) -> str:
-    """Both views side by side, buckets ordered by the uploader view's downloads."""
+    """Both views side by side, buckets ordered by the uploader view's downloads; then the
+    downloads of each bucket that rest on the account-type default."""
     cells: dict[str, dict[str, str]] = {}
     order: dict[str, float] = {}
     for attribution, bucket, share, low, high in country_share.select(
@@ -136,8 +163,35 @@ def share_table_markdown(country_share: pl.DataFrame, title: str, top: int = 15)
         "",
         "Range: over the contested mapping rows' two answers; the high end also counts every "
         "UNKNOWN download as possibly the bucket's.",
+        "",
+        *by_default_markdown(country_share, ranked),
     ]
     return "\n".join(lines)
+
+
+def by_default_markdown(country_share: pl.DataFrame, ranked: list[str]) -> list[str]:
+    """The buckets with downloads resting on the account-type default, in `ranked` order: a
+    table of `downloads_by_default` of `downloads` per view."""
+    heading = (
+        "Resting on the default (`downloads_by_default`: namespaces with no reviewed mapping row; "
+        "a user account is INTL, any other UNKNOWN)"
+    )
+    if country_share["downloads_by_default"].null_count():
+        return [f"{heading}: n/a (computed before it existed)."]
+    cells: dict[str, dict[str, str]] = {}
+    for attribution, bucket, downloads, by_default in (
+        country_share.filter(pl.col("downloads_by_default") > 0)
+        .select("attribution", "bucket", "downloads", "downloads_by_default")
+        .rows()
+    ):
+        cells.setdefault(bucket, {})[attribution] = f"{by_default:,} of {downloads:,}"
+    if not cells:
+        return [f"{heading}: none."]
+    lines = [f"{heading}:", "", "| country | uploader view | origin view |", "|---|---:|---:|"]
+    for bucket in [bucket for bucket in ranked if bucket in cells]:
+        views = cells[bucket]
+        lines.append(f"| {bucket} | {views.get('uploader', '0')} | {views.get('origin', '0')} |")
+    return lines
 
 
 def concentration_markdown(concentration: pl.DataFrame) -> str:

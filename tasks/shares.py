@@ -108,10 +108,16 @@ def attribution_rows(
 
 
 def compute_shares(
-    model_fact: pl.DataFrame, model_origin: pl.DataFrame, metric: pl.DataFrame | None = None
+    model_fact: pl.DataFrame,
+    model_origin: pl.DataFrame,
+    metric: pl.DataFrame | None = None,
+    *,
+    mapping: pl.DataFrame | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(country_share, org_share) of one metric for both views, sorted. `metric` is
-    (model_oid, num, den) per model; by default the headline 30-day counter."""
+    (model_oid, num, den) per model; by default the headline 30-day counter. `mapping` (its
+    `org_lower`: the reviewed namespaces) gives each bucket its `downloads_by_default`; without
+    it that column is null."""
     metric = headline_metric(model_fact) if metric is None else metric
     uploader_rows, origin_rows = attribution_rows(model_fact, model_origin, metric)
     exact_total = sum(
@@ -141,12 +147,35 @@ def compute_shares(
         ]
     ).sort("attribution", "org")
     countries = (
-        orgs.group_by("attribution", "bucket")
-        .agg(pl.col("downloads").sum())
-        .with_columns((pl.col("downloads") / total if total else pl.lit(0.0)).alias("share"))
+        orgs.with_columns(by_default(orgs, mapping))
+        .group_by("attribution", "bucket")
+        .agg(
+            pl.col("downloads").sum(),
+            pl.col("downloads").filter(pl.col("by_default")).sum().alias("downloads_by_default"),
+        )
+        .select(
+            "attribution",
+            "bucket",
+            "downloads",
+            (pl.col("downloads") / total if total else pl.lit(0.0)).alias("share"),
+            pl.col("downloads_by_default").cast(pl.Int64)
+            if mapping is not None
+            else pl.lit(None, pl.Int64).alias("downloads_by_default"),
+        )
         .sort("attribution", "bucket")
     )
     return countries, orgs
+
+
+def by_default(orgs: pl.DataFrame, mapping: pl.DataFrame | None) -> pl.Expr:
+    """Whether each organisation row's bucket rests on the account-type default: its namespace
+    (the uploader, or the origin row's organisation) has no reviewed row in `mapping`. The
+    organisations' downloads are whole already (apportioned exactly), so a bucket's part that
+    rests on the default is a sum of them and never exceeds the bucket's downloads."""
+    if mapping is None:
+        return pl.lit(False).alias("by_default")
+    reviewed = mapping.get_column("org_lower").implode()
+    return (~pl.col("org").str.to_lowercase().is_in(reviewed)).alias("by_default")
 
 
 #: The one org_share row that sums the organisations with no country (bucket UNKNOWN, mapped so
@@ -252,7 +281,12 @@ def share_ranges(
         pl.col("downloads").filter(pl.col("bucket") == "UNKNOWN").sum().alias("unknown"),
     )
     reached = moved_in.join(country_share, on=[*keys, "bucket"], how="anti").select(
-        *keys, "bucket", pl.lit(0, pl.Int64).alias("downloads"), pl.lit(0.0).alias("share")
+        *keys,
+        "bucket",
+        pl.lit(0, pl.Int64).alias("downloads"),
+        pl.lit(0.0).alias("share"),
+        # 0 of nothing, or unknown (null) where the view's other rows do not know it either.
+        pl.lit(0, pl.Int64).alias("downloads_by_default"),
     )
     lost = pl.col("out").fill_null(0)
     gained = pl.col("in").fill_null(0) + pl.when(pl.col("bucket") == "UNKNOWN").then(0).otherwise(
@@ -271,6 +305,12 @@ def share_ranges(
         .with_columns(
             (pl.col("share") - moved(lost)).clip(0.0, 1.0).alias("share_low"),
             (pl.col("share") + moved(gained)).clip(0.0, 1.0).alias("share_high"),
+        )
+        .with_columns(
+            pl.when(pl.col("downloads_by_default").null_count().over(keys) > 0)
+            .then(pl.lit(None, pl.Int64))
+            .otherwise(pl.col("downloads_by_default"))
+            .alias("downloads_by_default")
         )
         .sort([*keys, "bucket"])
         .cast(COUNTRY_SHARE_SCHEMA)
@@ -292,16 +332,19 @@ def compute_all_shares(
     model_origin: pl.DataFrame,
     starts: dict[date, pl.DataFrame],
     contested: pl.DataFrame = NO_CONTESTED,
+    *,
+    mapping: pl.DataFrame | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, dict[str, Any]]:
     """Every definition of one run: (country_share, org_share, concentration, report). `starts`
     are the stored snapshots of earlier dates that windows can start from; `contested` the
     mapping's rows with an alternative answer (org_lower, alt_bucket), which give each share its
-    range."""
+    range; `mapping` (org_lower) the reviewed namespaces, which give each share its
+    `downloads_by_default` (null without it: not part of the canonical table)."""
     country_parts, org_parts = [], []
     report: dict[str, Any] = {}
     for definition in definitions_for(day, starts, snapshot):
         metric, metric_report = model_metric(definition, snapshot, starts.get(definition.start))
-        countries, orgs = compute_shares(model_fact, model_origin, metric)
+        countries, orgs = compute_shares(model_fact, model_origin, metric, mapping=mapping)
         tag = [
             pl.lit(definition.metric).alias("definition"),
             pl.lit(definition.cohort).alias("cohort"),
