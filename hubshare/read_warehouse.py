@@ -10,7 +10,11 @@ from sqlalchemy import Engine
 from hubshare.errors import UsageError, WarehouseError
 from hubshare.warehouse import (
     RUN_COLUMNS,
+    latest_published_date,
     published_country_shares,
+    published_review_queue,
+    published_run_of,
+    require_current,
     run_history,
     run_ids_starting_with,
 )
@@ -67,3 +71,20 @@ def resolve_run_id(engine: Engine, prefix: str) -> str:
             f"run id {prefix!r} matches {len(found)} runs ({shown}): give more characters"
         )
     return str(found[0])
+
+
+def review_queue_of(
+    engine: Engine, snapshot_date: date | None, top: int | None
+) -> tuple[date, pl.DataFrame]:
+    """The date and review queue (its `top` rows) of the run published for a date (default: the
+    latest published date); a WarehouseError when the warehouse holds no published run for it.
+    A published run with nothing to review has an empty queue."""
+    require_current(engine)  # a reader never creates a warehouse
+    day = snapshot_date or latest_published_date(engine)
+    if day is None or published_run_of(engine, day) is None:
+        what = f"for {snapshot_date}" if snapshot_date else "at all"
+        raise WarehouseError(
+            f"no published run {what} in {engine.url.render_as_string()}; "
+            "run `hubshare run` (or `hubshare runs` to see what was rejected)"
+        )
+    return day, published_review_queue(engine, day, top)
