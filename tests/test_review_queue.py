@@ -196,7 +196,7 @@ def test_published_runs_store_their_queue_and_mapping_todo_reads_it(
     assert as_csv.returncode == 0, as_csv.stderr
     [row] = list(csv.DictReader(io.StringIO(as_csv.stdout)))
     assert (row["namespace"], row["account_type"], row["models"]) == ("randomuser", "", "2")
-    table = invoke("mapping", "todo", "--date", "2024-01-16")
+    table = invoke("mapping", "todo", "--top", "20")  # as the README shows it: the latest date
     assert table.returncode == 0, table.stderr
     assert "Newcomer" in table.stdout and "11.730%" in table.stdout
     nothing = invoke("mapping", "todo", "--date", "2024-01-10")
