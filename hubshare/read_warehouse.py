@@ -10,11 +10,9 @@ from sqlalchemy import Engine
 from hubshare.errors import UsageError, WarehouseError
 from hubshare.warehouse import (
     RUN_COLUMNS,
-    latest_published_date,
     published_country_shares,
     published_review_queue,
-    published_run_of,
-    require_current,
+    published_snapshot_date,
     run_history,
     run_ids_starting_with,
 )
@@ -79,9 +77,8 @@ def review_queue_of(
     """The date and review queue (its `top` rows) of the run published for a date (default: the
     latest published date); a WarehouseError when the warehouse holds no published run for it.
     A published run with nothing to review has an empty queue."""
-    require_current(engine)  # a reader never creates a warehouse
-    day = snapshot_date or latest_published_date(engine)
-    if day is None or published_run_of(engine, day) is None:
+    day = published_snapshot_date(engine, snapshot_date)
+    if day is None:
         what = f"for {snapshot_date}" if snapshot_date else "at all"
         raise WarehouseError(
             f"no published run {what} in {engine.url.render_as_string()}; "

@@ -368,9 +368,17 @@ _POLARS_OF: dict[str, Any] = {
 }
 
 
-def latest_published_date(engine: Engine) -> date | None:
+def published_snapshot_date(engine: Engine, snapshot_date: date | None) -> date | None:
+    """`snapshot_date` if a run is published for it (the latest published date when None), else
+    None. Through the run_history view: a reader role may read nothing else."""
+    view = RUN_HISTORY
+    query = select(func.max(view.c.snapshot_date)).where(view.c.published == 1)
+    if snapshot_date is not None:
+        query = query.where(view.c.snapshot_date == snapshot_date)
     require_current(engine)
-    return previous_published_date(engine, date.max)
+    with engine.connect() as connection:
+        found: date | None = connection.execute(query).scalar()
+    return found
 
 
 # --- reads: what the pipeline needs of earlier runs ---------------------------------------------

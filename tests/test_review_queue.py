@@ -22,11 +22,14 @@ from sqlalchemy import create_engine, text
 from hubshare.fakehub import FakeHub
 from schemas.frames import ACCOUNT_TYPE_SCHEMA, REVIEW_QUEUE_SCHEMA
 from tasks.review_queue import alert_payload, review_queue
-from tests import test_alerts
+from tests import test_alerts, test_reader_role
 from tests.test_cli import invoke
 
-#: The loopback webhook receiver of tests/test_alerts.py.
+#: The loopback webhook receiver of tests/test_alerts.py; a published PostgreSQL warehouse and
+#: a reader role of tests/test_reader_role.py.
 webhook = test_alerts.webhook
+published_pg = test_reader_role.published_pg
+role = test_reader_role.role
 
 DAY = date(2024, 1, 15)
 NEXT_DAY = date(2024, 1, 16)
@@ -214,6 +217,20 @@ def test_under_the_threshold_nothing_is_announced(env, hand_models, webhook, mon
         monkeypatch.setenv("HF_ENDPOINT", hub.url)
         daily(run_date=DAY, backdate=True)
     assert webhook == []
+
+
+@pytest.mark.postgres
+@pytest.mark.flow
+@pytest.mark.usefixtures("prefect_harness")
+def test_a_reader_role_reads_the_review_queue(published_pg, role, monkeypatch):
+    monkeypatch.setenv("HUBSHARE_WAREHOUSE_URL", published_pg)
+    assert invoke("db", "grant-reader", role).returncode == 0
+    monkeypatch.setenv("HUBSHARE_WAREHOUSE_URL", test_reader_role.as_role(published_pg, role))
+    listed = invoke("mapping", "todo", "--format", "json")
+    assert listed.returncode == 0, listed.stderr
+    assert [row["namespace"] for row in json.loads(listed.stdout)] == ["randomuser"]
+    with create_engine(test_reader_role.as_role(published_pg, role)).connect() as connection:
+        assert connection.execute(text("SELECT COUNT(*) FROM published_review_queue")).scalar() == 1
 
 
 def _upstream() -> Path:
