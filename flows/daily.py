@@ -34,7 +34,13 @@ from hubshare.progress import StageTimes
 from hubshare.provenance import code_version, public_endpoint
 from hubshare.settings import Settings, get_settings
 from hubshare.storage import DataStore
-from hubshare.warehouse import previous_published_date, previous_row_count, warehouse_engine
+from hubshare.warehouse import (
+    first_seen_dates,
+    previous_published_date,
+    previous_row_count,
+    warehouse_engine,
+)
+from schemas.frames import ACCOUNT_TYPE_SCHEMA
 from schemas.run import RunInputs
 from schemas.warehouse import FACT_TABLES
 from tasks.alert import post_alert
@@ -61,6 +67,13 @@ from tasks.quality import (
 )
 from tasks.render_shares import concentration_markdown, share_table_markdown
 from tasks.report import write_report
+from tasks.review_queue import (
+    FACT_COLUMNS,
+    ReviewSummary,
+    alert_payload,
+    artifact_rows,
+    review_queue,
+)
 from tasks.settle import FINISHED_FILE, run_folder, running_in, settle_abandoned_runs
 from tasks.shares import (
     DEFINITION,
@@ -330,6 +343,37 @@ def quality_task(run_id: str, inputs: RunInputs) -> QualityReport:
     return report
 
 
+@task(name="review-queue")
+def review_queue_task(run_id: str, inputs: RunInputs) -> ReviewSummary:
+    """runs/<id>/review_queue.parquet and the `mapping-review-<date>` artifact: the namespaces
+    without a reviewed country, largest first. Organisations without one above
+    HUBSHARE_MAX_UNREVIEWED_SHARE is a warning here; the run still publishes."""
+    settings = get_settings()
+    folder = run_dir(settings, run_id)
+    day = inputs.snapshot_date
+    # Until the account-type lookups land, nothing is typed (the queue's account_type is null).
+    account_types = pl.DataFrame(schema=ACCOUNT_TYPE_SCHEMA)
+    queue, summary = review_queue(
+        _read(folder, "model_fact", columns=list(FACT_COLUMNS)),
+        open_mapping(inputs).frame,
+        account_types,
+        first_seen_dates(warehouse_engine(settings.resolved_warehouse_url), day),
+        day,
+        settings.max_unreviewed_share,
+    )
+    _write(queue, folder, "review_queue")
+    create_table_artifact(
+        key=f"mapping-review-{day}",
+        table=artifact_rows(queue),
+        description=f"Review queue for {day} (run {run_id}): {summary.describe()}",
+    )
+    logger = get_run_logger()
+    logger.info("Review queue: %s", summary.describe())
+    if summary.warns:
+        logger.warning("Review queue: %s", summary.warning())
+    return summary
+
+
 @task(name="load-warehouse", retries=2, retry_delay_seconds=10)
 def load_task(record: RunRecord, published: bool, reason: str | None) -> LoadResult:
     settings = get_settings()
@@ -543,6 +587,8 @@ def _run(
         shares = shares_task(run_id, inputs)
     with times.stage("gate"):
         gate = quality_task(run_id, inputs)
+    with times.stage("review"):
+        review = review_queue_task(run_id, inputs)
     record = run_record(run_id, started_at, inputs, stored.manifest, lineage, shares)
     with times.stage("load"):
         loaded = load_task(record, gate.success, None if gate.success else gate.summary())
@@ -559,6 +605,11 @@ def _run(
             f"nothing was published: {gate.summary()}"
         )
     logger.info("Published %s version %d (run %s)", day, loaded.version, run_id)
+    if review.warns and settings.alert_webhook_url is not None:
+        post_alert(
+            settings.alert_webhook_url.get_secret_value(),
+            alert_payload(review, day, run_id, record.flow_run_id),
+        )
     with times.stage("explain"):
         explain_task(day)
     with times.stage("report"):

@@ -739,6 +739,37 @@ def _print_rows(title: str, frame: pl.DataFrame) -> None:
     stdout.print(table, markup=False)
 
 
+class TodoFormat(StrEnum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+@mapping_app.command("todo")
+def mapping_todo(
+    date_: DateOption = None,
+    top: Annotated[int, typer.Option(min=1, help="How many namespaces to list.")] = 20,
+    format_: Annotated[TodoFormat, typer.Option("--format")] = TodoFormat.table,
+) -> None:
+    """The review queue of a published run (default: the latest published date): namespaces
+    without a reviewed row in the mapping, or mapped UNKNOWN, largest downloads first."""
+    from hubshare.read_warehouse import review_queue_of
+    from tasks.render_shares import review_queue_table
+
+    day, rows = review_queue_of(_engine(), _parse_date(date_), top)
+    if format_ is TodoFormat.json:
+        sys.stdout.write(orjson.dumps(_jsonable(rows), option=orjson.OPT_INDENT_2).decode() + "\n")
+    elif format_ is TodoFormat.csv:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(rows.columns)
+        writer.writerows(row.values() for row in _jsonable(rows))
+        sys.stdout.write(buffer.getvalue())
+    else:
+        version = int(rows["version"][0]) if rows.height else 0
+        stdout.print(review_queue_table(rows, day, version))
+
+
 @mapping_app.command("diff")
 def mapping_diff(
     old: Annotated[str, typer.Argument(help="Mapping file, or a recorded mapping_sha256.")],

@@ -11,6 +11,8 @@ from hubshare.errors import UsageError, WarehouseError
 from hubshare.warehouse import (
     RUN_COLUMNS,
     published_country_shares,
+    published_review_queue,
+    published_snapshot_date,
     run_history,
     run_ids_starting_with,
 )
@@ -67,3 +69,19 @@ def resolve_run_id(engine: Engine, prefix: str) -> str:
             f"run id {prefix!r} matches {len(found)} runs ({shown}): give more characters"
         )
     return str(found[0])
+
+
+def review_queue_of(
+    engine: Engine, snapshot_date: date | None, top: int | None
+) -> tuple[date, pl.DataFrame]:
+    """The date and review queue (its `top` rows) of the run published for a date (default: the
+    latest published date); a WarehouseError when the warehouse holds no published run for it.
+    A published run with nothing to review has an empty queue."""
+    day = published_snapshot_date(engine, snapshot_date)
+    if day is None:
+        what = f"for {snapshot_date}" if snapshot_date else "at all"
+        raise WarehouseError(
+            f"no published run {what} in {engine.url.render_as_string()}; "
+            "run `hubshare run` (or `hubshare runs` to see what was rejected)"
+        )
+    return day, published_review_queue(engine, day, top)

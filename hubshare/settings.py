@@ -58,6 +58,11 @@ class Settings(BaseSettings):
     # Quality gate.
     max_row_drop: float = Field(default=0.05, ge=0, le=1, alias="HUBSHARE_MAX_ROW_DROP")
     max_unknown_share: float = Field(default=0.5, ge=0, le=1, alias="HUBSHARE_MAX_UNKNOWN_SHARE")
+    # Review queue: organisations without a country (typed org or not typed yet, no reviewed
+    # row) above this share of downloads is a warning (log, artifact, webhook); still published.
+    max_unreviewed_share: float = Field(
+        default=0.02, ge=0, le=1, alias="HUBSHARE_MAX_UNREVIEWED_SHARE"
+    )
 
     @field_validator("hf_endpoint")
     @classmethod

@@ -159,6 +159,7 @@ MODEL_DAY = TABLES["model_day"]
 COUNTRY_SHARE = TABLES["country_share"]
 ORG_SHARE = TABLES["org_share"]
 QUALITY_RESULT = TABLES["quality_result"]
+REVIEW_QUEUE = TABLES["review_queue"]
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -182,7 +183,7 @@ def _view_column(name: str) -> Column[Any]:
         return Column(name, String())
     if name == "published":
         return Column(name, Integer())
-    for table in (ETL_RUN, COUNTRY_SHARE, ORG_SHARE):
+    for table in (ETL_RUN, COUNTRY_SHARE, ORG_SHARE, REVIEW_QUEUE):
         if name in table.c:
             return Column(name, table.c[name].type)
     raise KeyError(name)
@@ -230,6 +231,13 @@ RUN_COLUMNS = (
     "finished_at",
 )
 RUN_HISTORY = _view("run_history", *RUN_COLUMNS)
+PUBLISHED_REVIEW_QUEUE = _view(
+    "published_review_queue",
+    "snapshot_date",
+    "version",
+    "run_id",
+    *(column.name for column in REVIEW_QUEUE.columns if column.name != "run_id"),
+)
 
 
 def _frame(result: Result[Any], schema: dict[str, Any] | None = None) -> pl.DataFrame:
@@ -332,7 +340,68 @@ def published_run_history(engine: Engine, columns: Sequence[str]) -> pl.DataFram
     )
 
 
+def published_review_queue(engine: Engine, snapshot_date: date, top: int | None) -> pl.DataFrame:
+    """The review queue of the run published for `snapshot_date`, largest first (its `top`
+    rows when given): the columns of `published_review_queue`."""
+    view = PUBLISHED_REVIEW_QUEUE
+    query = (
+        select(view)
+        .where(view.c.snapshot_date == snapshot_date)
+        .order_by(view.c.downloads.desc(), view.c.namespace)
+    )
+    if top is not None:
+        query = query.limit(top)
+    return _read(engine, query, {column.name: _POLARS_OF[column.name] for column in view.columns})
+
+
+#: The frame types of `published_review_queue` (an empty answer keeps them).
+_POLARS_OF: dict[str, Any] = {
+    "snapshot_date": pl.Date,
+    "version": pl.Int64,
+    "run_id": pl.String,
+    "namespace": pl.String,
+    "account_type": pl.String,
+    "fullname": pl.String,
+    "downloads": pl.Int64,
+    "share": pl.Float64,
+    "models": pl.Int64,
+    "first_seen": pl.Date,
+}
+
+
+def published_snapshot_date(engine: Engine, snapshot_date: date | None) -> date | None:
+    """`snapshot_date` if a run is published for it (the latest published date when None), else
+    None. Through the run_history view: a reader role may read nothing else."""
+    view = RUN_HISTORY
+    query = select(func.max(view.c.snapshot_date)).where(view.c.published == 1)
+    if snapshot_date is not None:
+        query = query.where(view.c.snapshot_date == snapshot_date)
+    require_current(engine)
+    with engine.connect() as connection:
+        found: date | None = connection.execute(query).scalar()
+    return found
+
+
 # --- reads: what the pipeline needs of earlier runs ---------------------------------------------
+
+
+def first_seen_dates(engine: Engine, up_to: date) -> pl.DataFrame:
+    """(namespace_lower, first_seen): the earliest published snapshot date, up to `up_to`, in
+    which each namespace (lower-cased: the Hub is case-insensitive) uploaded a model. model_day
+    holds the published run of each date only."""
+    namespace = func.lower(MODEL_DIM.c.uploader)
+    return _read(
+        engine,
+        select(
+            namespace.label("namespace_lower"),
+            func.min(MODEL_DAY.c.snapshot_date).label("first_seen"),
+        )
+        .select_from(MODEL_DAY)
+        .join(MODEL_DIM, MODEL_DIM.c.model_key == MODEL_DAY.c.model_key)
+        .where(MODEL_DAY.c.snapshot_date <= up_to)
+        .group_by(namespace),
+        {"namespace_lower": pl.String, "first_seen": pl.Date},
+    )
 
 
 def previous_row_count(engine: Engine, snapshot_date: date) -> int | None:

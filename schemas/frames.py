@@ -237,3 +237,29 @@ ACCOUNT_TYPE_SCHEMA = pl.Schema(
 
 ATTRIBUTIONS: tuple[str, ...] = ("uploader", "origin")
 SPECIAL_BUCKETS: tuple[str, ...] = ("INTL", "UNKNOWN")
+
+#: What the Hub says each namespace is (issue 18): one row per namespace, looked up by its
+#: lower-cased spelling (the Hub is case-insensitive).
+ACCOUNT_TYPE_SCHEMA = pl.Schema(
+    {
+        "namespace": pl.String(),  # the Hub's spelling
+        "account_type": pl.String(),  # user | org | vanished (404 on both overviews)
+        "fullname": pl.String(),
+        "verified": pl.Boolean(),
+        "checked_at": UTC_TS,
+    }
+)
+
+#: A run's review queue: the namespaces without a reviewed row in the mapping, or mapped
+#: UNKNOWN, largest uploader downloads first, table `review_queue`.
+REVIEW_QUEUE_SCHEMA = pl.Schema(
+    {
+        "namespace": pl.String(),  # the snapshot's spelling
+        "account_type": pl.String(),  # user | org | vanished, null when not typed yet
+        "fullname": pl.String(),
+        "downloads": pl.Int64(),  # downloads_30d of the models it uploaded
+        "share": pl.Float64(),  # of all the run's downloads
+        "models": pl.Int64(),
+        "first_seen": pl.Date(),  # earliest published snapshot date it uploaded in
+    }
+)

@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     Column,
+    Date,
     DateTime,
     Double,
     Integer,
@@ -318,6 +319,46 @@ class Concentration(SQLModel, table=True):
     )
 
 
+class ReviewQueue(SQLModel, table=True):
+    """The namespaces a maintainer should review next: each published run's uploaders without a
+    reviewed row in the mapping, or mapped UNKNOWN, with what they carry."""
+
+    __tablename__ = "review_queue"
+    __table_args__ = (
+        {
+            "comment": "Review queue per published run: namespaces without a reviewed mapping "
+            "row, or mapped UNKNOWN, ranked by downloads"
+        },
+    )
+
+    run_id: str = Field(foreign_key="etl_run.run_id", primary_key=True, max_length=36)
+    namespace: str = Field(
+        primary_key=True,
+        max_length=128,
+        sa_column_kwargs={"comment": "Hub namespace that uploaded, as the snapshot spells it"},
+    )
+    account_type: str | None = Field(
+        default=None,
+        max_length=16,
+        sa_column_kwargs={"comment": "user | org | vanished (as the Hub said); null: not typed"},
+    )
+    fullname: str | None = Field(
+        default=None, sa_column=_c(Text, "The Hub's display name of the namespace, when known")
+    )
+    downloads: int = Field(
+        sa_column=_c(BigInteger, "downloads_30d of the models it uploaded", nullable=False)
+    )
+    share: float = Field(sa_column=_c(Double, "downloads / population total", nullable=False))
+    models: int = Field(sa_column_kwargs={"comment": "Public models it uploaded"})
+    first_seen: date = Field(
+        sa_column=Column(
+            Date,
+            nullable=False,
+            comment="Earliest published snapshot date in which it uploaded a model",
+        )
+    )
+
+
 class QualityResult(SQLModel, table=True):
     """Each quality-gate check of a run: why a run was published or rejected."""
 
@@ -407,6 +448,12 @@ VIEWS: dict[str, str] = {
                r.total_downloads, r.quality_failures, r.flow_run_id, r.started_at, r.finished_at
         FROM etl_run r
         LEFT JOIN published_run p ON p.run_id = r.run_id""",
+    "published_review_queue": """
+        SELECT r.snapshot_date, r.version, r.run_id, q.namespace, q.account_type, q.fullname,
+               q.downloads, q.share, q.models, q.first_seen
+        FROM review_queue q
+        JOIN published_run p ON p.run_id = q.run_id
+        JOIN etl_run r ON r.run_id = q.run_id""",
     "latest_country_share": """
         SELECT r.snapshot_date, r.version, r.run_id, s.definition, s.cohort, s.attribution,
                s.bucket AS country, s.downloads, s.downloads_by_default, s.share, s.share_low,
@@ -426,6 +473,8 @@ VIEW_COMMENTS: dict[str, str] = {
     "(model_day joined to model_dim)",
     "published_concentration": "HHI, Gini and top-10 share over organisations of the published "
     "run of each snapshot date",
+    "published_review_queue": "The review queue of the published run of each snapshot date: "
+    "namespaces without a reviewed mapping row, or mapped UNKNOWN, with their downloads",
     "latest_country_share": "published_country_share for the latest published snapshot date",
     "run_history": "Every run (published, rejected, failed or crashed), with its checksums and "
     "whether it is the published run of its date",
@@ -449,6 +498,7 @@ def view_column_comment(column: str) -> str | None:
         "concentration",
         "model_dim",
         "model_day",
+        "review_queue",
         "etl_run",
     ):
         found = SQLModel.metadata.tables[table].c.get(column)
@@ -463,7 +513,14 @@ def view_comment(name: str) -> str:
 
 #: The frames a published run loads (the per-model frames `model_fact` and `model_origin` go to
 #: model_dim, model_origin and model_day).
-FACT_TABLES = ("model_fact", "model_origin", "country_share", "org_share", "concentration")
+FACT_TABLES = (
+    "model_fact",
+    "model_origin",
+    "country_share",
+    "org_share",
+    "concentration",
+    "review_queue",
+)
 
 
 class ViewDefinition(SQLModel, table=True):

@@ -23,6 +23,7 @@ from hubshare.errors import UnstorableDataError, WarehouseError
 from hubshare.warehouse import (
     COPY_CHUNK_ROWS,
     QUALITY_RESULT,
+    REVIEW_QUEUE,
     TABLES,
     bulk_insert,
     insert_run,
@@ -325,6 +326,12 @@ def load_run(
                     connection,
                     TABLES[name],
                     frame.select(pl.lit(record.run_id).alias("run_id"), pl.all()),
+                )
+            if "review_queue" in facts:  # runs loaded by code before the queue have none
+                bulk_insert(
+                    connection,
+                    REVIEW_QUEUE,
+                    facts["review_queue"].select(pl.lit(record.run_id).alias("run_id"), pl.all()),
                 )
             publish(connection, record.snapshot_date, record.run_id, now)
 

@@ -228,3 +228,65 @@ def latest_table_html_rows(latest: pl.DataFrame, order: list[str]) -> str:
             cells.append(f"<td>{band if share is not None else ''}</td>")
         table_rows.append("<tr>" + "".join(cells) + "</tr>")
     return "".join(table_rows)
+
+
+def review_queue_table(rows: pl.DataFrame, day: date, version: int) -> Table:
+    """A run's review queue (`published_review_queue` columns), as `hubshare mapping todo`
+    prints it: the namespaces to add to the mapping next, largest first."""
+    table = Table(
+        title=f"Namespaces without a reviewed country — {day} v{version}, largest first",
+        caption="type: the account type the Hub gave (user | org | vanished), blank when not typed "
+        "yet; share: of all the run's downloads (30 days). Add a reviewed row to "
+        "data/org_country.csv (docs/mapping.md)",
+    )
+    # On a narrow terminal the namespaces (what a maintainer looks up), numbers and dates stay
+    # whole; the Hub's display names fold onto more lines.
+    longest = max((len(name) for name in rows["namespace"].to_list()), default=0)
+    for name, justify in (
+        ("#", "right"),
+        ("namespace", "left"),
+        ("type", "left"),
+        ("fullname", "left"),
+        ("downloads", "right"),
+        ("share", "right"),
+        ("models", "right"),
+        ("first seen", "left"),
+    ):
+        table.add_column(
+            name,
+            justify=justify,  # type: ignore[arg-type]
+            no_wrap=name != "fullname",
+            overflow="fold" if name == "fullname" else "ellipsis",
+            min_width=min(longest, 40) if name == "namespace" else None,
+        )
+    for rank, (
+        namespace,
+        account_type,
+        fullname,
+        downloads,
+        share,
+        models,
+        first_seen,
+    ) in enumerate(
+        rows.select(
+            "namespace",
+            "account_type",
+            "fullname",
+            "downloads",
+            "share",
+            "models",
+            "first_seen",
+        ).rows(),
+        start=1,
+    ):
+        table.add_row(
+            str(rank),
+            namespace,
+            account_type or "",
+            fullname or "",
+            f"{downloads:,}",
+            f"{share:.3%}",
+            f"{models:,}",
+            str(first_seen),
+        )
+    return table

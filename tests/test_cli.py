@@ -230,6 +230,7 @@ BAD_INPUT = {
     "explain-unpublished": (("explain", "--from", "2024-01-10", "--to", "2024-01-15"), 6, "no pub"),
     "mapping-check-missing": (("mapping", "check", "--mapping", "nope.csv"), 5, "nope.csv"),
     "mapping-diff-unknown": (("mapping", "diff", "abcdef12", "fedcba98"), 5, "neither a file"),
+    "mapping-todo-no-run": (("mapping", "todo", "--date", "2024-01-10"), 6, "no published run"),
     "report-empty-span": (("report", "--from", "2016-01-01", "--to", "2016-01-02"), 6, "nothing"),
     "grant-reader-sqlite": (("db", "grant-reader", "bi"), 6, "needs a PostgreSQL warehouse"),
     "import-truncated-gz": (
