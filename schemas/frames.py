@@ -238,18 +238,6 @@ ACCOUNT_TYPE_SCHEMA = pl.Schema(
 ATTRIBUTIONS: tuple[str, ...] = ("uploader", "origin")
 SPECIAL_BUCKETS: tuple[str, ...] = ("INTL", "UNKNOWN")
 
-#: What the Hub says each namespace is (issue 18): one row per namespace, looked up by its
-#: lower-cased spelling (the Hub is case-insensitive).
-ACCOUNT_TYPE_SCHEMA = pl.Schema(
-    {
-        "namespace": pl.String(),  # the Hub's spelling
-        "account_type": pl.String(),  # user | org | vanished (404 on both overviews)
-        "fullname": pl.String(),
-        "verified": pl.Boolean(),
-        "checked_at": UTC_TS,
-    }
-)
-
 #: A run's review queue: the namespaces without a reviewed row in the mapping, or mapped
 #: UNKNOWN, largest uploader downloads first, table `review_queue`.
 REVIEW_QUEUE_SCHEMA = pl.Schema(

@@ -5,8 +5,7 @@ view). Runs published before this revision have no rows: their queue is recomput
 raw snapshot and mapping.
 
 Revision ID: 0008
-Revises: 0006 (0007, `country_share.downloads_by_default`, is written in parallel: when it
-lands, this revision follows it: `down_revision = "0007"`)
+Revises: 0007
 Create Date: 2026-12-04
 """
 
@@ -16,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0008"
-down_revision = "0006"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
