@@ -37,6 +37,7 @@ from hubshare.storage import DataStore
 from hubshare.warehouse import previous_published_date, previous_row_count, warehouse_engine
 from schemas.run import RunInputs
 from schemas.warehouse import FACT_TABLES
+from tasks.account_types import AccountLookups, open_account_types, update_account_types
 from tasks.alert import post_alert
 from tasks.enrich import LineageReport, attribute_models
 from tasks.explain import explain_markdown, explain_shares
@@ -195,24 +196,39 @@ def extract_task(run_date: date, backdate: bool) -> StoredSnapshot:
     return stored
 
 
+@task(name="look-up-account-types")
+def accounts_task(run_date: date) -> AccountLookups:
+    """Type the largest namespaces of the snapshot that have no reviewed row and no recent type,
+    within HUBSHARE_NAMESPACE_LOOKUPS overview requests. Failed lookups leave namespaces untyped
+    (asked again next run) and never fail the run."""
+    lookups = update_account_types(get_settings(), run_date)
+    get_run_logger().info("%s", lookups.describe())
+    return lookups
+
+
 @task(name="attribute-countries")
 def enrich_task(run_id: str, inputs: RunInputs) -> LineageReport:
     settings = get_settings()
     mapping = open_mapping(inputs)
     archive_mapping(mapping, settings.store)  # so `hubshare mapping diff` can find it again
+    account_types = open_account_types(settings, inputs)  # checked against its SHA-256
     model_fact, model_origin, lineage = attribute_models(
-        read_snapshot(inputs.snapshot_date, settings), mapping.frame
+        read_snapshot(inputs.snapshot_date, settings),
+        mapping.frame,
+        # I18-MERGE (attribution branch): uncomment when attribute_models takes the types.
+        # account_types,
     )
     folder = run_dir(settings, run_id)
     _write(model_fact, folder, "model_fact")
     _write(model_origin, folder, "model_origin")
     _write(contested_rows(mapping.frame), folder, "contested")
     get_run_logger().info(
-        "Attributed %d models with mapping %s (sha256 %s); %d declare a base, %d depth-capped, "
-        "%d cycles",
+        "Attributed %d models with mapping %s (sha256 %s) and %d account types; %d declare a "
+        "base, %d depth-capped, %d cycles",
         model_fact.height,
         mapping.path.name,
         mapping.sha256[:12],
+        account_types.height,
         lineage.models_with_base,
         lineage.depth_capped,
         lineage.cycles,
@@ -526,6 +542,8 @@ def _run(
             retries=settings.extract_task_retries,
             retry_delay_seconds=settings.extract_task_retry_delay,
         )(day, backdate)
+    with times.stage("accounts"):
+        accounts_task(day)
     with times.stage("inputs"):
         inputs = resolve_run_inputs(
             settings,

@@ -220,3 +220,17 @@ CONCENTRATION_SCHEMA = pl.Schema(
 
 ATTRIBUTIONS: tuple[str, ...] = ("uploader", "origin")
 SPECIAL_BUCKETS: tuple[str, ...] = ("INTL", "UNKNOWN")
+
+#: What the Hub says a namespace is (issue 18): one row per namespace, in the Hub's spelling
+#: (the lookup key everywhere is the lower-cased namespace: the Hub is case-insensitive).
+#: `account_type` is `user`, `org` or `vanished` (404 on both overviews).
+ACCOUNT_TYPE_SCHEMA = pl.Schema(
+    {
+        "namespace": pl.String(),
+        "account_type": pl.String(),
+        "fullname": pl.String(),
+        "verified": pl.Boolean(),
+        "checked_at": UTC_TS,
+    }
+)
+ACCOUNT_TYPES: tuple[str, ...] = ("user", "org", "vanished")
