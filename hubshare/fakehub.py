@@ -23,13 +23,21 @@ what the real Hub does (see ``docs/hub-api.md`` sections 1.1-1.4, 2.3 and 3.1):
   ``RateLimit-Policy`` headers (fixed window; 429 once the quota is spent if ``enforce_quota``).
 * Private models are visible only with ``Authorization: Bearer <token>``; a bearer token that
   does not match ``token`` gets 401 "Invalid credentials in Authorization header".
-* Faults (:class:`Fault`) are injected by the sequence number of the ``/api/models`` listing
-  request, counting every HTTP request (retries included).
+* ``GET /api/organizations/{name}/overview`` and ``GET /api/users/{name}/overview`` (section 5)
+  answer from the ``accounts`` given (:class:`Account`): 200 with the overview of an organisation,
+  resp. of a user (``type: "user"``), else 404 with a JSON ``{"error": ...}`` body. Names match
+  case-insensitively and the answer carries the canonical spelling; ``numModels`` counts the
+  namespace's public models. A namespace with models and no account ("vanished") is 404 on both.
+  They share the listing's rate-limit window and are recorded like every request.
+* Faults (:class:`Fault`) are injected on listing requests by their sequence number, counting
+  every HTTP request (retries included), and on overview requests by their sequence number or
+  their namespace.
 
 Deliberate simplifications: without ``limit`` the listing pages at ``page_cap`` items (the real
 Hub paginates when no limit is sent; ``HfApi.list_models(limit=None)`` relies on it); ``filter``
-matches tags exactly (case-sensitive); ``search`` only matches the id; the organisation and user
-overview endpoints and the ``hub-stats`` parquet file are not served.
+matches tags exactly (case-sensitive); ``search`` only matches the id; an overview never says
+``isFollowing`` and lists no papers, spaces or datasets; the organisation members and followers
+endpoints and the ``hub-stats`` parquet file are not served.
 """
 
 from __future__ import annotations
@@ -43,6 +51,7 @@ import dataclasses
 import gzip
 import hmac
 import math
+import re
 import signal
 import socket
 import sys
@@ -61,10 +70,19 @@ from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
 import orjson
 
+from hubshare.fakehub_scenarios import (
+    Account,
+    load_accounts,
+    long_tail,
+    namespaces_from_mapping,
+    write_accounts,
+    write_models,
+)
 from hubshare.provenance import synthetic_object_id
 from hubshare.resources import reference_file
 
 __all__ = [
+    "Account",
     "DEFAULT_LIST_KEYS",
     "EXPAND_DETAIL_ONLY",
     "EXPAND_LISTING",
@@ -73,7 +91,9 @@ __all__ = [
     "FakeHub",
     "Fault",
     "FaultKind",
+    "FaultTarget",
     "RecordedRequest",
+    "load_accounts",
     "load_models",
     "main",
     "synthetic_object_id",
@@ -86,6 +106,12 @@ FaultKind = Literal[
     "429", "500", "502", "503", "504", "drop", "slow", "malformed", "repeat_previous"
 ]
 _FAULT_KINDS: Final[frozenset[str]] = frozenset(get_args(FaultKind))
+FaultTarget = Literal["listing", "overview"]
+_FAULT_TARGETS: Final[frozenset[str]] = frozenset(get_args(FaultTarget))
+# /api/organizations/{name}/overview and /api/users/{name}/overview
+_OVERVIEW_PATH: Final[re.Pattern[str]] = re.compile(
+    r"^/api/(organizations|users)/([^/]+)/overview/?$"
+)
 
 SORT_KEYS: Final[tuple[str, ...]] = (
     "createdAt",
@@ -173,10 +199,18 @@ _JSON: Final[str] = "application/json"
 
 @dataclass(frozen=True, slots=True)
 class Fault:
-    """A fault served on one ``/api/models`` listing request.
+    """A fault served on a listing request or on overview requests.
 
-    ``request`` is the 1-based sequence number of listing requests received by the server,
-    counting every HTTP request (retries too). Kinds:
+    ``on="listing"`` (the default): ``request`` is the 1-based sequence number of
+    ``/api/models`` listing requests received by the server, counting every HTTP request
+    (retries too).
+
+    ``on="overview"``: ``request`` is the 1-based sequence number of overview requests
+    (organisation and user overviews counted together), e.g. ``Fault(3, "503", on="overview")``.
+    With ``namespace`` (any case) it applies only to that namespace's overview requests:
+    ``request`` then counts those, and ``request=None`` means every one of them, e.g.
+    ``Fault(None, "500", on="overview", namespace="acme")``. A namespace fault wins over a
+    sequence-number fault on the same request. Kinds:
 
     * ``"429"``: status 429, ``RateLimit: "api";r=0;t=<reset>`` and, unless ``retry_after`` is
       None, ``Retry-After: <retry_after>``.
@@ -185,19 +219,29 @@ class Fault:
     * ``"slow"``: wait ``delay`` seconds, then answer normally.
     * ``"malformed"``: status 200, normal headers (Link included), body not valid JSON.
     * ``"repeat_previous"``: the normal page with the last item of the previously served page
-      prepended (a no-op when no page was served before).
+      prepended (a no-op when no page was served before). Listing only.
     """
 
-    request: int
+    request: int | None
     kind: FaultKind
     retry_after: int | None = None
     reset: int = 0
     delay: float = 0.0
+    on: FaultTarget = "listing"
+    namespace: str | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in _FAULT_KINDS:
             raise ValueError(f"unknown fault kind {self.kind!r}; expected one of {_FAULT_KINDS}")
-        if self.request < 1:
+        if self.on not in _FAULT_TARGETS:
+            raise ValueError(f"Fault.on must be one of {sorted(_FAULT_TARGETS)}, got {self.on!r}")
+        if self.on == "listing" and (self.request is None or self.namespace is not None):
+            raise ValueError("a listing fault needs a request number and no namespace")
+        if self.on == "overview" and self.request is None and not self.namespace:
+            raise ValueError("an overview fault needs a request number or a namespace")
+        if self.on == "overview" and self.kind == "repeat_previous":
+            raise ValueError("repeat_previous is a listing fault")
+        if self.request is not None and self.request < 1:
             raise ValueError("Fault.request is 1-based")
         if self.retry_after is not None and self.retry_after < 0:
             raise ValueError("Fault.retry_after must be >= 0")
@@ -218,6 +262,8 @@ class RecordedRequest:
     fault: str | None  # kind of the fault served, if any
     request_id: str
     at: float = field(default=0.0)  # time.monotonic() when received
+    overview_seq: int | None = None  # sequence number among overview requests, else None
+    namespace: str | None = None  # the name an overview request asked for, as sent
 
 
 @dataclass(slots=True)
@@ -437,6 +483,7 @@ class FakeHub:
 
     Use as a context manager (or call :meth:`start` / :meth:`stop`). ``models`` are deep-copied;
     each needs a string ``id``; a missing ``_id`` is filled with :func:`synthetic_object_id`.
+    ``accounts`` (a list, or a mapping whose values are used) answer the overview endpoints.
     """
 
     def __init__(
@@ -444,6 +491,7 @@ class FakeHub:
         models: Iterable[Mapping[str, Any]],
         *,
         faults: Iterable[Fault] = (),
+        accounts: Iterable[Account] | Mapping[str, Account] = (),
         token: str | None = None,
         page_cap: int = 1000,
         reject_over_cap: bool = False,
@@ -471,12 +519,19 @@ class FakeHub:
         self._by_oid: dict[str, Model] = {}
         self._redirects: dict[str, str] = {}  # old lower-case id -> _id (renamed models)
         self._order_cache: dict[str, list[tuple[_Rank, str, Model]]] = {}
+        self._model_counts: dict[str, int] = {}  # lower-case namespace -> public models
         self._reindex()
+        self._accounts: dict[str, Account] = {}
+        self.set_accounts(accounts)
         self._faults: dict[int, Fault] = {}
+        self._overview_faults: dict[int, Fault] = {}
+        self._namespace_faults: dict[tuple[str, int | None], Fault] = {}
         self.set_faults(faults)
         self._requests: list[RecordedRequest] = []
         self._generation = 0
         self._list_seq = 0
+        self._overview_seq = 0
+        self._overview_by_namespace: dict[str, int] = {}
         self._window_start: float | None = None
         self._window_used = 0
         self._last_served_item: Model | None = None
@@ -560,29 +615,84 @@ class FakeHub:
             return self._list_seq
 
     @property
+    def overview_request_count(self) -> int:
+        """Number of overview requests (organisation and user) received since the last reset."""
+        with self._lock:
+            return self._overview_seq
+
+    def overview_requests(self, namespace: str | None = None) -> list[RecordedRequest]:
+        """The overview requests received so far, all or those for ``namespace`` (any case)."""
+        wanted = None if namespace is None else namespace.lower()
+        with self._lock:
+            return [
+                r
+                for r in self._requests
+                if r.overview_seq is not None
+                and (wanted is None or (r.namespace or "").lower() == wanted)
+            ]
+
+    @property
+    def accounts(self) -> list[Account]:
+        """The accounts served by the overview endpoints."""
+        with self._lock:
+            return list(self._accounts.values())
+
+    def set_accounts(self, accounts: Iterable[Account] | Mapping[str, Account]) -> None:
+        """Replace the accounts (e.g. between runs: a namespace appears, vanishes or changes
+        kind). Two accounts whose names differ only in case are rejected, as on the Hub."""
+        values = accounts.values() if isinstance(accounts, Mapping) else accounts
+        by_lower: dict[str, Account] = {}
+        for account in values:
+            if not isinstance(account, Account):
+                raise TypeError(f"expected an Account, got {account!r:.100}")
+            key = account.name.lower()
+            if key in by_lower:
+                raise ValueError(f"two accounts named {account.name!r} (names ignore case)")
+            by_lower[key] = account
+        with self._lock:
+            self._accounts = by_lower
+
+    @property
     def models(self) -> list[Model]:
         """A deep copy of the current model objects (private ones included)."""
         with self._lock:
             return copy.deepcopy(self._models)
 
     def set_faults(self, faults: Iterable[Fault]) -> None:
-        """Replace the configured faults (one per listing request number)."""
+        """Replace the configured faults (one per listing request number, per overview request
+        number, and per namespace and request number or ``None``)."""
         by_request: dict[int, Fault] = {}
+        by_overview: dict[int, Fault] = {}
+        by_namespace: dict[tuple[str, int | None], Fault] = {}
         for fault in faults:
-            if fault.request in by_request:
-                raise ValueError(f"two faults for listing request {fault.request}")
-            by_request[fault.request] = fault
+            if fault.namespace:  # Fault allows a namespace on overview faults only
+                key = (fault.namespace.lower(), fault.request)
+                if key in by_namespace:
+                    raise ValueError(f"two overview faults for namespace request {key}")
+                by_namespace[key] = fault
+                continue
+            number = fault.request
+            if number is None:
+                raise ValueError(f"{fault} has neither a request number nor a namespace")
+            by_number = by_request if fault.on == "listing" else by_overview
+            if number in by_number:
+                raise ValueError(f"two faults for {fault.on} request {number}")
+            by_number[number] = fault
         with self._lock:
             self._faults = by_request
+            self._overview_faults = by_overview
+            self._namespace_faults = by_namespace
 
     def reset_counters(self) -> None:
-        """Start a new run: listing sequence numbers restart at 1 (so configured faults fire
-        again), the request log is cleared, the rate-limit window restarts and the
+        """Start a new run: listing and overview sequence numbers restart at 1 (so configured
+        faults fire again), the request log is cleared, the rate-limit window restarts and the
         "previous page" of ``repeat_previous`` is forgotten."""
         with self._lock:
             self._requests.clear()
             self._generation += 1
             self._list_seq = 0
+            self._overview_seq = 0
+            self._overview_by_namespace = {}
             self._window_start = None
             self._window_used = 0
             self._last_served_item = None
@@ -603,6 +713,7 @@ class FakeHub:
     def _reindex(self, before: Mapping[str, str] | None = None) -> None:
         by_lower: dict[str, Model] = {}
         by_oid: dict[str, Model] = {}
+        model_counts: dict[str, int] = {}
         for model in self._models:
             if not isinstance(model, dict) or not isinstance(model.get("id"), str):
                 raise ValueError(f"every model needs a string 'id': {model!r:.200}")
@@ -613,6 +724,9 @@ class FakeHub:
                 raise ValueError(f"duplicate _id {oid!r}")
             by_oid[oid] = model
             by_lower.setdefault(model["id"].lower(), model)
+            if model.get("private") is not True:
+                namespace = _namespace(model).lower()
+                model_counts[namespace] = model_counts.get(namespace, 0) + 1
         if before is not None:
             for oid, old_lower in before.items():
                 moved = by_oid.get(oid)
@@ -621,6 +735,7 @@ class FakeHub:
         self._redirects = {k: v for k, v in self._redirects.items() if v in by_oid}
         self._by_lower_id = by_lower
         self._by_oid = by_oid
+        self._model_counts = model_counts
         self._order_cache = {}
 
     def _ordered(self, sort: str) -> list[tuple[_Rank, str, Model]]:
@@ -664,14 +779,29 @@ class FakeHub:
         had_auth, authorised = self._auth(auth_header)
         bad_token = _bearer(auth_header) is not None and not authorised
         is_list = path.rstrip("/") == "/api/models"
+        overview = _OVERVIEW_PATH.match(path)
         with self._lock:
             remaining, reset, over_quota = self._consume_quota()
             seq: int | None = None
+            overview_seq: int | None = None
+            namespace: str | None = None
             fault: Fault | None = None
             if is_list:
                 self._list_seq += 1
                 seq = self._list_seq
                 fault = self._faults.get(seq)
+            elif overview is not None:
+                namespace = overview.group(2)
+                self._overview_seq += 1
+                overview_seq = self._overview_seq
+                key = namespace.lower()
+                nth = self._overview_by_namespace.get(key, 0) + 1
+                self._overview_by_namespace[key] = nth
+                fault = (
+                    self._namespace_faults.get((key, nth))
+                    or self._namespace_faults.get((key, None))
+                    or self._overview_faults.get(overview_seq)
+                )
             record = RecordedRequest(
                 method=handler.command,
                 path=path,
@@ -682,6 +812,8 @@ class FakeHub:
                 fault=None if fault is None else fault.kind,
                 request_id=request_id,
                 at=received,
+                overview_seq=overview_seq,
+                namespace=namespace,
             )
             generation = self._generation
             slot = len(self._requests)
@@ -751,6 +883,12 @@ class FakeHub:
     ) -> _Response:
         if path.rstrip("/") == "/api/models":
             return self._list(query, authorised, fault)
+        overview = _OVERVIEW_PATH.match(path)
+        if overview is not None:
+            response = self._overview(overview.group(1), overview.group(2))
+            if fault is not None and fault.kind == "malformed":
+                response.body = response.body[: max(1, len(response.body) // 2)]
+            return response
         if path.startswith("/api/models/"):
             parts = [p for p in path[len("/api/models/") :].split("/") if p]
             if len(parts) >= 3 and parts[-2] == "revision" and len(parts) in (3, 4):
@@ -923,6 +1061,65 @@ class FakeHub:
             response.headers.append(("Link", link))
         return response
 
+    # --------------------------------------------------------------------------- overviews
+    def _overview(self, endpoint: str, name: str) -> _Response:
+        with self._lock:
+            account = self._accounts.get(name.lower())
+            if endpoint == "organizations":
+                if account is None or account.kind != "org":
+                    raise _HttpError(404, "Organization not found")
+                return _Response(200, orjson.dumps(self._organization_json(account)))
+            if account is None or account.kind != "user":
+                raise _HttpError(404, "User not found")
+            orgs = [
+                self._organization_json(org, short=True)
+                for org in (self._accounts.get(o.lower()) for o in account.orgs)
+                if org is not None and org.kind == "org"
+            ]
+            user = {
+                "avatarUrl": _avatar_url(account.name),
+                "fullname": account.fullname or account.name,
+                "user": account.name,
+                "details": account.details,
+                "isFollowing": False,
+                "isPro": account.plan == "pro",
+                "numModels": self._model_counts.get(account.name.lower(), 0),
+                "numDatasets": 0,
+                "numSpaces": 0,
+                "numDiscussions": 0,
+                "numPapers": 0,
+                "numUpvotes": 0,
+                "numLikes": 0,
+                "numFollowing": 0,
+                "numFollowers": account.num_followers,
+                "type": "user",
+                "orgs": orgs,
+            }
+            return _Response(200, orjson.dumps(user))
+
+    def _organization_json(self, account: Account, *, short: bool = False) -> dict[str, Any]:
+        """An organisation's overview; ``short``: the form nested in a user's ``orgs``."""
+        obj: dict[str, Any] = {
+            "avatarUrl": _avatar_url(account.name),
+            "name": account.name,
+            "fullname": account.fullname or account.name,
+        }
+        if short:
+            return obj
+        obj.update(
+            details=account.details,
+            isVerified=account.verified,
+            isFollowing=False,
+            numUsers=account.num_users,
+            numModels=self._model_counts.get(account.name.lower(), 0),
+            numSpaces=0,
+            numDatasets=0,
+            numFollowers=account.num_followers,
+            numPapers=0,
+            plan=account.plan,
+        )
+        return obj
+
     # ----------------------------------------------------------------------------- detail
     def _detail(self, repo_id: str, pairs: list[tuple[str, str]], authorised: bool) -> _Response:
         not_found = _HttpError(
@@ -998,12 +1195,19 @@ class FakeHub:
         return counts
 
 
+def _avatar_url(name: str) -> str:
+    # The Hub's default avatars are relative paths; nothing fetches them here.
+    return f"/avatars/{synthetic_object_id(name.lower())}.svg"
+
+
 def _default_sample() -> Path:
     return reference_file("data/samples/hub-2024-09-20.jsonl.gz")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m hubshare.fakehub --models FILE [--port N] [--page-cap 1000]``."""
+    """``python -m hubshare.fakehub [--models FILE] [--accounts FILE] [--port N] ...``, or
+    ``python -m hubshare.fakehub --long-tail 20000 [--seed N] [--mapping CSV] [--write-dir D]``.
+    """
     parser = argparse.ArgumentParser(
         prog="python -m hubshare.fakehub",
         description="Serve a fake Hugging Face Hub model API on 127.0.0.1 until Ctrl-C.",
@@ -1011,8 +1215,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--models",
         type=Path,
-        default=_default_sample(),
+        default=None,
         help="model objects: .jsonl, .jsonl.gz or .json list (default: the bundled sample)",
+    )
+    parser.add_argument(
+        "--accounts",
+        type=Path,
+        default=None,
+        help="accounts for the overview endpoints: JSON Lines of hubshare Account objects",
+    )
+    parser.add_argument(
+        "--long-tail",
+        type=int,
+        default=None,
+        metavar="N",
+        help="serve a generated long-tail Hub of N models (and its accounts) instead",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of --long-tail (default 0)")
+    parser.add_argument(
+        "--mapping",
+        type=Path,
+        default=None,
+        help="mapping CSV whose namespaces head --long-tail (default data/org_country.csv)",
+    )
+    parser.add_argument(
+        "--write-dir",
+        type=Path,
+        default=None,
+        help="with --long-tail: write long-tail-models.jsonl.gz and long-tail-accounts.jsonl "
+        "here and exit instead of serving",
     )
     parser.add_argument("--port", type=int, default=0, help="port (default: chosen by the OS)")
     parser.add_argument("--page-cap", type=int, default=1000, help="maximum page size")
@@ -1028,8 +1259,39 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quiet", action="store_true", help="do not log requests")
     args = parser.parse_args(argv)
 
-    hub = FakeHub.from_file(
-        args.models,
+    models: list[Model]
+    accounts: list[Account] = []
+    if args.long_tail is not None:
+        if args.models is not None or args.accounts is not None:
+            parser.error("--long-tail replaces --models and --accounts")
+        mapping = args.mapping or reference_file("data/org_country.csv")
+        scenario = long_tail(
+            args.long_tail, seed=args.seed, mapping_namespaces=namespaces_from_mapping(mapping)
+        )
+        if args.write_dir is not None:
+            models_path = write_models(
+                scenario.models, args.write_dir / "long-tail-models.jsonl.gz"
+            )
+            accounts_path = write_accounts(
+                scenario.accounts, args.write_dir / "long-tail-accounts.jsonl"
+            )
+            print(f"Wrote {len(scenario.models)} models to {models_path}", flush=True)
+            print(f"Wrote {len(scenario.accounts)} accounts to {accounts_path}", flush=True)
+            return 0
+        models, accounts = scenario.models, scenario.accounts
+        source = f"a long tail (seed {args.seed}, head from {mapping})"
+    else:
+        if args.write_dir is not None:
+            parser.error("--write-dir needs --long-tail")
+        models_file = args.models or _default_sample()
+        models = load_models(models_file)
+        if args.accounts is not None:
+            accounts = load_accounts(args.accounts)
+        source = str(models_file)
+
+    hub = FakeHub(
+        models,
+        accounts=accounts,
         token=args.token,
         page_cap=args.page_cap,
         reject_over_cap=args.reject_over_cap,
@@ -1040,7 +1302,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         verbose=not args.quiet,
     )
     with hub:
-        print(f"Fake Hugging Face Hub: {len(hub.models)} models from {args.models}", flush=True)
+        print(
+            f"Fake Hugging Face Hub: {len(models)} models and {len(accounts)} accounts "
+            f"from {source}",
+            flush=True,
+        )
         print(f"Serving at {hub.url}  (export HF_ENDPOINT={hub.url})", flush=True)
         print("Press Ctrl-C to stop.", flush=True)
         stop = threading.Event()

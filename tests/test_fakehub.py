@@ -37,10 +37,19 @@ if TYPE_CHECKING:
 
 from hubshare.fakehub import (
     DEFAULT_LIST_KEYS,
+    Account,
     FakeHub,
     Fault,
     load_models,
     synthetic_object_id,
+)
+from hubshare.fakehub_scenarios import (
+    LongTail,
+    load_accounts,
+    long_tail,
+    namespaces_from_mapping,
+    write_accounts,
+    write_models,
 )
 
 REPO = Path(__file__).resolve().parent.parent
@@ -766,3 +775,371 @@ def test_bundled_sample_rebuilds_byte_for_byte() -> None:
     spec.loader.exec_module(builder)
     data, _ = builder.build(UPSTREAM_CSV)
     assert data == SAMPLE.read_bytes()
+
+
+# ------------------------------------------------------------------- account overviews
+def overview_hub(**options: Any) -> FakeHub:
+    """The fixture Hub with accounts: acme an organisation, solo a user in acme, tiny vanished
+    (it has a model, no account)."""
+    accounts = [
+        Account(
+            name="Acme",
+            kind="org",
+            fullname="Acme Research",
+            verified=True,
+            plan="enterprise",
+            num_users=12,
+            num_followers=340,
+        ),
+        Account(name="solo", kind="user", fullname="Solo Dev", plan="pro", orgs=("acme",)),
+    ]
+    return FakeHub(fixture_models(), accounts=accounts, **options)
+
+
+def public_model_count(namespace: str) -> int:
+    return sum(
+        1
+        for m in fixture_models()
+        if m["id"].split("/")[0].lower() == namespace.lower() and not m["private"]
+    )
+
+
+def test_organization_overview_through_hfapi_and_plain_http() -> None:
+    with overview_hub() as hub:
+        org = HfApi(endpoint=hub.url).get_organization_overview("ACME")
+        plain = get_session().get(f"{hub.url}/api/organizations/acme/overview")
+    assert (org.name, org.fullname, org.is_verified, org.plan) == (
+        "Acme",
+        "Acme Research",
+        True,
+        "enterprise",
+    )
+    assert (org.num_users, org.num_followers) == (12, 340)
+    assert org.num_models == public_model_count("acme") > 0
+    assert plain.status_code == 200
+    assert set(plain.json()) == {
+        "avatarUrl",
+        "name",
+        "fullname",
+        "details",
+        "isVerified",
+        "isFollowing",
+        "numUsers",
+        "numModels",
+        "numSpaces",
+        "numDatasets",
+        "numFollowers",
+        "numPapers",
+        "plan",
+    }
+    assert plain.json()["name"] == "Acme"  # the canonical spelling, whatever was asked
+    assert "country" not in plain.text  # the Hub has none
+
+
+def test_user_overview_has_type_user_and_its_orgs() -> None:
+    with overview_hub() as hub:
+        api = HfApi(endpoint=hub.url)
+        user = api.get_user_overview("SOLO")
+        plain = get_session().get(f"{hub.url}/api/users/Solo/overview")
+        with pytest.raises(HfHubHTTPError) as as_org:
+            api.get_organization_overview("solo")  # a user is not an organisation
+        with pytest.raises(HfHubHTTPError) as as_user:
+            api.get_user_overview("acme")  # nor an organisation a user
+    assert (user.username, user.fullname, user.user_type, user.is_pro) == (
+        "solo",
+        "Solo Dev",
+        "user",
+        True,
+    )
+    assert user.num_models == public_model_count("solo")
+    assert [o.name for o in user.orgs] == ["Acme"]
+    assert plain.status_code == 200 and plain.json()["type"] == "user"
+    assert plain.json()["user"] == "solo"
+    assert as_org.value.response.status_code == 404
+    assert as_user.value.response.status_code == 404
+
+
+def test_vanished_and_unknown_namespaces_are_404_on_both_overviews() -> None:
+    with overview_hub() as hub:
+        api = HfApi(endpoint=hub.url)
+        assert any(m["id"].startswith("tiny/") for m in hub.models)  # tiny has models
+        for name in ("tiny", "TINY", "nobody-at-all"):
+            for lookup in (api.get_organization_overview, api.get_user_overview):
+                with pytest.raises(HfHubHTTPError) as raised:
+                    lookup(name)
+                assert raised.value.response.status_code == 404
+        org = get_session().get(f"{hub.url}/api/organizations/tiny/overview")
+        user = get_session().get(f"{hub.url}/api/users/tiny/overview")
+    assert (org.status_code, user.status_code) == (404, 404)
+    assert org.headers["content-type"] == "application/json"
+    assert org.json() == {"error": "Organization not found"}
+    assert user.json() == {"error": "User not found"}
+
+
+def test_overviews_share_the_listing_quota_and_are_recorded_per_namespace() -> None:
+    with overview_hub(quota=5) as hub:
+        urls = [
+            f"{hub.url}/api/models?limit=2",
+            f"{hub.url}/api/organizations/acme/overview",
+            f"{hub.url}/api/users/acme/overview",
+            f"{hub.url}/api/users/Solo/overview",
+            f"{hub.url}/api/models?limit=2",
+            f"{hub.url}/api/organizations/ACME/overview",
+        ]
+        responses = [get_session().get(u) for u in urls]
+        assert hub.overview_request_count == 4
+        assert len(hub.overview_requests("acme")) == 3
+        assert [r.namespace for r in hub.overview_requests("solo")] == ["Solo"]
+        assert [r.overview_seq for r in hub.requests] == [None, 1, 2, 3, None, 4]
+        assert [r.list_seq for r in hub.requests] == [1, None, None, None, 2, None]
+        hub.reset_counters()
+        assert hub.overview_request_count == 0 and hub.overview_requests() == []
+    assert [r.status_code for r in responses] == [200, 200, 404, 200, 200, 200]
+    remaining = []
+    for r in responses:
+        info = parse_ratelimit_headers(r.headers)
+        assert info is not None and (info.resource_type, info.limit) == ("api", 5)
+        remaining.append(info.remaining)
+    assert remaining == [4, 3, 2, 1, 0, 0]  # one bucket for listing and overviews
+
+    with overview_hub(quota=2, enforce_quota=True) as limited:
+        statuses = [
+            get_session().get(f"{limited.url}/api/models").status_code,
+            get_session().get(f"{limited.url}/api/organizations/acme/overview").status_code,
+            get_session().get(f"{limited.url}/api/users/solo/overview").status_code,
+        ]
+    assert statuses == [200, 200, 429]
+
+
+def test_overview_faults_by_sequence_number_and_by_namespace() -> None:
+    faults = [
+        Fault(request=2, kind="429", on="overview", reset=7, retry_after=3),
+        Fault(request=None, kind="503", on="overview", namespace="SOLO"),
+        Fault(request=2, kind="500"),  # a listing fault: overview numbers do not move it
+    ]
+    with overview_hub(faults=faults) as hub:
+        api = HfApi(endpoint=hub.url)
+        assert api.get_organization_overview("acme").name == "Acme"  # overview 1
+        with pytest.raises(HfHubHTTPError) as limited:
+            api.get_organization_overview("acme")  # overview 2: 429, not retried by the client
+        for _ in range(2):  # every overview request for solo
+            with pytest.raises(HfHubHTTPError) as unavailable:
+                api.get_user_overview("solo")
+            assert unavailable.value.response.status_code == 503
+        assert api.get_organization_overview("acme").name == "Acme"  # a fault fires once
+        listing = [get_session().get(f"{hub.url}/api/models").status_code for _ in range(2)]
+        log = hub.overview_requests()
+    response = limited.value.response
+    assert response.status_code == 429
+    assert response.headers["retry-after"] == "3"
+    info = parse_ratelimit_headers(response.headers)
+    assert info is not None and (info.remaining, info.reset_in_seconds) == (0, 7)
+    assert "rate-limited" in response.json()["error"]
+    assert [(r.namespace, r.status, r.fault) for r in log] == [
+        ("acme", 200, None),
+        ("acme", 429, "429"),
+        ("solo", 503, "503"),
+        ("solo", 503, "503"),
+        ("acme", 200, None),
+    ]
+    assert listing == [200, 500]
+
+
+def test_overview_fault_for_the_nth_request_of_a_namespace_and_other_kinds() -> None:
+    faults = [
+        Fault(request=2, kind="500", on="overview", namespace="acme"),
+        Fault(request=1, kind="malformed", on="overview"),
+        Fault(request=2, kind="slow", on="overview", delay=0.3),
+    ]
+    with overview_hub(faults=faults) as hub:
+        url = f"{hub.url}/api/organizations/acme/overview"
+        malformed = get_session().get(url)  # overview 1, acme 1
+        started = time.monotonic()
+        slow = get_session().get(f"{hub.url}/api/users/solo/overview")  # overview 2
+        waited = time.monotonic() - started
+        second_acme = get_session().get(url)  # acme 2
+        third_acme = get_session().get(url)
+        hub.set_faults([Fault(request=1, kind="drop", on="overview")])
+        hub.reset_counters()
+        with pytest.raises(httpx2.TransportError):
+            get_session().get(url)
+        assert hub.requests[0].status is None and hub.requests[0].fault == "drop"
+    assert malformed.status_code == 200
+    with pytest.raises(ValueError):
+        orjson.loads(malformed.content)
+    assert slow.status_code == 200 and waited >= 0.3
+    assert (second_acme.status_code, third_acme.status_code) == (500, 200)
+
+
+def test_overview_fault_and_account_validation() -> None:
+    with pytest.raises(ValueError, match="listing"):
+        Fault(request=None, kind="500")
+    with pytest.raises(ValueError, match="listing"):
+        Fault(request=1, kind="500", namespace="acme")
+    with pytest.raises(ValueError, match="overview"):
+        Fault(request=None, kind="500", on="overview")
+    with pytest.raises(ValueError, match="repeat_previous"):
+        Fault(request=1, kind="repeat_previous", on="overview")
+    with pytest.raises(ValueError, match="on"):
+        Fault(request=1, kind="500", on="detail")  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        FakeHub(
+            [],
+            faults=[
+                Fault(request=None, kind="500", on="overview", namespace="acme"),
+                Fault(request=None, kind="503", on="overview", namespace="ACME"),
+            ],
+        )
+    with pytest.raises(ValueError, match="case"):
+        FakeHub([], accounts=[Account("acme", "org"), Account("ACME", "user")])
+    with pytest.raises(ValueError):
+        Account("acme", "org", orgs=("other",))
+    with pytest.raises(ValueError):
+        Account("a/b", "user")
+    with pytest.raises(ValueError):
+        Account("acme", "team")  # type: ignore[arg-type]
+    hub = FakeHub([], accounts={"x": Account("Acme", "org")})  # a mapping: its values
+    assert [a.name for a in hub.accounts] == ["Acme"]
+
+
+# -------------------------------------------------------------------- long-tail scenario
+FIXTURE_MAPPING = REPO / "tests" / "fixtures" / "org_country.csv"
+
+
+@pytest.fixture(scope="module")
+def tail() -> LongTail:
+    return long_tail(20_000, seed=7, mapping_namespaces=namespaces_from_mapping(FIXTURE_MAPPING))
+
+
+def test_long_tail_has_the_promised_population(tail: LongTail) -> None:
+    mapping = namespaces_from_mapping(FIXTURE_MAPPING)
+    models, accounts = tail.models, tail.accounts
+    assert len(models) == 20_000
+    assert len({m["id"].lower() for m in models}) == len({m["_id"] for m in models}) == 20_000
+    for model in models[:50] + models[-50:]:
+        assert set(model) >= {
+            "_id",
+            "id",
+            "author",
+            "downloads",
+            "downloadsAllTime",
+            "likes",
+            "createdAt",
+            "lastModified",
+            "tags",
+            "pipeline_tag",
+            "library_name",
+            "gated",
+            "private",
+        }
+        assert model["id"].split("/")[0] == model["author"]
+    kinds = {a.name.lower(): a.kind for a in accounts}
+    reviewed = {name.lower() for name in mapping}
+    authors = {m["author"].lower() for m in models}
+    assert set(tail.reviewed) == set(mapping) and reviewed <= authors
+    unreviewed_users = {n for n in authors - reviewed if kinds.get(n) == "user"}
+    unreviewed_orgs = {n for n in authors - reviewed if kinds.get(n) == "org"}
+    vanished = authors - set(kinds)
+    assert len(unreviewed_users) >= 3000 and len(unreviewed_orgs) >= 3000
+    assert unreviewed_users == {n.lower() for n in tail.users}
+    assert unreviewed_orgs == {n.lower() for n in tail.orgs}
+    assert vanished == {n.lower() for n in tail.vanished} and len(vanished) >= 10
+    assert set(kinds) <= authors  # every account has models
+    assert any(n != n.lower() for n in tail.users + tail.orgs)  # mixed-case canonical names
+    assert all(m["private"] is False for m in models)
+
+    tags = [t for m in models for t in m["tags"]]
+    reviewed_ids = {m["id"] for m in models if m["author"].lower() in reviewed}
+    quantized = [t.split(":", 2)[2] for t in tags if t.startswith("base_model:quantized:")]
+    assert quantized and set(quantized) <= reviewed_ids
+    assert any(t.startswith("base_model:finetune:") for t in tags)
+
+    totals = tail.downloads_by_namespace()
+    assert sum(totals.values()) == sum(m["downloads"] for m in models)
+    ranked = sorted((n for n in totals if n.lower() not in reviewed), key=lambda n: -totals[n])
+    top = [totals[n] for n in ranked[:100]]
+    assert all(a > b for a, b in zip(top, top[1:], strict=False))  # clearly ranked
+    assert top[0] > 100 * totals[ranked[len(ranked) // 2]]  # heavy-tailed
+
+
+def test_long_tail_is_deterministic_for_a_seed(tail: LongTail, tmp_path: Path) -> None:
+    again = long_tail(20_000, seed=7, mapping_namespaces=namespaces_from_mapping(FIXTURE_MAPPING))
+    assert again == tail
+    other = long_tail(20_000, seed=8, mapping_namespaces=namespaces_from_mapping(FIXTURE_MAPPING))
+    assert other.models != tail.models
+    first = write_models(tail.models, tmp_path / "a.jsonl.gz").read_bytes()
+    second = write_models(again.models, tmp_path / "b.jsonl.gz").read_bytes()
+    assert first == second
+
+
+def test_long_tail_files_round_trip_and_serve(tmp_path: Path) -> None:
+    small = long_tail(2_000, seed=1, mapping_namespaces=namespaces_from_mapping(FIXTURE_MAPPING))
+    models_path = write_models(small.models, tmp_path / "models.jsonl.gz")
+    accounts_path = write_accounts(small.accounts, tmp_path / "accounts.jsonl")
+    assert load_models(models_path) == small.models
+    assert load_accounts(accounts_path) == small.accounts
+    with FakeHub.from_file(models_path, accounts=load_accounts(accounts_path)) as hub:
+        api = HfApi(endpoint=hub.url)
+        assert len(list(api.list_models(expand=ETL_EXPAND))) == 2_000
+        assert api.get_user_overview(small.users[0]).user_type == "user"
+        assert api.get_organization_overview(small.orgs[0]).name == small.orgs[0]
+        with pytest.raises(HfHubHTTPError):
+            api.get_organization_overview(small.vanished[0])
+
+
+def test_cli_writes_and_serves_a_long_tail(tmp_path: Path) -> None:
+    written = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "hubshare.fakehub",
+            "--long-tail",
+            "2000",
+            "--seed",
+            "1",
+            "--mapping",
+            str(FIXTURE_MAPPING),
+            "--write-dir",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        check=True,
+    )
+    assert "2000 models" in written.stdout
+    expected = long_tail(2_000, seed=1, mapping_namespaces=namespaces_from_mapping(FIXTURE_MAPPING))
+    models_path = tmp_path / "long-tail-models.jsonl.gz"
+    accounts_path = tmp_path / "long-tail-accounts.jsonl"
+    assert load_models(models_path) == expected.models
+    assert load_accounts(accounts_path) == expected.accounts
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "hubshare.fakehub",
+            "--models",
+            str(models_path),
+            "--accounts",
+            str(accounts_path),
+            "--quiet",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    )
+    try:
+        assert proc.stdout is not None
+        url = None
+        for _ in range(5):
+            line = proc.stdout.readline()
+            if line.startswith("Serving at "):
+                url = line.split()[2]
+                break
+        assert url is not None
+        user = get_session().get(f"{url}/api/users/{expected.users[0]}/overview", timeout=5)
+        assert user.status_code == 200 and user.json()["type"] == "user"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    assert proc.returncode == 0
