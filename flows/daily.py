@@ -206,6 +206,13 @@ def accounts_task(run_date: date) -> AccountLookups:
     return lookups
 
 
+def asks_the_hub(day: date, backdate: bool) -> bool:
+    """Whether a run of `day` looks up account types: a run of today (or a crawl of today
+    labelled `day`), not a backfill of past dates or an imported archive, which never talk to
+    the Hub (a year of backfill would spend a year of lookup budgets)."""
+    return backdate or day == today_utc()
+
+
 @task(name="attribute-countries")
 def enrich_task(run_id: str, inputs: RunInputs) -> LineageReport:
     settings = get_settings()
@@ -543,7 +550,13 @@ def _run(
             retry_delay_seconds=settings.extract_task_retry_delay,
         )(day, backdate)
     with times.stage("accounts"):
-        accounts_task(day)
+        if asks_the_hub(day, backdate):
+            accounts_task(day)
+        else:
+            logger.info(
+                "Account types: a run of past date %s reads the registry as it is (no lookups)",
+                day,
+            )
     with times.stage("inputs"):
         inputs = resolve_run_inputs(
             settings,

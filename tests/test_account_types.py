@@ -219,14 +219,19 @@ def test_daily_runs_type_more_and_the_first_run_still_reproduces(hub, env, monke
     hub.set_faults([])
     hub.reset_counters()
     monkeypatch.setenv("HUBSHARE_NAMESPACE_LOOKUPS", "100")
-    second = daily(run_date=DAY)
+    # A run of a past date (a backfill's) does not ask the Hub; it reads the registry.
+    past = daily(run_date=DAY)
+    assert past["status"] == "published"
+    assert hub.overview_request_count == 0
+    # A re-run of the day's crawl asks again, only for what is still untyped.
+    second = daily(run_date=DAY, backdate=True)
     assert second["status"] == "published"
     assert asked(hub) == ["bigorg", "gone", "midUser", "smallorg", "tiny"]
 
     settings = Settings()
     runs = list_runs(create_engine(settings.resolved_warehouse_url), DAY)
-    assert runs.height == 2
-    for run in (first, second):
+    assert runs.height == 3
+    for run in (first, past, second):
         result = reproduce_run(run["run_id"], settings)
         assert result.ok, result.problems
 
