@@ -40,11 +40,11 @@ from hubshare.warehouse import (
     previous_row_count,
     warehouse_engine,
 )
-from schemas.frames import ACCOUNT_TYPE_SCHEMA
 from schemas.run import RunInputs
 from schemas.warehouse import FACT_TABLES
+from tasks.account_types import AccountLookups, open_account_types, update_account_types
 from tasks.alert import post_alert
-from tasks.enrich import NO_ACCOUNT_TYPES, LineageReport, attribute_models
+from tasks.enrich import LineageReport, attribute_models
 from tasks.explain import explain_markdown, explain_shares
 from tasks.extract import CrawlState, extract_snapshot
 from tasks.inputs import open_mapping, read_window_starts, resolve_run_inputs
@@ -208,24 +208,45 @@ def extract_task(run_date: date, backdate: bool) -> StoredSnapshot:
     return stored
 
 
+@task(name="look-up-account-types")
+def accounts_task(run_date: date) -> AccountLookups:
+    """Type the largest namespaces of the snapshot that have no reviewed row and no recent type,
+    within HUBSHARE_NAMESPACE_LOOKUPS overview requests. Failed lookups leave namespaces untyped
+    (asked again next run) and never fail the run."""
+    lookups = update_account_types(get_settings(), run_date)
+    get_run_logger().info("%s", lookups.describe())
+    return lookups
+
+
+def asks_the_hub(day: date, backdate: bool) -> bool:
+    """Whether a run of `day` looks up account types: a run of today (or a crawl of today
+    labelled `day`), not a backfill of past dates or an imported archive, which never talk to
+    the Hub (a year of backfill would spend a year of lookup budgets)."""
+    return backdate or day == today_utc()
+
+
 @task(name="attribute-countries")
 def enrich_task(run_id: str, inputs: RunInputs) -> LineageReport:
     settings = get_settings()
     mapping = open_mapping(inputs)
     archive_mapping(mapping, settings.store)  # so `hubshare mapping diff` can find it again
+    account_types = open_account_types(settings, inputs)  # checked against its SHA-256
     model_fact, model_origin, lineage = attribute_models(
-        read_snapshot(inputs.snapshot_date, settings), mapping.frame, NO_ACCOUNT_TYPES
+        read_snapshot(inputs.snapshot_date, settings),
+        mapping.frame,
+        account_types,
     )
     folder = run_dir(settings, run_id)
     _write(model_fact, folder, "model_fact")
     _write(model_origin, folder, "model_origin")
     _write(contested_rows(mapping.frame), folder, "contested")
     get_run_logger().info(
-        "Attributed %d models with mapping %s (sha256 %s); %d declare a base, %d depth-capped, "
-        "%d cycles",
+        "Attributed %d models with mapping %s (sha256 %s) and %d account types; %d declare a "
+        "base, %d depth-capped, %d cycles",
         model_fact.height,
         mapping.path.name,
         mapping.sha256[:12],
+        account_types.height,
         lineage.models_with_base,
         lineage.depth_capped,
         lineage.cycles,
@@ -351,12 +372,10 @@ def review_queue_task(run_id: str, inputs: RunInputs) -> ReviewSummary:
     settings = get_settings()
     folder = run_dir(settings, run_id)
     day = inputs.snapshot_date
-    # Until the account-type lookups land, nothing is typed (the queue's account_type is null).
-    account_types = pl.DataFrame(schema=ACCOUNT_TYPE_SCHEMA)
     queue, summary = review_queue(
         _read(folder, "model_fact", columns=list(FACT_COLUMNS)),
         open_mapping(inputs).frame,
-        account_types,
+        open_account_types(settings, inputs),
         first_seen_dates(warehouse_engine(settings.resolved_warehouse_url), day),
         day,
         settings.max_unreviewed_share,
@@ -571,6 +590,14 @@ def _run(
             retries=settings.extract_task_retries,
             retry_delay_seconds=settings.extract_task_retry_delay,
         )(day, backdate)
+    with times.stage("accounts"):
+        if asks_the_hub(day, backdate):
+            accounts_task(day)
+        else:
+            logger.info(
+                "Account types: a run of past date %s reads the registry as it is (no lookups)",
+                day,
+            )
     with times.stage("inputs"):
         inputs = resolve_run_inputs(
             settings,

@@ -17,7 +17,8 @@ from hubshare.provenance import code_version, sha256_bytes
 from hubshare.settings import Settings, get_settings
 from hubshare.warehouse import run_row, stored_figures, warehouse_engine
 from schemas.run import RunInputs
-from tasks.enrich import NO_ACCOUNT_TYPES, attribute_models
+from tasks.account_types import account_types_key, empty_account_types, open_account_types
+from tasks.enrich import attribute_models
 from tasks.inputs import open_mapping, resolve_run_inputs
 from tasks.mapping import contested_rows, load_mapping, mapping_key
 from tasks.shares import (
@@ -62,7 +63,9 @@ def window_shares_now(start: date, end: date, cohort: str, attribution: str) -> 
                 "both dates (the default 30-day counter, without --window, needs neither)"
             )
     mapping = open_mapping(inputs)
-    fact, origin, _ = attribute_models(end_snapshot, mapping.frame, NO_ACCOUNT_TYPES)
+    fact, origin, _ = attribute_models(
+        end_snapshot, mapping.frame, open_account_types(settings, inputs)
+    )
     definition = Definition.window(start, end, cohort)
     metric, _ = model_metric(definition, end_snapshot, start_snapshot)
     countries, orgs = compute_shares(fact, origin, metric, mapping=mapping.frame)
@@ -135,6 +138,9 @@ def reproduce_run(run_id: str, settings: Settings | None = None) -> Reproduction
     for start, sha in sorted(inputs.window_starts.items()):
         check(snapshot_key(start), sha, f"window start snapshot of {start}")
     check(mapping_key(inputs.mapping_sha256), inputs.mapping_sha256, "mapping")
+    if inputs.account_types_sha256 is not None:
+        sha = inputs.account_types_sha256
+        check(account_types_key(sha), sha, "account types")
     if problems:
         return Reproduction(run_id, day, recorded, None, tuple(problems))
 
@@ -146,7 +152,12 @@ def reproduce_run(run_id: str, settings: Settings | None = None) -> Reproduction
     with store.local_file(mapping_key(inputs.mapping_sha256)) as mapping_file:
         assert mapping_file is not None  # noqa: S101 - checked above
         mapping = load_mapping(mapping_file)
-    fact, origin, _ = attribute_models(snapshot, mapping.frame, NO_ACCOUNT_TYPES)
+    account_types = (
+        empty_account_types()
+        if inputs.account_types_sha256 is None
+        else store.read_parquet(account_types_key(inputs.account_types_sha256))
+    )
+    fact, origin, _ = attribute_models(snapshot, mapping.frame, account_types)
     country_share, _, _, _ = compute_all_shares(
         day, snapshot, fact, origin, starts, contested_rows(mapping.frame)
     )

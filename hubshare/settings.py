@@ -45,6 +45,11 @@ class Settings(BaseSettings):
         default=60.0, ge=0, alias="HUBSHARE_EXTRACT_TASK_RETRY_DELAY"
     )
 
+    # Account types (issue 18): overview requests per run (an organisation costs 1, a user 2),
+    # and the days a typed namespace is not asked again; docs/decisions.md sizes both.
+    namespace_lookups: int = Field(default=2000, ge=0, alias="HUBSHARE_NAMESPACE_LOOKUPS")
+    account_recheck_days: int = Field(default=30, ge=0, alias="HUBSHARE_ACCOUNT_RECHECK_DAYS")
+
     # On object storage, how long a crawl's or a run's lease outlives a holder that stopped
     # renewing it (killed): the next run of that date waits at most this long.
     lease_seconds: float = Field(default=120.0, gt=0, alias="HUBSHARE_LEASE_SECONDS")

@@ -238,6 +238,8 @@ ACCOUNT_TYPE_SCHEMA = pl.Schema(
 ATTRIBUTIONS: tuple[str, ...] = ("uploader", "origin")
 SPECIAL_BUCKETS: tuple[str, ...] = ("INTL", "UNKNOWN")
 
+ACCOUNT_TYPES: tuple[str, ...] = ("user", "org", "vanished")
+
 #: A run's review queue: the namespaces without a reviewed row in the mapping, or mapped
 #: UNKNOWN, largest uploader downloads first, table `review_queue`.
 REVIEW_QUEUE_SCHEMA = pl.Schema(

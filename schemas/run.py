@@ -36,6 +36,11 @@ DECIDES_SHARES = _DecidesShares()
 #: Inputs stored in their own `etl_run` column rather than in `parameters`.
 ROW_COLUMNS = ("raw_sha256", "mapping_sha256")
 
+#: Inputs added after runs were first recorded, whose None means "as runs before them read":
+#: left out of `parameters` and of the comparison while None, so a run without them writes and
+#: compares exactly what an older run did.
+ABSENT_WHEN_NONE = ("account_types_sha256",)
+
 
 class RunInputs(BaseModel):
     """Everything one run of a date reads, named once: the raw snapshot, the mapping, the stored
@@ -60,10 +65,14 @@ class RunInputs(BaseModel):
     max_row_drop: float
     max_unknown_share: float
     previous_row_count: int | None
+    #: SHA-256 of the account types the run used (`accounts/<sha256>.parquet`, the registry's
+    #: rows for the snapshot's namespaces); None: no type known (every run before issue 18).
+    account_types_sha256: Annotated[str | None, DECIDES_SHARES] = None
 
     def to_parameters(self) -> dict[str, Any]:
         """The `parameters` JSON of the run's row (its SHA-256 columns excluded)."""
-        return self.model_dump(mode="json", by_alias=True, exclude=set(ROW_COLUMNS))
+        absent = {name for name in ABSENT_WHEN_NONE if getattr(self, name) is None}
+        return self.model_dump(mode="json", by_alias=True, exclude=set(ROW_COLUMNS) | absent)
 
     @classmethod
     def from_run_row(cls, row: Mapping[str, Any] | RowMapping) -> Self:
@@ -94,4 +103,5 @@ class RunInputs(BaseModel):
             name: getattr(self, name)
             for name, info in type(self).model_fields.items()
             if DECIDES_SHARES in info.metadata
+            and not (name in ABSENT_WHEN_NONE and getattr(self, name) is None)
         }

@@ -30,7 +30,8 @@ from hubshare.errors import HubshareError, UsageError, WarehouseError
 from hubshare.settings import Settings
 from hubshare.warehouse import published_orgs, published_run_of, require_current
 from schemas.run import RunInputs
-from tasks.enrich import NO_ACCOUNT_TYPES, attribute_models
+from tasks.account_types import open_account_types
+from tasks.enrich import attribute_models
 from tasks.mapping import load_mapping, mapping_key
 from tasks.shares import (
     DEFINITION,
@@ -146,9 +147,9 @@ def explain_shares(
             )
         old_mapping = load_mapping(mapping_file).frame
     snapshot = read_snapshot(to_date, settings)
-    # The account types of the from-date's run are wired with RunInputs (issue 18); until
-    # then nothing is typed, as in every run recorded so far.
-    fact, origin, _ = attribute_models(snapshot, old_mapping, NO_ACCOUNT_TYPES)
+    # D1's account types with D1's mapping: a namespace typed since counts as a mapping effect.
+    old_types = open_account_types(settings, run_from.inputs)
+    fact, origin, _ = attribute_models(snapshot, old_mapping, old_types)
     _, under_old = compute_shares(fact, origin)  # D2's models under D1's mapping
     known = read_snapshot(from_date, settings, columns=["_id"]).rename({"_id": "model_oid"})
     new_fact = fact.join(known, on="model_oid", how="anti")

@@ -15,6 +15,7 @@ from hubshare.errors import MappingError
 from hubshare.provenance import public_endpoint, sha256_file
 from hubshare.settings import Settings
 from schemas.run import RunInputs
+from tasks.account_types import freeze_account_types
 from tasks.mapping import Mapping, load_mapping
 from tasks.snapshot import read_snapshot, recorded_manifest, stored_snapshot
 from tasks.windows import STANDARD_WINDOWS
@@ -60,7 +61,8 @@ def resolve_run_inputs(
 
     `previous_row_count` is the gate's reference, read from the warehouse by the caller that
     gates (None where nothing is gated). `window_starts` defaults to the standard windows'
-    stored snapshots (checked against their manifests if `verify`)."""
+    stored snapshots (checked against their manifests if `verify`). The account types are the
+    registry's rows for the snapshot's namespaces now, frozen (tasks.account_types)."""
     if window_starts is None:
         window_starts = standard_window_starts(settings, day, verify=verify)
     return RunInputs(
@@ -75,6 +77,7 @@ def resolve_run_inputs(
         max_row_drop=settings.max_row_drop,
         max_unknown_share=settings.max_unknown_share,
         previous_row_count=previous_row_count,
+        account_types_sha256=freeze_account_types(settings, day),
     )
 
 
