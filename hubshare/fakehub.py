@@ -466,6 +466,9 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "hubshare-fakehub/1"
     sys_version = ""
+    # Headers and body leave in separate writes: with Nagle's algorithm on, each small response
+    # on a kept-alive connection waits ~40 ms for the client's delayed ACK.
+    disable_nagle_algorithm = True
 
     def do_GET(self) -> None:  # noqa: N802 (http.server naming)
         self.server.hub._handle(self)
