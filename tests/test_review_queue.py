@@ -179,10 +179,10 @@ def test_published_runs_store_their_queue_and_mapping_todo_reads_it(
             )
         ).all()
     assert [tuple(str(value) for value in row) for row in rows] == [
-        ("2024-01-15", "randomuser", "None", "160", "2", "2024-01-15"),
-        ("2024-01-16", "Newcomer", "None", "400", "1", "2024-01-16"),
+        ("2024-01-15", "randomuser", "vanished", "160", "2", "2024-01-15"),
+        ("2024-01-16", "Newcomer", "vanished", "400", "1", "2024-01-16"),
         # First seen on the earlier published date.
-        ("2024-01-16", "randomuser", "None", "160", "2", "2024-01-15"),
+        ("2024-01-16", "randomuser", "vanished", "160", "2", "2024-01-15"),
     ]
 
     listed = invoke("mapping", "todo", "--format", "json")  # the latest published date
@@ -198,7 +198,7 @@ def test_published_runs_store_their_queue_and_mapping_todo_reads_it(
     as_csv = invoke("mapping", "todo", "--date", "2024-01-15", "--top", "1", "--format", "csv")
     assert as_csv.returncode == 0, as_csv.stderr
     [row] = list(csv.DictReader(io.StringIO(as_csv.stdout)))
-    assert (row["namespace"], row["account_type"], row["models"]) == ("randomuser", "", "2")
+    assert (row["namespace"], row["account_type"], row["models"]) == ("randomuser", "vanished", "2")
     table = invoke("mapping", "todo", "--top", "20")  # as the README shows it: the latest date
     assert table.returncode == 0, table.stderr
     assert "Newcomer" in table.stdout and "11.730%" in table.stdout
