@@ -12,7 +12,7 @@ import sys
 from datetime import UTC, date, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import orjson
 import polars as pl
@@ -35,6 +35,9 @@ from hubshare.errors import (
 )
 from hubshare.resources import reference_file
 from hubshare.settings import get_settings
+
+if TYPE_CHECKING:
+    from hubshare.fakehub_scenarios import Account
 
 app = typer.Typer(
     help="Daily share of Hugging Face Hub downloads by developer country.",
@@ -801,12 +804,28 @@ def demo(
     data_dir: Annotated[
         Path, typer.Option(help="Where the demo keeps its data and warehouse.")
     ] = Path("var/demo"),
+    long_tail: Annotated[
+        int,
+        typer.Option(
+            "--long-tail",
+            min=0,
+            help="Also serve this many SYNTHETIC models under unreviewed user accounts, "
+            "organisations and vanished namespaces (0: the real sample alone).",
+        ),
+    ] = 0,
 ) -> None:
-    """Offline demo: run the daily flow against a real 2024-09-20 sample on a local fake Hub."""
-    from hubshare.fakehub import FakeHub
+    """Offline demo: run the daily flow against a real 2024-09-20 sample on a local fake Hub
+    (with --long-tail N, beside a synthetic long tail of N models and their accounts)."""
+    from hubshare.fakehub import FakeHub, load_models
     from hubshare.progress import describe_stage_seconds
 
-    with FakeHub.from_file(DEMO_SAMPLE) as hub:
+    models = load_models(DEMO_SAMPLE)
+    accounts: list[Account] = []
+    if long_tail:
+        tail_models, accounts, described = _demo_long_tail(long_tail, models)
+        models += tail_models
+        stderr.print(described, highlight=False)
+    with FakeHub(models, accounts=accounts) as hub:
         os.environ["HF_ENDPOINT"] = hub.url
         os.environ["HF_TOKEN"] = ""  # never send a real token to the demo server
         os.environ["HUBSHARE_DATA_DIR"] = str(data_dir)
@@ -820,6 +839,49 @@ def demo(
         f"More: hubshare shares --date {DEMO_DATE} --attribution origin --format json "
         f"(with HUBSHARE_DATA_DIR={data_dir})"
     )
+
+
+#: The seed of the demo's synthetic long tail (the same tail every time).
+DEMO_LONG_TAIL_SEED = 20240920
+#: The synthetic tail's downloads are scaled to this fraction of all the demo's downloads, so
+#: the real sample's head still carries most of them (the study's INTL bucket is 23.8 %).
+DEMO_LONG_TAIL_FRACTION = 0.25
+
+
+def _demo_long_tail(
+    n_models: int, sample: list[dict[str, Any]]
+) -> tuple[list[dict[str, Any]], list[Account], str]:
+    """`n_models` synthetic models (no reviewed namespace, none named like a sample namespace,
+    ignoring case), their accounts, and the line that says they are synthetic."""
+    from hubshare.fakehub_scenarios import long_tail
+
+    sample_namespaces = {str(model["id"]).split("/", 1)[0] for model in sample}
+    tail = long_tail(
+        n_models,
+        seed=DEMO_LONG_TAIL_SEED,
+        mapping_namespaces=[],
+        reserved_namespaces=sample_namespaces,
+    )
+    sample_downloads = sum(int(model.get("downloads") or 0) for model in sample)
+    tail_downloads = sum(int(model["downloads"]) for model in tail.models)
+    scale = (
+        sample_downloads * DEMO_LONG_TAIL_FRACTION / (1 - DEMO_LONG_TAIL_FRACTION) / tail_downloads
+    )
+    models = [
+        model
+        | {
+            "downloads": int(model["downloads"] * scale),
+            "downloadsAllTime": int(model["downloadsAllTime"] * scale),
+        }
+        for model in tail.models
+    ]
+    described = (
+        f"Long tail: {n_models:,} SYNTHETIC models (not Hub data; seed {DEMO_LONG_TAIL_SEED}) "
+        f"under {len(tail.users):,} unreviewed user accounts, {len(tail.orgs):,} organisations "
+        f"and {len(tail.vanished):,} vanished namespaces, scaled to about "
+        f"{DEMO_LONG_TAIL_FRACTION:.0%} of all downloads, served beside the real sample"
+    )
+    return models, list(tail.accounts), described
 
 
 def _print_both_views(day: date) -> None:

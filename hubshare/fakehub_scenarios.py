@@ -207,11 +207,14 @@ def long_tail(
     n_users: int | None = None,
     n_orgs: int | None = None,
     n_vanished: int | None = None,
+    reserved_namespaces: Iterable[str] = (),
 ) -> LongTail:
     """A Hub of exactly ``n_models`` public models with a long tail of namespaces (see the module
     docstring). Defaults: ``n_users = 9/40``, ``n_orgs = 7/40`` and ``n_vanished = 1/400`` of
     ``n_models``; at most ``n_models // 10`` mapping namespaces (the first ones given) are used.
-    The same arguments give the same models and accounts, to the byte."""
+    No generated namespace equals one of ``reserved_namespaces`` ignoring case (e.g. those of
+    models served beside these). The same arguments give the same models and accounts, to the
+    byte."""
     if n_models < 1:
         raise ValueError("n_models must be >= 1")
     users_wanted = n_models * 9 // 40 if n_users is None else n_users
@@ -229,6 +232,7 @@ def long_tail(
         if name and name.lower() not in taken:
             taken.add(name.lower())
             reviewed.append(name)
+    taken.update(name.lower() for name in reserved_namespaces)
 
     def fresh(make: str) -> str:
         name = make

@@ -75,7 +75,8 @@ def both_views_table(
     uploader: pl.DataFrame, origin: pl.DataFrame, day: date, top: int = 15
 ) -> Table:
     """Both views of one published run (`published_shares` frames) side by side, the largest
-    buckets first, the rest summed in one row."""
+    buckets first, the rest summed in one row; then how many of each view's downloads rest on
+    the account-type default (a row, and per bucket in the caption)."""
     wide = (
         uploader.select("country", "downloads", "share", "share_low", "share_high")
         .join(
@@ -98,7 +99,9 @@ def both_views_table(
         title=f"Share of Hub downloads (30 days) by developer country, {day} v{first['version']}",
         caption="uploader: who uploaded the model; origin: who made the weights (through "
         "base-model lineage); range: over the contested mapping rows, the high end counting "
-        "every UNKNOWN download as possibly the bucket's",
+        "every UNKNOWN download as possibly the bucket's\n"
+        f"uploader view {by_default_caption(uploader)}\n"
+        f"origin view {by_default_caption(origin)}",
     )
     for name, justify in (
         ("country", "left"),
@@ -133,7 +136,22 @@ def both_views_table(
         "",
         style="bold",
     )
+    # A short label: the country column keeps its width (scripts read the rows above).
+    table.add_row(
+        "by default",
+        by_default_text(_by_default_total(uploader)),
+        "",
+        by_default_text(_by_default_total(origin)),
+        "",
+    )
     return table
+
+
+def _by_default_total(rows: pl.DataFrame) -> int | None:
+    """A view's downloads resting on the account-type default (None: published before it was
+    computed)."""
+    column = rows["downloads_by_default"]
+    return None if column.null_count() else int(column.sum())
 
 
 def share_table_markdown(country_share: pl.DataFrame, title: str, top: int = 15) -> str:

@@ -110,3 +110,20 @@ def test_the_object_store_reads_benchmark_runs(tmp_path):
     assert len(rows) == 5, out  # the run's day, the day before, three window starts
     assert [int(row[3]) for row in rows] == [1] * 5, out
     assert re.search(r"One daily run on S3, 2,000 models a day: [\d.]+ s", out), out
+
+
+@pytest.mark.flow
+def test_the_lookups_benchmark_runs(tmp_path):
+    """benchmarks/README.md's lookup cost (tiny): a row per budget, the requests it made, and
+    whole runs with lookups off and on, each with its crawl and accounts stage seconds."""
+    out = bench(
+        "bench_lookups.py", "--models", "3000", "--budgets", "0", "200", "--runs", "1",
+        prefect_home=tmp_path,
+    )  # fmt: skip
+    assert re.search(r"^\| 0 \| 0 \| 0 \| [\d.]+ \| — \|$", out, re.MULTILINE), out
+    [row] = [line.split("|") for line in out.splitlines() if line.startswith("| 200 |")]
+    assert int(row[2]) == 200 and 0 < int(row[3].replace(",", "")) <= 200, out
+    assert float(row[5]) > 0, out
+    runs = re.findall(r"^\| \d \| (off \(0\)|on \(2,000\)) \| [\d.]+ s \| [\d.]+ s \|$", out, re.M)
+    assert runs == ["off (0)", "on (2,000)"], out
+    assert re.search(r"crawl stage, lookups off: median [\d.]+ s\n.*lookups on: median", out)

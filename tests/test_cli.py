@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import shutil
 import socket
 from collections.abc import Callable, Iterator
@@ -211,6 +212,67 @@ def test_demo_prints_both_views_of_the_real_sample(tmp_path):
     )
     assert "1,368,390,199" in result.stdout
     assert (tmp_path / "demo" / "warehouse.db").exists()
+    # The sample's unreviewed namespaces have no account on the fake Hub: vanished, UNKNOWN by
+    # default, in both views.
+    uploader, origin = by_default_row(result.stdout)
+    assert uploader > 0 and origin > 0
+    assert "uploader view by default (no reviewed mapping row): UNKNOWN " in result.stdout
+    assert "SYNTHETIC" not in result.stderr
+
+
+BY_DEFAULT_ROW = re.compile(r"│ by default\s+│\s+([\d,]+) │\s+│\s+([\d,]+) │")
+
+
+def by_default_row(stdout: str) -> tuple[int, int]:
+    """The both-views table's `by default` row: each view's downloads resting on the default."""
+    match = BY_DEFAULT_ROW.search(stdout)
+    assert match, stdout
+    uploader, origin = (int(value.replace(",", "")) for value in match.groups())
+    return uploader, origin
+
+
+def bucket_by_default(stdout: str, view: str, bucket: str) -> int:
+    """`bucket`'s downloads resting on the default in `view`, from the table's caption."""
+    match = re.search(
+        rf"^{view} view by default \(no reviewed mapping row\):.* {bucket} ([\d,]+) of ",
+        stdout,
+        re.MULTILINE,
+    )
+    assert match, stdout
+    return int(match.group(1).replace(",", ""))
+
+
+def test_demo_with_a_long_tail_shows_intl_unknown_and_what_rests_on_the_default(tmp_path):
+    """The README's `hubshare demo --long-tail 20000`: synthetic users, organisations and
+    vanished namespaces beside the real sample, said to be synthetic."""
+    result = invoke("demo", "--data-dir", str(tmp_path / "demo"), "--long-tail", "20000")
+    assert result.returncode == 0, result.stderr
+    assert "Long tail: 20,000 SYNTHETIC models" in result.stderr
+    assert "2024-09-20 v1" in result.stdout
+    for bucket in ("INTL", "UNKNOWN"):
+        assert re.search(rf"^│ {bucket} +│ +[1-9]\d*\.\d\d% │", result.stdout, re.MULTILINE)
+        for view in ("uploader", "origin"):
+            assert bucket_by_default(result.stdout, view, bucket) > 0
+    uploader, origin = by_default_row(result.stdout)
+    plain_total = 1_368_390_199  # the sample alone; the tail adds about a third of it
+    assert uploader > plain_total // 10 and origin > plain_total // 10
+
+
+def test_the_demo_long_tail_never_names_a_sample_namespace():
+    from hubshare.cli import _demo_long_tail
+    from hubshare.fakehub import load_models
+
+    sample = load_models(DEMO_SAMPLE)
+    models, accounts, described = _demo_long_tail(3000, sample)
+    sample_namespaces = {str(m["id"]).split("/", 1)[0].lower() for m in sample}
+    tail_namespaces = {str(m["author"]).lower() for m in models}
+    assert len(models) == 3000 and "SYNTHETIC" in described
+    assert tail_namespaces.isdisjoint(sample_namespaces)
+    assert {a.name.lower() for a in accounts} <= tail_namespaces
+    # Scaled: the tail carries about a quarter of all the demo's downloads.
+    sample_downloads = sum(int(m.get("downloads") or 0) for m in sample)
+    tail_downloads = sum(int(m["downloads"]) for m in models)
+    assert 0.24 < tail_downloads / (sample_downloads + tail_downloads) <= 0.25
 
 
 BAD_INPUT = {

@@ -1143,3 +1143,14 @@ def test_cli_writes_and_serves_a_long_tail(tmp_path: Path) -> None:
         proc.terminate()
         proc.wait(timeout=10)
     assert proc.returncode == 0
+
+
+def test_long_tail_never_names_a_reserved_namespace_ignoring_case() -> None:
+    first = long_tail(2000, seed=3)
+    reserved = [name.upper() for name in (*first.users[:50], *first.orgs[:50], *first.vanished)]
+    again = long_tail(2000, seed=3, reserved_namespaces=reserved)
+    names = {str(m["author"]).lower() for m in again.models}
+    assert names.isdisjoint(name.lower() for name in reserved)
+    assert len(again.models) == 2000 and len(again.users) == len(first.users)
+    # Nothing reserved: the same tail as before, to the byte.
+    assert long_tail(2000, seed=3, reserved_namespaces=()).models == first.models
