@@ -161,10 +161,28 @@ class Attribution(StrEnum):
     origin = "origin"
 
 
-class SharesFormat(StrEnum):
+class TableFormat(StrEnum):
+    """`shares` and `mapping todo`: a table for people, or only data on stdout."""
+
     table = "table"
     json = "json"
     csv = "csv"
+
+
+def _print_data(rows: pl.DataFrame, format_: TableFormat) -> bool:
+    """`rows` as JSON or CSV on stdout (only data); False for the table format (the caller
+    renders it)."""
+    if format_ is TableFormat.json:
+        sys.stdout.write(orjson.dumps(_jsonable(rows), option=orjson.OPT_INDENT_2).decode() + "\n")
+    elif format_ is TableFormat.csv:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(rows.columns)
+        writer.writerows(row.values() for row in _jsonable(rows))
+        sys.stdout.write(buffer.getvalue())
+    else:
+        return False
+    return True
 
 
 class Cohort(StrEnum):
@@ -315,7 +333,7 @@ def run(
 def shares(
     date_: DateOption = None,
     attribution: Annotated[Attribution, typer.Option(help="Which view.")] = Attribution.uploader,
-    format_: Annotated[SharesFormat, typer.Option("--format")] = SharesFormat.table,
+    format_: Annotated[TableFormat, typer.Option("--format")] = TableFormat.table,
     window: Annotated[
         str | None,
         typer.Option(
@@ -349,15 +367,7 @@ def shares(
         definition = "downloads_30d" if window is None else f"window_{_window_days(window)}d"
         frame = published_shares(_engine(), day, attribution.value, definition, cohort.value)
     rows = frame.select(PUBLISHED_COUNTRY_SHARE.columns.keys())  # the view's, in its order
-    if format_ is SharesFormat.json:
-        sys.stdout.write(orjson.dumps(_jsonable(rows), option=orjson.OPT_INDENT_2).decode() + "\n")
-    elif format_ is SharesFormat.csv:
-        buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(rows.columns)
-        writer.writerows(row.values() for row in _jsonable(rows))
-        sys.stdout.write(buffer.getvalue())
-    else:
+    if not _print_data(rows, format_):
         stdout.print(one_view_table(rows, attribution.value))
 
 
@@ -742,17 +752,11 @@ def _print_rows(title: str, frame: pl.DataFrame) -> None:
     stdout.print(table, markup=False)
 
 
-class TodoFormat(StrEnum):
-    table = "table"
-    json = "json"
-    csv = "csv"
-
-
 @mapping_app.command("todo")
 def mapping_todo(
     date_: DateOption = None,
     top: Annotated[int, typer.Option(min=1, help="How many namespaces to list.")] = 20,
-    format_: Annotated[TodoFormat, typer.Option("--format")] = TodoFormat.table,
+    format_: Annotated[TableFormat, typer.Option("--format")] = TableFormat.table,
 ) -> None:
     """The review queue of a published run (default: the latest published date): namespaces
     without a reviewed row in the mapping, or mapped UNKNOWN, largest downloads first."""
@@ -760,15 +764,7 @@ def mapping_todo(
     from tasks.render_shares import review_queue_table
 
     day, rows = review_queue_of(_engine(), _parse_date(date_), top)
-    if format_ is TodoFormat.json:
-        sys.stdout.write(orjson.dumps(_jsonable(rows), option=orjson.OPT_INDENT_2).decode() + "\n")
-    elif format_ is TodoFormat.csv:
-        buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(rows.columns)
-        writer.writerows(row.values() for row in _jsonable(rows))
-        sys.stdout.write(buffer.getvalue())
-    else:
+    if not _print_data(rows, format_):
         version = int(rows["version"][0]) if rows.height else 0
         stdout.print(review_queue_table(rows, day, version))
 
