@@ -14,6 +14,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
@@ -705,20 +706,12 @@ def test_missing_object_id_is_synthesised() -> None:
         FakeHub([{"_id": "x", "id": "a/b"}, {"_id": "x", "id": "a/c"}])
 
 
-def test_cli_serves_until_stopped(tmp_path: Path) -> None:
-    path = tmp_path / "m.jsonl"
-    path.write_bytes(b"\n".join(orjson.dumps(m) for m in fixture_models()))
+@contextmanager
+def served_by_cli(*args: str) -> Iterator[str | None]:
+    """`python -m hubshare.fakehub ARGS` in its own process: its URL from the "Serving at" line
+    (None if it never printed one); on exit SIGTERM, which must stop it cleanly (exit 0)."""
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "hubshare.fakehub",
-            "--models",
-            str(path),
-            "--page-cap",
-            "4",
-            "--quiet",
-        ],
+        [sys.executable, "-m", "hubshare.fakehub", *args],
         stdout=subprocess.PIPE,
         text=True,
         cwd=REPO,
@@ -731,13 +724,20 @@ def test_cli_serves_until_stopped(tmp_path: Path) -> None:
             if line.startswith("Serving at "):
                 url = line.split()[2]
                 break
-        assert url is not None and url.startswith("http://127.0.0.1:")
-        response = get_session().get(f"{url}/api/models", timeout=5)
-        assert len(response.json()) == 4 and "next" in response.links
+        yield url
     finally:
         proc.terminate()
         proc.wait(timeout=10)
     assert proc.returncode == 0  # SIGTERM stops it cleanly
+
+
+def test_cli_serves_until_stopped(tmp_path: Path) -> None:
+    path = tmp_path / "m.jsonl"
+    path.write_bytes(b"\n".join(orjson.dumps(m) for m in fixture_models()))
+    with served_by_cli("--models", str(path), "--page-cap", "4", "--quiet") as url:
+        assert url is not None and url.startswith("http://127.0.0.1:")
+        response = get_session().get(f"{url}/api/models", timeout=5)
+        assert len(response.json()) == 4 and "next" in response.links
 
 
 # --------------------------------------------------------------------------- bundled sample
@@ -1113,36 +1113,12 @@ def test_cli_writes_and_serves_a_long_tail(tmp_path: Path) -> None:
     accounts_path = tmp_path / "long-tail-accounts.jsonl"
     assert load_models(models_path) == expected.models
     assert load_accounts(accounts_path) == expected.accounts
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "hubshare.fakehub",
-            "--models",
-            str(models_path),
-            "--accounts",
-            str(accounts_path),
-            "--quiet",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=REPO,
-    )
-    try:
-        assert proc.stdout is not None
-        url = None
-        for _ in range(5):
-            line = proc.stdout.readline()
-            if line.startswith("Serving at "):
-                url = line.split()[2]
-                break
+    with served_by_cli(
+        "--models", str(models_path), "--accounts", str(accounts_path), "--quiet"
+    ) as url:
         assert url is not None
         user = get_session().get(f"{url}/api/users/{expected.users[0]}/overview", timeout=5)
         assert user.status_code == 200 and user.json()["type"] == "user"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-    assert proc.returncode == 0
 
 
 def test_long_tail_never_names_a_reserved_namespace_ignoring_case() -> None:
