@@ -7,6 +7,10 @@ import polars as pl
 
 MAPPING_COLUMNS: tuple[str, ...] = (
     "org",
+    # The row holds from valid_from (inclusive) to valid_to (exclusive), ISO dates, empty = open:
+    # a namespace that changed country has one row per period.
+    "valid_from",
+    "valid_to",
     "country",
     "org_type",
     "org_group",  # the main namespace of the organisation; one country per group
@@ -16,9 +20,12 @@ MAPPING_COLUMNS: tuple[str, ...] = (
     "alt_source",  # evidence for alt_country
     "notes",
 )
-#: The header of mappings written before org_group/alt_country existed: archived copies of them
-#: (`<data dir>/mappings/`) still load, with the new columns empty.
-LEGACY_MAPPING_COLUMNS: tuple[str, ...] = ("org", "country", "org_type", "name", "source", "notes")
+#: The headers of mappings written before org_group/alt_country, then before valid_from/valid_to
+#: existed: archived copies of them (`<data dir>/mappings/`) still load, the new columns empty.
+LEGACY_MAPPING_HEADERS: tuple[tuple[str, ...], ...] = (
+    ("org", "country", "org_type", "name", "source", "notes"),
+    tuple(name for name in MAPPING_COLUMNS if name not in ("valid_from", "valid_to")),
+)
 ORG_TYPES: frozenset[str] = frozenset(
     {"company", "academic", "nonprofit", "government", "community", "individual", "intermediary"}
 )

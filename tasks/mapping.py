@@ -8,6 +8,7 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 
 import orjson
@@ -22,7 +23,7 @@ from schemas.mapping import (
     AGGREGATOR_SOURCES,
     DEVELOPER_ORG_TYPES,
     INTL_ORG_TYPES,
-    LEGACY_MAPPING_COLUMNS,
+    LEGACY_MAPPING_HEADERS,
     MAPPING_COLUMNS,
     MAPPING_SCHEMA,
     ORG_TYPES,
@@ -118,31 +119,77 @@ def _group_problems(rows: list[dict[str, str]]) -> list[MappingProblem]:
     return problems
 
 
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def _period_problems(row: dict[str, str]) -> list[str]:
+    """valid_from / valid_to: ISO dates or empty (open), the start before the end."""
+    found: list[str] = []
+    for column in ("valid_from", "valid_to"):
+        value = row[column]
+        if not value:
+            continue
+        try:
+            if not _ISO_DATE.match(value):
+                raise ValueError(value)
+            date.fromisoformat(value)
+        except ValueError:
+            found.append(f"{column} {value!r} of {row['org']!r} is not a date (YYYY-MM-DD)")
+    start, end = row["valid_from"], row["valid_to"]
+    if not found and start and end and start >= end:
+        found.append(
+            f"{row['org']!r} is valid from {start} to {end}: valid_from must precede valid_to"
+        )
+    return found
+
+
+def _overlaps(a: dict[str, str], b: dict[str, str]) -> bool:
+    """Two periods [valid_from, valid_to) overlap (empty = open; ISO dates compare as text)."""
+    a_from, a_to = a["valid_from"] or "0000", a["valid_to"] or "9999"
+    b_from, b_to = b["valid_from"] or "0000", b["valid_to"] or "9999"
+    return a_from < b_to and b_from < a_to
+
+
 def validate_rows(rows: list[dict[str, str]]) -> list[MappingProblem]:
     """Every rule of the mapping contract; `rows[i]` is on line i + 2."""
     problems: list[MappingProblem] = []
-    seen: dict[str, int] = {}
-    previous: tuple[str, str] | None = None
+    seen: dict[str, list[int]] = {}
+    previous: tuple[str, str, str] | None = None
     alpha2 = alpha2_codes()
     for index, row in enumerate(rows):
         line = index + 2
         org = row["org"]
         problems += [MappingProblem(line, message) for message in _row_problems(row, alpha2)]
+        period_problems = _period_problems(row)
+        problems += [MappingProblem(line, message) for message in period_problems]
         key = org.lower()
-        if key in seen:
-            problems.append(
-                MappingProblem(
-                    line,
-                    f"org {org!r} duplicates line {seen[key]} (namespaces are case-insensitive)",
+        for other in seen.get(key, []):
+            first = rows[other - 2]
+            if first["org"] != org:
+                problems.append(
+                    MappingProblem(
+                        line,
+                        f"org {org!r} duplicates line {other} (namespaces are case-insensitive)",
+                    )
                 )
-            )
-        seen.setdefault(key, line)
-        sort_key = (key, org)
+                break
+            if not period_problems and _overlaps(first, row):
+                problems.append(
+                    MappingProblem(
+                        line,
+                        f"org {org!r} duplicates line {other}: their validity periods overlap "
+                        "(several rows of a namespace need periods that do not)",
+                    )
+                )
+                break
+        seen.setdefault(key, []).append(line)
+        sort_key = (key, org, row["valid_from"])
         if previous is not None and sort_key < previous:
             problems.append(
                 MappingProblem(
                     line,
-                    f"org {org!r} is out of order (rows are sorted by org, case-insensitively)",
+                    f"org {org!r} is out of order (rows are sorted by org, case-insensitively, "
+                    "then by valid_from)",
                 )
             )
         previous = sort_key
@@ -156,7 +203,7 @@ def read_rows(path: Path) -> list[dict[str, str]]:
         with path.open(newline="", encoding="utf-8") as handle:
             reader = csv.DictReader(handle, strict=True)
             header = tuple(reader.fieldnames or ())
-            if header not in (MAPPING_COLUMNS, LEGACY_MAPPING_COLUMNS):
+            if header != MAPPING_COLUMNS and header not in LEGACY_MAPPING_HEADERS:
                 raise MappingError(
                     f"{path}: line 1: header is {','.join(header) or '(empty)'}; expected "
                     f"{','.join(MAPPING_COLUMNS)}"
@@ -181,7 +228,20 @@ def validate_mapping(path: Path) -> list[MappingProblem]:
 class Mapping:
     path: Path
     sha256: str
-    frame: pl.DataFrame  # MAPPING_COLUMNS + org_lower + is_developer
+    rows: pl.DataFrame  # every row, dated ones included: MAPPING_COLUMNS + org_lower + is_developer
+
+    def on(self, day: date) -> pl.DataFrame:
+        """The rows valid on `day`: one per namespace at most (periods do not overlap)."""
+        iso = day.isoformat()
+        return self.rows.filter(
+            ((pl.col("valid_from") == "") | (pl.col("valid_from") <= iso))
+            & ((pl.col("valid_to") == "") | (pl.col("valid_to") > iso))
+        )
+
+    @property
+    def frame(self) -> pl.DataFrame:
+        """The rows valid today (open-ended): what the mapping says now."""
+        return self.rows.filter(pl.col("valid_to") == "")
 
 
 def load_mapping(path: Path) -> Mapping:
@@ -199,7 +259,7 @@ def load_mapping(path: Path) -> Mapping:
             & pl.col("country").is_in(list(alpha2_codes()))
         ).alias("is_developer"),
     )
-    return Mapping(path=path, sha256=sha256_file(path), frame=frame)
+    return Mapping(path=path, sha256=sha256_file(path), rows=frame)
 
 
 def contested_rows(mapping: pl.DataFrame) -> pl.DataFrame:
