@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from datetime import date
 from pathlib import Path
 
 import polars as pl
@@ -199,8 +200,35 @@ def test_the_shipped_mapping_follows_the_reviewed_decisions():
     assert country["Comfy-Org"] == "US"
     # ATOM is a cross-check: AI21 Labs' headquarters are in Tel Aviv whatever ATOM's bucket.
     assert country["ai21labs"] == "IL"
+    # Rule 1: where it is run from decides, the place of incorporation is the alternative:
+    # Black Forest Labs is run from Freiburg (a Delaware Inc.), Elastic from California (an N.V.).
+    frame = load_mapping(DEFAULT_MAPPING).frame
+    answers = {
+        org: (country, alt)
+        for org, country, alt in frame.select("org", "country", "alt_country").rows()
+    }
+    assert (answers["black-forest-labs"], answers["elastic"]) == (("DE", "US"), ("US", "NL"))
     atom, epoch = read_crosscheck()
     assert atom.height == 118 and epoch.height > 80
+
+
+def test_the_shipped_mapping_dates_the_acquisitions_and_moves():
+    """A namespace takes its old owner's country before the day of a change, the new one from it."""
+    mapping = load_mapping(DEFAULT_MAPPING)
+
+    def country_on(day: str) -> dict[str, str]:
+        return dict(mapping.on(date.fromisoformat(day)).select("org", "country").rows())
+
+    # UKP Lab (TU Darmstadt) until Hugging Face's announcement of 2025-10-22, in the whole group.
+    for org in ("sentence-transformers", "cross-encoder", "sentence-transformers-testing"):
+        assert (country_on("2024-09-20")[org], country_on("2025-10-21")[org]) == ("DE", "DE")
+        assert country_on("2025-10-22")[org] == "US"
+    # Jina AI was an independent Berlin company until Elastic bought it on 2025-10-09.
+    assert (country_on("2025-10-08")["jinaai"], country_on("2025-10-09")["jinaai"]) == ("DE", "US")
+    assert (country_on("2024-11-19")["Exscientia"], country_on("2024-11-20")["Exscientia"]) == (
+        "GB",
+        "US",
+    )
 
 
 def test_coverage_on_the_hand_fixture():
