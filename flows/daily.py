@@ -449,7 +449,7 @@ def report_task(run_date: date) -> str | None:
     out = store.where(REPORT_KEY)
     try:
         engine = warehouse_engine(settings.resolved_warehouse_url)
-        store.write_file(REPORT_KEY, lambda tmp: write_report(engine, tmp))
+        store.write_file(REPORT_KEY, lambda tmp: write_report(engine, tmp, store=store))
     except HubshareError as err:
         get_run_logger().warning("Could not write the report: %s", err)
         return None

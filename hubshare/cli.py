@@ -588,7 +588,7 @@ def report(
     from tasks.report import write_report
 
     start, end = _parse_date(from_, "--from"), _parse_date(to, "--to")
-    written = write_report(_engine(), out, start, end)
+    written = write_report(_engine(), out, start, end, store=get_settings().store)
     stderr.print(f"Wrote {written}", highlight=False, markup=False)
 
 

@@ -174,6 +174,7 @@ def validate_rows(rows: list[dict[str, str]]) -> list[MappingProblem]:
     """Every rule of the mapping contract; `rows[i]` is on line i + 2."""
     problems: list[MappingProblem] = []
     seen: dict[str, list[int]] = {}
+    bad_periods: set[int] = set()  # lines whose dates are not valid: no overlap is judged
     previous: tuple[str, str, str] | None = None
     alpha2 = alpha2_codes()
     for index, row in enumerate(rows):
@@ -182,6 +183,8 @@ def validate_rows(rows: list[dict[str, str]]) -> list[MappingProblem]:
         problems += [MappingProblem(line, message) for message in _row_problems(row, alpha2)]
         period_problems = _period_problems(row)
         problems += [MappingProblem(line, message) for message in period_problems]
+        if period_problems:
+            bad_periods.add(line)
         key = org.lower()
         for other in seen.get(key, []):
             first = rows[other - 2]
@@ -193,7 +196,7 @@ def validate_rows(rows: list[dict[str, str]]) -> list[MappingProblem]:
                     )
                 )
                 break
-            if not period_problems and _overlaps(first, row):
+            if line not in bad_periods and other not in bad_periods and _overlaps(first, row):
                 problems.append(
                     MappingProblem(
                         line,
@@ -252,11 +255,17 @@ class Mapping:
 
     def on(self, day: date) -> pl.DataFrame:
         """The rows valid on `day`: one per namespace at most (periods do not overlap)."""
-        iso = day.isoformat()
-        return self.rows.filter(
-            ((pl.col("valid_from") == "") | (pl.col("valid_from") <= iso))
-            & ((pl.col("valid_to") == "") | (pl.col("valid_to") > iso))
-        )
+        return rows_valid_on(self.rows, day)
+
+
+def rows_valid_on(rows: pl.DataFrame, day: date) -> pl.DataFrame:
+    """The rows of a mapping frame (valid_from, valid_to as ISO text, empty = open) that hold on
+    `day`: from valid_from inclusive to valid_to exclusive."""
+    iso = day.isoformat()
+    return rows.filter(
+        ((pl.col("valid_from") == "") | (pl.col("valid_from") <= iso))
+        & ((pl.col("valid_to") == "") | (pl.col("valid_to") > iso))
+    )
 
 
 def load_mapping(path: Path) -> Mapping:
