@@ -141,24 +141,31 @@ def test_diffs_compare_each_period_with_the_same_period(tmp_path):
     assert result.returncode == 0 and result.stdout.splitlines() == changes
 
 
-def test_mapping_check_measures_the_rows_of_a_date(tmp_path):
-    # The hand mapping, plus randomuser (160 of the fixture's 3,010 downloads) from 2024-06-01.
-    rows = read_rows(HAND_MAPPING) + [
-        dict.fromkeys(MAPPING_COLUMNS, "")
-        | {
-            "org": "randomuser",
-            "valid_from": "2024-06-01",
-            "country": "DE",
-            "org_type": "company",
-            "name": "Random GmbH",
-            "source": "https://example.org/random",
-        }
-    ]
-    path = tmp_path / "dated.csv"
+def hand_mapping_with(path: Path, rows: list[dict[str, str]], without: str = "") -> Path:
+    """The hand mapping in eleven columns, plus `rows` (other columns empty), less the rows of
+    namespace `without`."""
+    kept = [row for row in read_rows(HAND_MAPPING) if row["org"] != without]
+    added = [dict.fromkeys(MAPPING_COLUMNS, "") | row for row in rows]
     with path.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, MAPPING_COLUMNS, lineterminator="\n")
         writer.writeheader()
-        writer.writerows(sorted(rows, key=lambda row: (row["org"].lower(), row["org"])))
+        writer.writerows(
+            sorted(kept + added, key=lambda r: (r["org"].lower(), r["org"], r["valid_from"]))
+        )
+    return path
+
+
+def test_mapping_check_measures_the_rows_of_a_date(tmp_path):
+    # The hand mapping, plus randomuser (160 of the fixture's 3,010 downloads) from 2024-06-01.
+    randomuser = {
+        "org": "randomuser",
+        "valid_from": "2024-06-01",
+        "country": "DE",
+        "org_type": "company",
+        "name": "Random GmbH",
+        "source": "https://example.org/random",
+    }
+    path = hand_mapping_with(tmp_path / "dated.csv", [randomuser])
     assert validate_mapping(path) == []
     check = ("mapping", "check", "--mapping", str(path), "--snapshot", str(HAND_MODELS))
     before = run_hubshare(*check, "--as-of", "2024-05-31", "--max-unsupported", "1")
@@ -325,12 +332,14 @@ def test_a_run_made_with_a_six_column_mapping_reproduces_after_the_mapping_chang
         first = daily(run_date=D1, backdate=True)
         # The mapping changes (eleven columns, Qwen dated to another country) and a later run
         # uses it; the first run still reads its own archived six-column file.
-        changed = write(
-            tmp_path,
+        qwen = {"org": "Qwen", "org_type": "company", "name": "Qwen", "source": "https://x.org"}
+        changed = hand_mapping_with(
+            tmp_path / "changed.csv",
             [
-                QWEN.replace(",,,CN,", ",,2025-01-05,CN,"),
-                QWEN.replace(",,,CN,", ",2025-01-05,,SG,"),
+                qwen | {"valid_to": "2025-01-05", "country": "CN"},
+                qwen | {"valid_from": "2025-01-05", "country": "SG"},
             ],
+            without="Qwen",
         )
         monkeypatch.setenv("HUBSHARE_MAPPING", str(changed))
         second = daily(run_date=D2, backdate=True)
