@@ -124,10 +124,11 @@ def main() -> None:
         step("build snapshot")
         snapshot = pl.read_parquet(Path(tmp) / snapshot_key(DAY))
         mapping = load_mapping(DEFAULT_MAPPING)
+        rows = mapping.on(DAY)  # the rows valid on the snapshot's date, as a run reads them
         lineage = parse_lineage(snapshot)
-        fact = attribute_uploader(snapshot, mapping.frame, lineage)
+        fact = attribute_uploader(snapshot, rows, lineage)
         step("attribute uploader")
-        origin, _ = attribute_origin(snapshot, fact, mapping.frame, lineage)
+        origin, _ = attribute_origin(snapshot, fact, rows, lineage)
         step("attribute origin")
         countries, orgs, concentration, _ = compute_all_shares(DAY, snapshot, fact, origin, {})
         step("compute shares")

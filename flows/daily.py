@@ -231,15 +231,14 @@ def enrich_task(run_id: str, inputs: RunInputs) -> LineageReport:
     mapping = open_mapping(inputs)
     archive_mapping(mapping, settings.store)  # so `hubshare mapping diff` can find it again
     account_types = open_account_types(settings, inputs)  # checked against its SHA-256
+    rows = mapping.on(inputs.snapshot_date)  # a snapshot is attributed by the rows of its date
     model_fact, model_origin, lineage = attribute_models(
-        read_snapshot(inputs.snapshot_date, settings),
-        mapping.frame,
-        account_types,
+        read_snapshot(inputs.snapshot_date, settings), rows, account_types
     )
     folder = run_dir(settings, run_id)
     _write(model_fact, folder, "model_fact")
     _write(model_origin, folder, "model_origin")
-    _write(contested_rows(mapping.frame), folder, "contested")
+    _write(contested_rows(rows), folder, "contested")
     get_run_logger().info(
         "Attributed %d models with mapping %s (sha256 %s) and %d account types; %d declare a "
         "base, %d depth-capped, %d cycles",
@@ -278,7 +277,7 @@ def shares_task(run_id: str, inputs: RunInputs) -> ShareTotals:
         _read(folder, "model_origin"),
         starts,
         _read(folder, "contested"),
-        mapping=open_mapping(inputs).frame,
+        mapping=open_mapping(inputs).on(inputs.snapshot_date),
     )
     _write(country_share, folder, "country_share")
     _write(org_share, folder, "org_share")
@@ -374,7 +373,7 @@ def review_queue_task(run_id: str, inputs: RunInputs) -> ReviewSummary:
     day = inputs.snapshot_date
     queue, summary = review_queue(
         _read(folder, "model_fact", columns=list(FACT_COLUMNS)),
-        open_mapping(inputs).frame,
+        open_mapping(inputs).on(day),
         open_account_types(settings, inputs),
         first_seen_dates(warehouse_engine(settings.resolved_warehouse_url), day),
         day,
@@ -450,7 +449,7 @@ def report_task(run_date: date) -> str | None:
     out = store.where(REPORT_KEY)
     try:
         engine = warehouse_engine(settings.resolved_warehouse_url)
-        store.write_file(REPORT_KEY, lambda tmp: write_report(engine, tmp))
+        store.write_file(REPORT_KEY, lambda tmp: write_report(engine, tmp, store=store))
     except HubshareError as err:
         get_run_logger().warning("Could not write the report: %s", err)
         return None

@@ -43,7 +43,8 @@ def _stored(day: date, settings: Settings) -> SnapshotManifest:
 
 
 def window_shares_now(start: date, end: date, cohort: str, attribution: str) -> pl.DataFrame:
-    """Bucket shares over [start, end) from the two raw snapshots and the current mapping."""
+    """Bucket shares over [start, end) from the two raw snapshots and the current mapping: the
+    window's models are attributed by the rows valid on its end date, as a run of `end` does."""
     settings = get_settings()
     end_manifest, start_manifest = _stored(end, settings), _stored(start, settings)
     # Read as a run of `end` whose one window starts on `start` would; nothing is gated.
@@ -62,18 +63,16 @@ def window_shares_now(start: date, end: date, cohort: str, attribution: str) -> 
                 "it, or a crawl without expand=downloadsAllTime): a D1..D2 window needs it on "
                 "both dates (the default 30-day counter, without --window, needs neither)"
             )
-    mapping = open_mapping(inputs)
-    fact, origin, _ = attribute_models(
-        end_snapshot, mapping.frame, open_account_types(settings, inputs)
-    )
+    rows = open_mapping(inputs).on(end)
+    fact, origin, _ = attribute_models(end_snapshot, rows, open_account_types(settings, inputs))
     definition = Definition.window(start, end, cohort)
     metric, _ = model_metric(definition, end_snapshot, start_snapshot)
-    countries, orgs = compute_shares(fact, origin, metric, mapping=mapping.frame)
+    countries, orgs = compute_shares(fact, origin, metric, mapping=rows)
     tag = {"definition": "window", "cohort": cohort}
     countries = share_ranges(
         countries.with_columns(pl.lit(v).alias(k) for k, v in tag.items()),
         orgs.with_columns(pl.lit(v).alias(k) for k, v in tag.items()),
-        contested_rows(mapping.frame),
+        contested_rows(rows),
     ).drop("definition", "cohort")
     return (
         countries.filter(pl.col("attribution") == attribution)
@@ -151,15 +150,15 @@ def reproduce_run(run_id: str, settings: Settings | None = None) -> Reproduction
     }
     with store.local_file(mapping_key(inputs.mapping_sha256)) as mapping_file:
         assert mapping_file is not None  # noqa: S101 - checked above
-        mapping = load_mapping(mapping_file)
+        rows = load_mapping(mapping_file).on(day)
     account_types = (
         empty_account_types()
         if inputs.account_types_sha256 is None
         else store.read_parquet(account_types_key(inputs.account_types_sha256))
     )
-    fact, origin, _ = attribute_models(snapshot, mapping.frame, account_types)
+    fact, origin, _ = attribute_models(snapshot, rows, account_types)
     country_share, _, _, _ = compute_all_shares(
-        day, snapshot, fact, origin, starts, contested_rows(mapping.frame)
+        day, snapshot, fact, origin, starts, contested_rows(rows)
     )
     recomputed = share_table_sha256(country_share)
     if recomputed != recorded:

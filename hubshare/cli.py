@@ -558,7 +558,7 @@ def explain(
         for column in ("kind", "name", "contribution (pp)"):
             table.add_column(column, justify="right" if column.startswith("contrib") else "left")
         for part, value in zip(change.parts, parts, strict=True):
-            table.add_row(part.kind, part.name, f"{value * 100:+.4f}")
+            table.add_row(part.kind, part.label, f"{value * 100:+.4f}")
         stdout.print(table, markup=False)
 
 
@@ -588,7 +588,7 @@ def report(
     from tasks.report import write_report
 
     start, end = _parse_date(from_, "--from"), _parse_date(to, "--to")
-    written = write_report(_engine(), out, start, end)
+    written = write_report(_engine(), out, start, end, store=get_settings().store)
     stderr.print(f"Wrote {written}", highlight=False, markup=False)
 
 
@@ -655,6 +655,16 @@ def mapping_check(
         ),
     ] = 0.005,
     top: Annotated[int, typer.Option(help="How many rows each list shows.")] = 15,
+    as_of: Annotated[
+        str | None,
+        typer.Option(
+            "--as-of",
+            help="Evidence, cross-checks and coverage use the rows valid on this date, "
+            "YYYY-MM-DD (default: today, UTC; give a snapshot's capture date to measure it as "
+            "its run would). Validity is checked on every row.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Validate the mapping file, list rows without evidence of their country and where ATOM
     or Epoch disagree; with --snapshot, measure the downloads and models it classifies."""
@@ -675,14 +685,15 @@ def mapping_check(
         for problem in problems:
             stderr.print(f"{path}: {problem}", highlight=False, soft_wrap=True, markup=False)
         raise MappingError(f"{path}: {len(problems)} problem(s), first on {problems[0]}")
+    day = _parse_date(as_of, "--as-of") or datetime.now(UTC).date()
     loaded = load_mapping(path)
-    unsupported = unsupported_rows(loaded.frame)
-    disagreements = cross_check(loaded.frame, *read_crosscheck())
-    report = (
-        mapping_coverage(loaded.frame, read_observations(snapshot), top=top) if snapshot else None
-    )
+    rows = loaded.on(day)
+    unsupported = unsupported_rows(rows)
+    disagreements = cross_check(rows, *read_crosscheck())
+    report = mapping_coverage(rows, read_observations(snapshot), top=top) if snapshot else None
     stdout.print(
-        f"{path}: {loaded.frame.height} namespaces, valid (sha256 {loaded.sha256})",
+        f"{path}: {loaded.rows['org_lower'].n_unique()} namespaces, valid (sha256 "
+        f"{loaded.sha256}); {rows.height} of its {loaded.rows.height} rows hold on {day}",
         highlight=False,
     )
     kinds = unsupported["evidence"].value_counts().rows()
@@ -713,7 +724,7 @@ def mapping_check(
         "Top unmapped uploaders (absent from the file, or UNKNOWN)",
         report.top_unmapped.with_columns(pl.col("share").map_elements(_pct, pl.String)),
     )
-    weighed = unsupported_downloads(report, loaded.frame)
+    weighed = unsupported_downloads(report, rows)
     unsupported_share = float(weighed["share"].sum())
     stdout.print(
         f"rows without evidence of their country carry {unsupported_share:.3%} of downloads "

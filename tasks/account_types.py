@@ -273,7 +273,8 @@ def update_account_types(
     namespaces = snapshot_namespaces(
         read_snapshot(day, settings, columns=["id", "author", "downloads"])
     )
-    reviewed = load_mapping(settings.mapping_path).frame.get_column("org_lower")
+    # Reviewed: a row valid on `day` (a namespace whose rows ended before it is typed like any).
+    reviewed = load_mapping(settings.mapping_path).on(day).get_column("org_lower")
     candidates = lookup_candidates(
         namespaces, read_registry(store), reviewed, now, settings.account_recheck_days
     )

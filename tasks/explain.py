@@ -9,7 +9,9 @@ For a bucket b of one view, with T the population total and B(b) its downloads,
       + B1(b) · (1/T2 − 1/T1)                    the change of the population total
 
 where B1, B2 are the published organisation totals of the two runs and B2' is the D2 snapshot
-attributed with D1's mapping (so the mapping's effect is isolated from the models').
+attributed with D1's mapping as of D1's date (so the mapping's effect is isolated from the
+models'): a mapping part is a row edited between the two runs' files or a namespace whose dated
+rows change country between the two dates, and names both countries when its bucket changed.
 Organisations with no country are one organisation here, as the warehouse stores them. Every part is
 an exact fraction, so the parts add up to the change exactly; they are then rounded to
 SHARE_DECIMALS places so that the rounded parts still add up exactly to the rounded change.
@@ -57,6 +59,17 @@ class Part:
     kind: str  # mapping | new_models | organisation | population_total
     name: str
     contribution: Fraction
+    # A mapping part whose organisation changed bucket: its bucket on each side (D2's snapshot
+    # under D1's mapping as of D1, and under D2's as of D2).
+    country_from: str | None = None
+    country_to: str | None = None
+
+    @property
+    def label(self) -> str:
+        """The name, with the move for a mapping part (`sentence-transformers DE → US`)."""
+        if self.country_from is None or self.country_to is None:
+            return self.name
+        return f"{self.name} {self.country_from} → {self.country_to}"
 
 
 @dataclass(frozen=True)
@@ -113,10 +126,20 @@ def _exact_per_org(rows: pl.DataFrame) -> dict[str, Fraction]:
     return exact
 
 
-def _top_parts(kind: str, amounts: dict[str, Fraction], top: int, rest: str) -> list[Part]:
-    """The `top` largest contributions by size, the others summed in one part."""
+def _top_parts(
+    kind: str,
+    amounts: dict[str, Fraction],
+    top: int,
+    rest: str,
+    moves: dict[str, tuple[str, str]] | None = None,
+) -> list[Part]:
+    """The `top` largest contributions by size, the others summed in one part; `moves` gives
+    the (from, to) buckets of the names that changed bucket."""
     ranked = sorted((a for a in amounts.items() if a[1] != 0), key=lambda a: (-abs(a[1]), a[0]))
-    parts = [Part(kind, name, value) for name, value in ranked[:top]]
+    parts = [
+        Part(kind, name, value, *(moves or {}).get(name, (None, None)))
+        for name, value in ranked[:top]
+    ]
     remainder = sum((value for _, value in ranked[top:]), Fraction(0))
     if remainder != 0:
         parts.append(Part(kind, rest, remainder))
@@ -145,7 +168,9 @@ def explain_shares(
                 f"the mapping of {from_date}'s run ({mapping_sha256[:12]}…) is not "
                 f"archived at {settings.store.where(archived)}"
             )
-        old_mapping = load_mapping(mapping_file).frame
+        # D1's rows as of D1: a namespace whose dated rows change country between the dates
+        # shows as a mapping part, as an edit of the file does.
+        old_mapping = load_mapping(mapping_file).on(from_date)
     snapshot = read_snapshot(to_date, settings)
     # D1's account types with D1's mapping: a namespace typed since counts as a mapping effect.
     old_types = open_account_types(settings, run_from.inputs)
@@ -205,6 +230,12 @@ def _explain_view(
     if total_from == 0 or total_to == 0:
         raise HubshareError(f"{view} view: a run has no downloads, so no share to explain")
     names = {key: entry[0] for table_ in (t_from, t_mid, t_to) for key, entry in table_.items()}
+    # Organisations in a bucket under both mappings, not the same one: the mapping moved them.
+    moves = {
+        names[key]: (t_mid[key][1], t_to[key][1])
+        for key in t_mid.keys() & t_to.keys()
+        if t_mid[key][1] != t_to[key][1]
+    }
     # Only the organisations that sit in a bucket on some side can contribute to it: one pass
     # over those, not over every organisation for every bucket.
     members: dict[str, set[str]] = {}
@@ -232,7 +263,7 @@ def _explain_view(
                 Fraction(amount(t_mid, key) - amount(t_from, key), total_to) - new / total_to
             )
         in_from = sum(amount(t_from, key) for key in members[bucket])
-        parts = _top_parts("mapping", mapping, top, OTHER_MAPPING)
+        parts = _top_parts("mapping", mapping, top, OTHER_MAPPING, moves)
         if new_total != 0:
             parts.append(Part("new_models", "models new since the first date", new_total))
         parts += _top_parts("organisation", organisation, top, OTHER_ORGS)
@@ -287,7 +318,13 @@ def change_as_json(change: BucketChange) -> dict[str, Any]:
         "share_to": float(share_to),
         "change": float(delta),
         "parts": [
-            {"kind": part.kind, "name": part.name, "contribution": float(value)}
+            {
+                "kind": part.kind,
+                "name": part.name,
+                "contribution": float(value),
+                "country_from": part.country_from,  # null unless the mapping moved it
+                "country_to": part.country_to,
+            }
             for part, value in zip(change.parts, parts, strict=True)
         ],
     }
@@ -309,7 +346,7 @@ def explain_markdown(changes: list[BucketChange], from_date: date, to_date: date
             zip(change.parts, parts, strict=True), key=lambda p: (-abs(p[1]), p[0].name)
         )[:3]
         described = "; ".join(
-            f"{part.name} ({part.kind}) {value * 100:+.2f}" for part, value in largest
+            f"{part.label} ({part.kind}) {value * 100:+.2f}" for part, value in largest
         )
         lines.append(
             f"| {change.attribution} | {change.country} | {share_from:.2%} | {share_to:.2%} | "

@@ -80,18 +80,29 @@ def _row_problems(row: dict[str, str], alpha2: frozenset[str]) -> list[str]:
     return found
 
 
+def _valid_on(row: dict[str, str], day: str) -> bool:
+    """Whether the row holds on `day` (ISO text; "" stands for a day before every boundary)."""
+    if row["valid_from"] and not (day and row["valid_from"] <= day):
+        return False
+    return not row["valid_to"] or not day or day < row["valid_to"]
+
+
 def _group_problems(rows: list[dict[str, str]]) -> list[MappingProblem]:
-    """One organisation, one country: every namespace of an `org_group` (and the group's main
-    namespace itself) carries the same country. (Alternatives may differ: a staff account's
-    alternative is INTL, the company's a lab location.)"""
-    line_of = {row["org"].lower(): index + 2 for index, row in enumerate(rows)}
-    members: dict[str, list[int]] = {}
+    """One organisation, one country on every date: the namespaces of an `org_group` (and the
+    group's main namespace itself) valid on a date carry the same country. A group is checked
+    before its members' first boundary and on every boundary (a valid_from or valid_to of one of
+    its rows), the dates where what is valid can change. (Alternatives may differ: a staff
+    account's alternative is INTL, the company's a lab location.)"""
+    lines_of: dict[str, list[int]] = {}
+    for index, row in enumerate(rows):
+        lines_of.setdefault(row["org"].lower(), []).append(index + 2)
+    members: dict[str, set[int]] = {}
     problems: list[MappingProblem] = []
     for index, row in enumerate(rows):
         group = row["org_group"].strip()
         if not group:
             continue
-        if group.lower() not in line_of:
+        if group.lower() not in lines_of:
             problems.append(
                 MappingProblem(
                     index + 2,
@@ -99,23 +110,32 @@ def _group_problems(rows: list[dict[str, str]]) -> list[MappingProblem]:
                 )
             )
             continue
-        members.setdefault(group.lower(), [line_of[group.lower()]]).append(index + 2)
+        members.setdefault(group.lower(), set(lines_of[group.lower()])).add(index + 2)
     for group, lines in members.items():
-        answers: dict[str, list[str]] = {}
-        for line in sorted(set(lines)):
-            row = rows[line - 2]
-            answers.setdefault(row["country"], []).append(row["org"])
-        if len(answers) > 1:
+        group_rows = [rows[line - 2] for line in sorted(lines)]
+        boundaries = sorted(
+            {row[c] for row in group_rows for c in ("valid_from", "valid_to") if row[c]}
+        )
+        for day in ["", *boundaries]:  # "": before the first boundary
+            valid = [(line, rows[line - 2]) for line in sorted(lines)]
+            valid = [(line, row) for line, row in valid if _valid_on(row, day)]
+            answers: dict[str, list[str]] = {}
+            for _, row in valid:
+                answers.setdefault(row["country"], []).append(row["org"])
+            if len(answers) <= 1:
+                continue
             parts = "; ".join(
                 f"{country} ({', '.join(orgs)})" for country, orgs in sorted(answers.items())
             )
+            when = "" if not boundaries else f" on {day}" if day else f" before {boundaries[0]}"
             problems.append(
                 MappingProblem(
-                    max(lines),
-                    f"org_group {rows[line_of[group] - 2]['org']!r} has more than one country: "
-                    f"{parts}",
+                    max(line for line, _ in valid),
+                    f"org_group {rows[lines_of[group][0] - 2]['org']!r} has more than one "
+                    f"country{when}: {parts}",
                 )
             )
+            break  # the first date it disagrees; fixing it may settle the later ones
     return problems
 
 
@@ -154,6 +174,7 @@ def validate_rows(rows: list[dict[str, str]]) -> list[MappingProblem]:
     """Every rule of the mapping contract; `rows[i]` is on line i + 2."""
     problems: list[MappingProblem] = []
     seen: dict[str, list[int]] = {}
+    bad_periods: set[int] = set()  # lines whose dates are not valid: no overlap is judged
     previous: tuple[str, str, str] | None = None
     alpha2 = alpha2_codes()
     for index, row in enumerate(rows):
@@ -162,6 +183,8 @@ def validate_rows(rows: list[dict[str, str]]) -> list[MappingProblem]:
         problems += [MappingProblem(line, message) for message in _row_problems(row, alpha2)]
         period_problems = _period_problems(row)
         problems += [MappingProblem(line, message) for message in period_problems]
+        if period_problems:
+            bad_periods.add(line)
         key = org.lower()
         for other in seen.get(key, []):
             first = rows[other - 2]
@@ -173,7 +196,7 @@ def validate_rows(rows: list[dict[str, str]]) -> list[MappingProblem]:
                     )
                 )
                 break
-            if not period_problems and _overlaps(first, row):
+            if line not in bad_periods and other not in bad_periods and _overlaps(first, row):
                 problems.append(
                     MappingProblem(
                         line,
@@ -232,16 +255,17 @@ class Mapping:
 
     def on(self, day: date) -> pl.DataFrame:
         """The rows valid on `day`: one per namespace at most (periods do not overlap)."""
-        iso = day.isoformat()
-        return self.rows.filter(
-            ((pl.col("valid_from") == "") | (pl.col("valid_from") <= iso))
-            & ((pl.col("valid_to") == "") | (pl.col("valid_to") > iso))
-        )
+        return rows_valid_on(self.rows, day)
 
-    @property
-    def frame(self) -> pl.DataFrame:
-        """The rows valid today (open-ended): what the mapping says now."""
-        return self.rows.filter(pl.col("valid_to") == "")
+
+def rows_valid_on(rows: pl.DataFrame, day: date) -> pl.DataFrame:
+    """The rows of a mapping frame (valid_from, valid_to as ISO text, empty = open) that hold on
+    `day`: from valid_from inclusive to valid_to exclusive."""
+    iso = day.isoformat()
+    return rows.filter(
+        ((pl.col("valid_from") == "") | (pl.col("valid_from") <= iso))
+        & ((pl.col("valid_to") == "") | (pl.col("valid_to") > iso))
+    )
 
 
 def load_mapping(path: Path) -> Mapping:
@@ -593,43 +617,59 @@ def mapping_version(ref: str, store: DataStore) -> Iterator[tuple[Path, str]]:
     )
 
 
+def period_label(row: dict[str, str]) -> str:
+    """A dated row's period, as `[from, to)` with `…` for an open end; "" for an undated row."""
+    if not row["valid_from"] and not row["valid_to"]:
+        return ""
+    return f"[{row['valid_from'] or '…'}, {row['valid_to'] or '…'})"
+
+
 @dataclass(frozen=True)
 class MappingChange:
     org: str
     kind: str  # added | removed | changed
     fields: tuple[tuple[str, str, str], ...]  # (column, old, new) for changed rows
+    period: str = ""  # the row's period (period_label) when it is dated
 
     def __str__(self) -> str:
+        org = f"{self.org} {self.period}" if self.period else self.org
         if self.kind == "changed":
             parts = "; ".join(f"{col}: {old!r} -> {new!r}" for col, old, new in self.fields)
-            return f"~ {self.org}: {parts}"
+            return f"~ {org}: {parts}"
         sign = "+" if self.kind == "added" else "-"
-        return f"{sign} {self.org}: " + ", ".join(f"{c}={v!r}" for c, _, v in self.fields)
+        return f"{sign} {org}: " + ", ".join(f"{c}={v!r}" for c, _, v in self.fields)
 
 
 def diff_mappings(old: list[dict[str, str]], new: list[dict[str, str]]) -> list[MappingChange]:
-    """Rows added, removed or changed between two mappings, keyed by namespace (case-insensitive),
-    in namespace order."""
-    before = {row["org"].lower(): row for row in old}
-    after = {row["org"].lower(): row for row in new}
+    """Rows added, removed or changed between two mappings, keyed by namespace
+    (case-insensitive) and valid_from, so that each period of a dated namespace is compared with
+    the same period; in the file's order (namespace, then valid_from)."""
+
+    def key(row: dict[str, str]) -> tuple[str, str]:
+        return row["org"].lower(), row["valid_from"]
+
+    before = {key(row): row for row in old}
+    after = {key(row): row for row in new}
     changes: list[MappingChange] = []
-    for key in sorted(before.keys() | after.keys()):
-        if key not in before:
-            row = after[key]
-            shown = tuple((c, "", row[c]) for c in ("country", "org_type", "name"))
-            changes.append(MappingChange(row["org"], "added", shown))
-        elif key not in after:
-            row = before[key]
-            shown = tuple((c, "", row[c]) for c in ("country", "org_type", "name"))
-            changes.append(MappingChange(row["org"], "removed", shown))
+    shown_columns = ("country", "org_type", "name")
+    for row_key in sorted(before.keys() | after.keys()):
+        if row_key not in before:
+            row = after[row_key]
+            shown = tuple((c, "", row[c]) for c in shown_columns)
+            changes.append(MappingChange(row["org"], "added", shown, period_label(row)))
+        elif row_key not in after:
+            row = before[row_key]
+            shown = tuple((c, "", row[c]) for c in shown_columns)
+            changes.append(MappingChange(row["org"], "removed", shown, period_label(row)))
         else:
             fields = tuple(
-                (column, before[key][column], after[key][column])
+                (column, before[row_key][column], after[row_key][column])
                 for column in MAPPING_COLUMNS
-                if before[key][column] != after[key][column]
+                if before[row_key][column] != after[row_key][column]
             )
             if fields:
-                changes.append(MappingChange(after[key]["org"], "changed", fields))
+                row = after[row_key]
+                changes.append(MappingChange(row["org"], "changed", fields, period_label(row)))
     return changes
 
 

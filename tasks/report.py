@@ -1,10 +1,13 @@
 """Report: one self-contained HTML file (no script, font or image from the network) with each
-bucket's share over time in both views and its uncertainty band, the latest table, coverage and
-the provenance of every published run. It reads only the BI views, so a reader role can make it.
+bucket's share over time in both views and its uncertainty band, the dates where a namespace's
+country changed, the latest table, coverage and the provenance of every published run. The shares
+come from the BI views only, so a reader role can make it; the country changes come from the runs'
+archived mappings (`<data dir>/mappings/`), when the data dir is at hand.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from html import escape
@@ -14,8 +17,11 @@ from typing import cast
 import polars as pl
 from sqlalchemy import Engine
 
-from hubshare.errors import WarehouseError
+from hubshare.errors import MappingError, WarehouseError
+from hubshare.storage import DataStore
 from hubshare.warehouse import published_run_history, report_shares
+from schemas.mapping import MAPPING_SCHEMA
+from tasks.mapping import mapping_key, read_rows, rows_valid_on
 from tasks.render_shares import latest_table_html_rows
 
 TOP_BUCKETS = 6
@@ -40,12 +46,88 @@ RUN_COLUMNS = (
 
 
 @dataclass(frozen=True)
+class CountryMove:
+    """A namespace whose country on `day` differs from the one it had on the previous published
+    date, each date read in its own run's mapping."""
+
+    day: date  # the first published date with the new country
+    org: str
+    country_from: str
+    country_to: str
+
+    def __str__(self) -> str:
+        return f"{self.org} {self.country_from} → {self.country_to}"
+
+
+@dataclass(frozen=True)
 class ReportData:
     shares: pl.DataFrame  # snapshot_date, attribution, country, downloads, share, low, high
     runs: pl.DataFrame  # the published runs: run_history columns
+    moves: tuple[CountryMove, ...] | None = None  # None: not computed (no data dir at hand)
+    unarchived: tuple[date, ...] = ()  # dates whose mapping could not be read: no move computed
 
 
-def read_report_data(engine: Engine, start: date | None, end: date | None) -> ReportData:
+def country_moves(
+    runs: pl.DataFrame, store: DataStore
+) -> tuple[tuple[CountryMove, ...], tuple[date, ...]]:
+    """For each pair of consecutive published dates, the namespaces whose row valid on the later
+    date (in that run's recorded mapping) has another country than their row valid on the earlier
+    date (in its run's mapping): a dated change and an edit of the file alike. A namespace that
+    gains or loses its row is not a move. Also the dates whose archived mapping is missing or
+    unreadable (no move is computed next to them)."""
+    frames: dict[str, pl.DataFrame | None] = {}
+
+    def rows_of(sha256: str) -> pl.DataFrame | None:
+        if sha256 not in frames:
+            with store.local_file(mapping_key(sha256)) as path:
+                try:
+                    # read_rows, not load_mapping: an archived file stays readable after the
+                    # rules it was written under have tightened.
+                    rows = None if path is None else read_rows(path)
+                except MappingError:
+                    rows = None
+            frames[sha256] = (
+                None
+                if rows is None
+                else pl.DataFrame(rows, schema=MAPPING_SCHEMA).with_columns(
+                    pl.col("org").str.to_lowercase().alias("org_lower")
+                )
+            )
+        return frames[sha256]
+
+    dated = runs.select("snapshot_date", "mapping_sha256").sort("snapshot_date").rows()
+    unarchived = tuple(day for day, sha in dated if rows_of(sha) is None)
+    moves: list[CountryMove] = []
+    for (before_day, before_sha), (day, sha) in zip(dated, dated[1:], strict=False):
+        before_rows, rows = rows_of(before_sha), rows_of(sha)
+        if before_rows is None or rows is None:
+            continue
+        changed = (
+            rows_valid_on(rows, day)
+            .select("org_lower", "org", "country")
+            .join(
+                rows_valid_on(before_rows, before_day).select(
+                    "org_lower", pl.col("country").alias("country_before")
+                ),
+                on="org_lower",
+            )
+            .filter(pl.col("country") != pl.col("country_before"))
+            .sort("org_lower", "org")
+        )
+        moves += [
+            CountryMove(day, org, country_from, country_to)
+            for org, country_to, country_from in changed.select(
+                "org", "country", "country_before"
+            ).rows()
+        ]
+    return tuple(moves), unarchived
+
+
+def read_report_data(
+    engine: Engine, start: date | None, end: date | None, store: DataStore | None = None
+) -> ReportData:
+    """The published shares of the span and their runs; with the data dir's `store`, the
+    country changes between consecutive dates too."""
     frame = report_shares(engine, start, end)
     if frame.is_empty():
         raise WarehouseError(
@@ -54,7 +136,9 @@ def read_report_data(engine: Engine, start: date | None, end: date | None) -> Re
     run_frame = published_run_history(engine, RUN_COLUMNS).filter(
         pl.col("snapshot_date").is_in(frame["snapshot_date"].unique().implode())
     )
-    return ReportData(frame, run_frame)
+    if store is None:
+        return ReportData(frame, run_frame)
+    return ReportData(frame, run_frame, *country_moves(run_frame, store))
 
 
 def _short(name: str, value: object) -> str:
@@ -63,8 +147,31 @@ def _short(name: str, value: object) -> str:
     return shown[:12] if name.endswith(("sha256", "run_id")) else shown
 
 
-def _chart(view: pl.DataFrame, buckets: list[str], title: str) -> str:
-    """An SVG line chart of each bucket's share over time, with its [low, high] band."""
+def _move_markers(moves: tuple[CountryMove, ...], x: Callable[[date], float]) -> list[str]:
+    """A dashed vertical line on each date where namespaces changed country, labelled with the
+    first of them and, as its tooltip (<title>), all of them."""
+    by_day: dict[date, list[CountryMove]] = {}
+    for move in moves:
+        by_day.setdefault(move.day, []).append(move)
+    parts = []
+    for index, (day, found) in enumerate(sorted(by_day.items())):
+        named = "; ".join(map(str, found))
+        label = str(found[0]) + (f" (+{len(found) - 1} more)" if len(found) > 1 else "")
+        parts.append(
+            f'<g class="mapping-change" data-date="{day}"><title>{day}: {escape(named)}</title>'
+            f'<line x1="{x(day):.1f}" x2="{x(day):.1f}" y1="{PAD:.1f}" y2="{HEIGHT - PAD:.1f}" '
+            'class="marker"/>'
+            f'<text x="{x(day) + 3:.1f}" y="{PAD + 10 + 12 * (index % 4):.1f}" '
+            f'class="marker-label">{escape(label)}</text></g>'
+        )
+    return parts
+
+
+def _chart(
+    view: pl.DataFrame, buckets: list[str], title: str, moves: tuple[CountryMove, ...] = ()
+) -> str:
+    """An SVG line chart of each bucket's share over time, with its [low, high] band and a
+    marker on each date where a namespace's country changed."""
     dates = sorted(view["snapshot_date"].unique().to_list())
     highs = view.filter(pl.col("country").is_in(buckets)).select(
         pl.max_horizontal("share", pl.col("high").fill_null(0.0)).max()
@@ -95,6 +202,7 @@ def _chart(view: pl.DataFrame, buckets: list[str], title: str) -> str:
         f'<text x="{PAD}" y="{bottom}" class="axis">{dates[0]}</text>'
         f'<text x="{WIDTH - PAD}" y="{bottom}" class="axis" text-anchor="end">{dates[-1]}</text>'
     )
+    parts += _move_markers(moves, x)
     for index, bucket in enumerate(buckets):
         colour = PALETTE[index % len(PALETTE)]
         series = view.filter(pl.col("country") == bucket).sort("snapshot_date")
@@ -125,6 +233,35 @@ def _chart(view: pl.DataFrame, buckets: list[str], title: str) -> str:
     return "".join(parts)
 
 
+def _moves_html(data: ReportData) -> str:
+    """The country changes the charts mark, as a list (and the dates that could not be read)."""
+    if data.moves is None:
+        return ""
+    items = "".join(
+        f"<li>{move.day}: <code>{escape(move.org)}</code> {move.country_from} → "
+        f"{move.country_to}</li>"
+        for move in data.moves
+    )
+    listed = (
+        f'<ul id="mapping-changes">{items}</ul>'
+        if items
+        else '<p id="mapping-changes" class="note">No namespace changed country between the '
+        "published dates shown.</p>"
+    )
+    missing = (
+        f'<p class="note">Not compared: the archived mapping of '
+        f"{', '.join(map(str, data.unarchived))} is missing or unreadable.</p>"
+        if data.unarchived
+        else ""
+    )
+    return (
+        "<h3>Country changes in the mapping</h3>"
+        '<p class="note">Each date where a namespace\'s row has another country than on the '
+        "previous published date (a dated row of the mapping, or an edit between two runs).</p>"
+        f"{listed}{missing}"
+    )
+
+
 def render_report(data: ReportData, generated_at: datetime | None = None) -> str:
     shares = data.shares
     latest_day = cast(date, shares["snapshot_date"].max())
@@ -135,10 +272,12 @@ def render_report(data: ReportData, generated_at: datetime | None = None) -> str
         .to_list()
     )
     buckets = [b for b in order if b != "UNKNOWN"][:TOP_BUCKETS]
+    moves = data.moves or ()
     charts = "".join(
-        f"<figure>{_chart(shares.filter(pl.col('attribution') == view), buckets, label)}"
+        f"<figure>{_chart(shares.filter(pl.col('attribution') == view), buckets, label, moves)}"
         "<figcaption>Lines: the published share; bands: its range over the contested mapping "
-        "rows, the high end counting every UNKNOWN download as possibly the bucket's."
+        "rows, the high end counting every UNKNOWN download as possibly the bucket's; dashed "
+        "lines: dates where a namespace's country changed in the mapping (hover for which)."
         "</figcaption></figure>"
         for view, label in (
             ("uploader", "Uploader view: who uploaded the model"),
@@ -164,6 +303,7 @@ def render_report(data: ReportData, generated_at: datetime | None = None) -> str
         + "</tr>"
         for row in data.runs.iter_rows(named=True)
     )
+    moves_html = _moves_html(data)
     generated = (generated_at or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M UTC")
     first_day = cast(date, shares["snapshot_date"].min())
     return f"""<!DOCTYPE html>
@@ -177,6 +317,7 @@ text-align: right; }} td:first-child, th:first-child {{ text-align: left; }}
 figure {{ margin: 1em 0; }} figcaption, .note {{ color: #555; font-size: 0.9em; }}
 .grid {{ stroke: #ddd; }} .axis, .legend {{ font-size: 11px; fill: #555; }}
 .title {{ font-size: 13px; font-weight: 600; }}
+.marker {{ stroke: #444; stroke-dasharray: 4 3; }} .marker-label {{ font-size: 10px; fill: #444; }}
 </style></head><body>
 <h1>Which countries' developers do open-model downloads go to?</h1>
 <p class="note">Share of Hugging Face Hub downloads (the Hub's 30-day counter) by the developer's
@@ -184,6 +325,7 @@ country, from {len(shares["snapshot_date"].unique())} published daily snapshots,
 {latest_day}. Generated {generated} by <code>hubshare report</code>.</p>
 <h2>Shares over time</h2>
 {charts}
+{moves_html}
 <h2>Latest: {latest_day}</h2>
 <table id="latest"><thead><tr><th>country</th><th>uploader view</th><th>range</th>
 <th>origin view</th><th>range</th></tr></thead><tbody>
@@ -206,10 +348,15 @@ mapping and share table; <code>hubshare reproduce RUN_ID</code> recomputes any o
 
 
 def write_report(
-    engine: Engine, out: Path, start: date | None = None, end: date | None = None
+    engine: Engine,
+    out: Path,
+    start: date | None = None,
+    end: date | None = None,
+    store: DataStore | None = None,
 ) -> Path:
-    """Render the report into `out` (atomically: a reader never sees half a file)."""
-    html = render_report(read_report_data(engine, start, end))
+    """Render the report into `out` (atomically: a reader never sees half a file); the data
+    dir's `store` gives the country changes (none marked without it)."""
+    html = render_report(read_report_data(engine, start, end, store))
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
     tmp.write_text(html, encoding="utf-8")

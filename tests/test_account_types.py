@@ -138,6 +138,21 @@ def test_a_small_budget_asks_for_the_largest_namespaces_and_not_again(hub):
     assert asked(hub) == ["bigUser", "bigorg", "gone"]
 
 
+def test_a_namespace_whose_rows_have_ended_is_looked_up(hub, tmp_path, monkeypatch):
+    """Reviewed means a row valid on the snapshot's date: Qwen's only row ended before DAY, so
+    Qwen (the largest namespace) is typed like any unreviewed one."""
+    ended = tmp_path / "ended.csv"
+    ended.write_text(
+        "org,valid_from,valid_to,country,org_type,org_group,name,source,alt_country,alt_source,"
+        "notes\nQwen,,2024-01-01,CN,company,,Qwen,https://qwenlm.github.io,,,\n"
+    )
+    monkeypatch.setenv("HUBSHARE_MAPPING", str(ended))
+    settings = crawled(hub, budget=2)  # Qwen costs 1 (an org); bigUser could cost 2
+    assert update_account_types(settings, DAY).requests == 1
+    assert asked(hub) == ["Qwen"]
+    assert types(settings) == {"Qwen": "org"}
+
+
 def test_429_and_5xx_leave_namespaces_untyped_until_a_later_run(hub):
     hub.set_faults(
         [

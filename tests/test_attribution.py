@@ -35,6 +35,7 @@ EXPECTED_ORIGIN_ORGS = {
 }
 EXPECTED_ORIGIN = {"CN": 2104, "US": 873, "FR": 33}
 TOTAL = 3010
+DAY = date(2024, 1, 15)  # the date the hand-made snapshot stands for
 
 
 def snapshot_of(models: list[dict[str, Any]], tmp_path: Path) -> pl.DataFrame:
@@ -55,7 +56,7 @@ def snapshot_of(models: list[dict[str, Any]], tmp_path: Path) -> pl.DataFrame:
 
 def attribute(models: list[dict[str, Any]], tmp_path: Path, mapping: Path = HAND_MAPPING):
     snapshot = snapshot_of(models, tmp_path)
-    frame = load_mapping(mapping).frame
+    frame = load_mapping(mapping).on(DAY)
     fact = attribute_uploader(snapshot, frame)
     origin, report = attribute_origin(snapshot, fact, frame)
     return fact, origin, report
@@ -82,7 +83,7 @@ def test_hand_fixture_shares_both_views(hand_models, tmp_path):
 def test_share_table_text_is_canonical(hand_models, tmp_path):
     snapshot = snapshot_of(hand_models, tmp_path)
     fact, origin, _ = attribute(hand_models, tmp_path)
-    countries, _, _, _ = compute_all_shares(date(2024, 1, 15), snapshot, fact, origin, {})
+    countries, _, _, _ = compute_all_shares(DAY, snapshot, fact, origin, {})
     text = render_share_table(countries.sample(fraction=1.0, shuffle=True, seed=7)).decode()
     assert text.splitlines()[:2] == [
         "definition,cohort,attribution,bucket,downloads,share",
@@ -240,12 +241,12 @@ def contested_mapping(tmp_path: Path) -> Path:
 def test_share_ranges_by_hand(hand_models, tmp_path):
     from tasks.mapping import contested_rows
 
-    mapping = load_mapping(contested_mapping(tmp_path))
+    mapping = load_mapping(contested_mapping(tmp_path)).on(DAY)
     snapshot = snapshot_of(hand_models, tmp_path)
-    fact = attribute_uploader(snapshot, mapping.frame)
-    origin, _ = attribute_origin(snapshot, fact, mapping.frame)
+    fact = attribute_uploader(snapshot, mapping)
+    origin, _ = attribute_origin(snapshot, fact, mapping)
     countries, _, _, _ = compute_all_shares(
-        date(2024, 1, 15), snapshot, fact, origin, {}, contested_rows(mapping.frame)
+        DAY, snapshot, fact, origin, {}, contested_rows(mapping)
     )
     headline = countries.filter(
         (pl.col("definition") == "downloads_30d") & (pl.col("cohort") == "all")
@@ -277,10 +278,10 @@ def test_share_ranges_by_hand(hand_models, tmp_path):
         assert ranges[key][1:] == (pytest.approx(low), pytest.approx(high)), key
     # The shares themselves do not depend on the alternatives; only their ranges do (and a
     # bucket that only an alternative reaches is listed, with 0 downloads).
-    plain = load_mapping(HAND_MAPPING)
-    fact_plain = attribute_uploader(snapshot, plain.frame)
-    origin_plain, _ = attribute_origin(snapshot, fact_plain, plain.frame)
-    without, _, _, _ = compute_all_shares(date(2024, 1, 15), snapshot, fact_plain, origin_plain, {})
+    plain = load_mapping(HAND_MAPPING).on(DAY)
+    fact_plain = attribute_uploader(snapshot, plain)
+    origin_plain, _ = attribute_origin(snapshot, fact_plain, plain)
+    without, _, _, _ = compute_all_shares(DAY, snapshot, fact_plain, origin_plain, {})
     assert without.drop("share_low", "share_high").equals(
         countries.filter(pl.col("bucket") != "GB").drop("share_low", "share_high")
     )

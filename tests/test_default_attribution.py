@@ -110,14 +110,14 @@ def by_bucket(countries: pl.DataFrame, attribution: str) -> dict[str, tuple[int,
 
 
 def shares_of(tmp_path, account_types: pl.DataFrame) -> pl.DataFrame:
-    mapping = load_mapping(HAND_MAPPING).frame
+    mapping = load_mapping(HAND_MAPPING).on(DAY)
     fact, origin, _ = attribute_models(snapshot_of(MODELS, tmp_path), mapping, account_types)
     countries, _ = compute_shares(fact, origin, mapping=mapping)
     return countries
 
 
 def test_users_are_intl_and_organisations_unknown_in_both_views(tmp_path):
-    mapping = load_mapping(HAND_MAPPING).frame
+    mapping = load_mapping(HAND_MAPPING).on(DAY)
     fact, origin, _ = attribute_models(snapshot_of(MODELS, tmp_path), mapping, ACCOUNT_TYPES)
     buckets = dict(fact.select("model_id", "uploader_bucket").rows())
     assert buckets == {
@@ -150,7 +150,7 @@ def test_users_are_intl_and_organisations_unknown_in_both_views(tmp_path):
 def test_a_default_never_makes_a_developer_organisation(tmp_path):
     """A user's fine-tune of a Chinese base is Chinese: the default does not keep it (rule 2)."""
     models = [model(1, "Qwen/base", 10), model(2, "alice/ft", 7, ["base_model:Qwen/base"])]
-    mapping = load_mapping(HAND_MAPPING).frame
+    mapping = load_mapping(HAND_MAPPING).on(DAY)
     fact, origin, _ = attribute_models(snapshot_of(models, tmp_path), mapping, ACCOUNT_TYPES)
     assert fact["uploader_bucket"].to_list() == ["CN", "INTL"]
     assert origin.select("origin_org", "origin_bucket").rows() == [("Qwen", "CN")] * 2
@@ -174,7 +174,7 @@ def test_nothing_typed_is_attribution_as_before(tmp_path, hand_models):
     )
     # The hand-made models under the hand mapping, as the daily run of 2026-01-01 published them
     # before account types existed (/work/scratch/baseline-before.json, scenario "hand").
-    mapping = load_mapping(HAND_MAPPING).frame
+    mapping = load_mapping(HAND_MAPPING).on(DAY)
     snapshot = snapshot_of(hand_models, tmp_path / "hand")
     fact, origin, _ = attribute_models(snapshot, mapping, NO_ACCOUNT_TYPES)
     countries, _, _, _ = compute_all_shares(
@@ -189,7 +189,7 @@ def test_nothing_typed_is_attribution_as_before(tmp_path, hand_models):
 def test_every_definition_cohort_and_view_carries_it(tmp_path):
     """Windows and the first-year cohort split the same way: here every model's window and
     first-year downloads equal its 30-day counter, so every table is the headline's."""
-    mapping = load_mapping(HAND_MAPPING).frame
+    mapping = load_mapping(HAND_MAPPING).on(DAY)
     snapshot = snapshot_of(MODELS, tmp_path / "end")
     start = snapshot.select("_id", (pl.col("downloadsAllTime") // 2).alias("downloadsAllTime"))
     fact, origin, _ = attribute_models(snapshot, mapping, ACCOUNT_TYPES)
@@ -228,7 +228,7 @@ def test_downloads_by_default_never_exceeds_downloads_when_rounded(tmp_path):
             pl.lit(CHECKED).alias("checked_at"),
         )
     )
-    mapping = load_mapping(HAND_MAPPING).frame
+    mapping = load_mapping(HAND_MAPPING).on(DAY)
     fact, origin, _ = attribute_models(snapshot_of(models, tmp_path), mapping, types)
     countries, orgs = compute_shares(fact, origin, mapping=mapping)
     # Origin, exact: u1 1 + 1/3 + 1, u2 1 + 1/3, Qwen 1 + 1/3 + 1; whole 2 + 1 + 2 = 5 of 6: the
@@ -247,7 +247,7 @@ def test_downloads_by_default_never_exceeds_downloads_when_rounded(tmp_path):
 def test_the_canonical_table_ignores_it(tmp_path):
     """`shares_sha256` stays over the columns it always hashed: a run recomputed without the
     mapping (downloads_by_default null) proves the same table."""
-    mapping = load_mapping(HAND_MAPPING).frame
+    mapping = load_mapping(HAND_MAPPING).on(DAY)
     snapshot = snapshot_of(MODELS, tmp_path)
     fact, origin, _ = attribute_models(snapshot, mapping, ACCOUNT_TYPES)
     with_it, _, _, _ = compute_all_shares(DAY, snapshot, fact, origin, {}, mapping=mapping)
@@ -260,7 +260,7 @@ def test_the_canonical_table_ignores_it(tmp_path):
 
 def test_a_bucket_only_an_alternative_reaches_has_none_by_default(tmp_path):
     """share_ranges adds 0-download rows for buckets only a contested row's alternative reaches."""
-    mapping = load_mapping(HAND_MAPPING).frame
+    mapping = load_mapping(HAND_MAPPING).on(DAY)
     snapshot = snapshot_of(MODELS, tmp_path)
     fact, origin, _ = attribute_models(snapshot, mapping, ACCOUNT_TYPES)
     contested = pl.DataFrame({"org_lower": ["qwen"], "alt_bucket": ["SG"]})
@@ -287,7 +287,7 @@ def test_the_type_lookup_is_case_insensitive(tmp_path, spelling):
 def test_the_daily_artifact_says_what_rests_on_the_default(tmp_path):
     from tasks.render_shares import share_table_markdown
 
-    mapping = load_mapping(HAND_MAPPING).frame
+    mapping = load_mapping(HAND_MAPPING).on(DAY)
     snapshot = snapshot_of(MODELS, tmp_path)
     fact, origin, _ = attribute_models(snapshot, mapping, ACCOUNT_TYPES)
     countries, _, _, _ = compute_all_shares(DAY, snapshot, fact, origin, {}, mapping=mapping)

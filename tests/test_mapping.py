@@ -122,7 +122,7 @@ def test_legacy_files_still_load(tmp_path):
         ["alpha,US,company,Alpha,https://example.org/alpha,\n"],
         header="org,country,org_type,name,source,notes\n",
     )
-    frame = load_mapping(legacy).frame
+    frame = load_mapping(legacy).rows
     assert frame.select("org", "country", "org_group", "alt_country").rows() == [
         ("alpha", "US", "", "")
     ]
@@ -146,7 +146,7 @@ def test_hub_page_and_aggregator_sources_are_not_evidence(tmp_path):
         f"delta,DE,company,,Delta,{card} ; ATOM tracked-models,,,\n",
         "gamma,INTL,individual,,Gamma,https://huggingface.co/gamma,,,\n",
     ]
-    frame = load_mapping(write(tmp_path, rows)).frame
+    frame = load_mapping(write(tmp_path, rows)).rows
     # A model card can state an affiliation; a profile page cannot; INTL needs no country.
     assert unsupported_rows(frame).select("org", "evidence").rows() == [
         ("alpha", "hub_page_only"),
@@ -166,7 +166,7 @@ def test_cross_checks_are_reported_not_enforced(tmp_path):
          "region": ["us", "eu", "china", "unknown"]}
     )  # fmt: skip
     epoch = pl.DataFrame({"hf_org": ["ai21labs", "Qwen"], "countries": ["IL", "CN US"]})
-    found = cross_check(load_mapping(path).frame, atom, epoch)
+    found = cross_check(load_mapping(path).rows, atom, epoch)
     assert found.rows() == [
         ("ai21labs", "IL", "ATOM", "us"),
         ("EleutherAI", "(absent)", "ATOM", "unknown"),
@@ -178,11 +178,12 @@ def test_cross_checks_are_reported_not_enforced(tmp_path):
 
 def test_the_shipped_mapping_is_valid():
     mapping = load_mapping(DEFAULT_MAPPING)
-    assert mapping.frame.height > 500
-    developers = mapping.frame.filter("is_developer")["org"].to_list()
+    now = mapping.on(date.today())  # what the file says now
+    assert now.height > 500
+    developers = now.filter("is_developer")["org"].to_list()
     assert {"Qwen", "deepseek-ai", "meta-llama", "google", "mistralai"} <= set(developers)
     # The Hub's canonical legacy namespaces belong to the developer of the weights.
-    country = dict(mapping.frame.select("org", "country").rows())
+    country = dict(now.select("org", "country").rows())
     assert (country["google-bert"], country["openai-community"], country["FacebookAI"]) == (
         "US",
         "US",
@@ -195,7 +196,7 @@ def test_the_shipped_mapping_is_valid():
 
 
 def test_the_shipped_mapping_follows_the_reviewed_decisions():
-    country = dict(load_mapping(DEFAULT_MAPPING).frame.select("org", "country").rows())
+    country = dict(load_mapping(DEFAULT_MAPPING).on(date.today()).select("org", "country").rows())
     # Comfy Org, Inc. is a Delaware corporation: a company, never INTL.
     assert country["Comfy-Org"] == "US"
     # ATOM is a cross-check: AI21 Labs' headquarters are in Tel Aviv whatever ATOM's bucket.
@@ -232,7 +233,7 @@ def test_the_shipped_mapping_dates_the_acquisitions_and_moves():
 
 
 def test_coverage_on_the_hand_fixture():
-    mapping = load_mapping(HAND_MAPPING).frame
+    mapping = load_mapping(HAND_MAPPING).rows  # undated: every row holds on every date
     report = mapping_coverage(mapping, read_observations([HAND_MODELS]))
     # 3,010 public downloads; randomuser's 160 are unmapped; the private model never counts.
     assert (report.total_downloads, report.classified_downloads) == (3010, 2850)
@@ -379,13 +380,14 @@ def test_the_shipped_mapping_classifies_the_real_snapshots():
     upstream = Path(__file__).resolve().parents[2] / "shared" / "data" / "upstream"
     if not upstream.is_dir():
         pytest.skip(f"no real data at {upstream}")
-    mapping = load_mapping(DEFAULT_MAPPING).frame
+    mapping = load_mapping(DEFAULT_MAPPING)
+    # Each set under the rows valid on its capture date (the trending set ends on 2026-08-22).
     sets = {
-        "enochlev__CS573_Documentation_Quality/hf_models.csv": 0.97,
-        "park-onezero__daily-hf-trending/trending_cache_history": 0.98,
+        "enochlev__CS573_Documentation_Quality/hf_models.csv": (date(2024, 9, 20), 0.97),
+        "park-onezero__daily-hf-trending/trending_cache_history": (date(2026, 8, 22), 0.98),
     }
-    for path, floor in sets.items():
-        report = mapping_coverage(mapping, read_observations([upstream / path]))
+    for path, (day, floor) in sets.items():
+        report = mapping_coverage(mapping.on(day), read_observations([upstream / path]))
         assert report.share >= floor, (path, report.share)
 
 
@@ -408,7 +410,7 @@ def test_docs_list_every_contested_row_with_both_answers():
         for line in section.splitlines()
         if line.startswith("| `")
     }
-    contested = load_mapping(DEFAULT_MAPPING).frame.filter(pl.col("alt_country") != "")
+    contested = load_mapping(DEFAULT_MAPPING).rows.filter(pl.col("alt_country") != "")
     assert listed == set(contested.select("org", "country", "alt_country").rows())
 
 
