@@ -190,8 +190,9 @@ def _timestamp(name: str, dtype: pl.DataType) -> pl.Expr:
     return pl.coalesce([*parsed, day.dt.replace_time_zone("UTC")])
 
 
-def scan_study(file: Path) -> pl.LazyFrame:
-    """The needed columns of a study file, typed, lazily: `_row` (1-based), `_id`, `model`,
+def scan_study(file: Path, *, numbered: bool = True) -> pl.LazyFrame:
+    """The needed columns of a study file, typed, lazily: `_row` (1-based; only if `numbered`,
+    as numbering rows forces a reader to see all of them), `_id`, `model`,
     `author`, `time` (UTC timestamp), `day` (its date), `created`, `downloadsAllTime`
     (Int64, `_raw_counter` keeping the value read), `org_country_single`, `org_type`, and the
     raw text of the two timestamps (`_raw_time`, `_raw_created`). Raises naming the column when
@@ -227,8 +228,9 @@ def scan_study(file: Path) -> pl.LazyFrame:
     def text(name: str) -> pl.Expr:
         return pl.col(name).cast(pl.String) if name in schema else pl.lit(None, pl.String)
 
-    return scan.with_row_index("_row", offset=1).select(
-        pl.col("_row").cast(pl.Int64),
+    row = [pl.col("_row").cast(pl.Int64)] if numbered else []
+    return (scan.with_row_index("_row", offset=1) if numbered else scan).select(
+        *row,
         text("_id").alias("_id"),
         text("model").alias("model"),
         text("author").alias("author"),
@@ -295,7 +297,7 @@ def check_study(file: Path, scan: pl.LazyFrame) -> tuple[int, list[date]]:
         if value is not None:
             aggregates.append(value.filter(bad).first().alias(f"value{index}"))
     try:
-        stats = scan.select(aggregates).collect().row(0, named=True)
+        stats = scan.select(aggregates).collect(engine="streaming").row(0, named=True)
     except (OSError, pl.exceptions.PolarsError) as err:
         first = (str(err).strip().splitlines() or [type(err).__name__])[0]
         raise ArchiveImportError(f"{file}: cannot be read as a study file ({first})") from None
@@ -358,7 +360,7 @@ def study_mapping_rows(file: Path, scan: pl.LazyFrame, file_sha256: str) -> Stud
             pl.struct("org_country_single", "org_type").n_unique().alias("annotations"),
         )
         .sort("org_lower", "author")
-        .collect()
+        .collect(engine="streaming")
     )
     codes: dict[str | None, str] = {}
     for value, example in (
@@ -426,9 +428,10 @@ def mapping_bytes(rows: list[dict[str, str]]) -> bytes:
 # Import
 
 
-def _wire_of(scan: pl.LazyFrame, day: date) -> pl.LazyFrame:
+def _wire_of(file: Path, day: date) -> pl.LazyFrame:
     """The rows of one date as the wire frame `write_imported_snapshot` takes; `_order` puts a
-    later `time` (then a later row) last, so it wins deduplication by `_id`."""
+    later `time` (then a later row) last, so it wins deduplication by `_id`. Read streaming, so
+    that only that date's rows are held, not the whole file's columns."""
     synthetic = pl.col("model").map_batches(
         lambda ids: pl.Series(
             [None if model is None else synthetic_object_id(model) for model in ids],
@@ -446,17 +449,19 @@ def _wire_of(scan: pl.LazyFrame, day: date) -> pl.LazyFrame:
         "tags": pl.lit([], pl.List(pl.String)),
         "private": pl.lit(False),
     }
-    return (
-        scan.filter(pl.col("day") == day)
-        .sort("time", "_row")
+    rows = (
+        scan_study(file, numbered=False)
+        .filter(pl.col("day") == day)
+        .sort("time", maintain_order=True)
         .select(
             *(
                 values.get(name, pl.lit(None)).cast(dtype).alias(name)
                 for name, dtype in WIRE_SCHEMA.items()
             ),
-            pl.int_range(pl.len(), dtype=pl.Int64).alias("_order"),
         )
+        .collect(engine="streaming")
     )
+    return rows.with_row_index("_order").with_columns(pl.col("_order").cast(pl.Int64)).lazy()
 
 
 @dataclass(frozen=True)
@@ -488,10 +493,10 @@ def import_study(file: Path, settings: Settings) -> StudyImport:
         )
     file_sha256 = sha256_file(file)
     built = study_mapping_rows(file, scan, file_sha256)
-    models = int(scan.select(pl.col("model").n_unique()).collect().item())
+    models = int(scan.select(pl.col("model").n_unique()).collect(engine="streaming").item())
     manifests = [
         write_imported_snapshot(
-            day, settings, file, SOURCE_LAYOUT, _wire_of(scan, day), file_sha256
+            day, settings, file, SOURCE_LAYOUT, _wire_of(file, day), file_sha256
         )
         for day in days
     ]
