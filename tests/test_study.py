@@ -379,3 +379,29 @@ def test_country_names_and_the_headline_grid():
     weekly = [date(2024, 8, 26), date(2024, 9, 2), date(2025, 8, 25), date(2025, 9, 1)]
     assert headline_window(weekly) == (date(2024, 8, 26), date(2025, 9, 1))
     assert headline_window([date(2024, 9, 2), date(2025, 9, 1)]) is None
+
+
+def test_an_international_company_keeps_its_bucket_as_a_community(tmp_path):
+    """Rule 3 forbids an organisation in INTL: a study `company` annotated International/Online
+    is typed `community` (with a note) so that the mapping is valid and the study's bucket kept;
+    a `team` becomes a `community` too, and an author's latest spelling names its row."""
+    from tasks.study import scan_study, study_mapping_rows
+
+    models = [
+        ("hub-collective/m", "hub-collective", "2024-09-01", {T1: 1, T3: 2}, "company",
+         {T1: "International/Online", T3: "International/Online"}),
+        ("band/m", "band", "2024-09-01", {T1: 1}, "team", {T1: "Germany"}),
+        ("Band/n", "Band", "2024-09-01", {T3: 1}, "team", {T3: "Germany"}),
+    ]  # fmt: skip
+    study = write_study(tmp_path / STUDY_FILE, study_frame(models))
+    built = study_mapping_rows(study, scan_study(study), "0" * 64)
+    assert [(r["org"], r["country"], r["org_type"]) for r in built.rows] == [
+        ("Band", "DE", "community"),
+        ("hub-collective", "INTL", "community"),
+    ]
+    assert (
+        "typed community to keep the study's International/Online bucket"
+        in (built.rows[1]["notes"])
+    )
+    assert (built.retyped, built.disagreements) == (1, 0)
+    assert validate_rows(built.rows) == []
