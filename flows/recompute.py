@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
+from pathlib import Path
 
 import polars as pl
 from sqlalchemy import Engine
@@ -20,7 +21,7 @@ from schemas.run import RunInputs
 from tasks.account_types import account_types_key, empty_account_types, open_account_types
 from tasks.enrich import attribute_models
 from tasks.inputs import open_mapping, resolve_run_inputs
-from tasks.mapping import contested_rows, load_mapping, mapping_key
+from tasks.mapping import Mapping, contested_rows, load_mapping, mapping_key, mapping_version
 from tasks.shares import (
     compute_all_shares,
     compute_shares,
@@ -29,6 +30,7 @@ from tasks.shares import (
     share_table_sha256,
 )
 from tasks.snapshot import SnapshotManifest, read_snapshot, snapshot_key, stored_snapshot
+from tasks.study import compare_annotations, read_study_record
 from tasks.windows import Definition, model_metric
 
 
@@ -42,9 +44,13 @@ def _stored(day: date, settings: Settings) -> SnapshotManifest:
     return manifest
 
 
-def window_shares_now(start: date, end: date, cohort: str, attribution: str) -> pl.DataFrame:
-    """Bucket shares over [start, end) from the two raw snapshots and the current mapping: the
-    window's models are attributed by the rows valid on its end date, as a run of `end` does."""
+def _window_tables(
+    start: date, end: date, cohort: str, mapping_ref: str | None
+) -> tuple[pl.DataFrame, pl.DataFrame, Mapping]:
+    """(country shares with ranges, organisation shares, the mapping) over [start, end) from the
+    two raw snapshots, attributed with the rows of the mapping valid on `end`. `mapping_ref` is
+    a mapping file or a recorded mapping SHA-256 (tasks.mapping.mapping_version); None = the
+    current mapping (HUBSHARE_MAPPING)."""
     settings = get_settings()
     end_manifest, start_manifest = _stored(end, settings), _stored(start, settings)
     # Read as a run of `end` whose one window starts on `start` would; nothing is gated.
@@ -63,7 +69,12 @@ def window_shares_now(start: date, end: date, cohort: str, attribution: str) -> 
                 "it, or a crawl without expand=downloadsAllTime): a D1..D2 window needs it on "
                 "both dates (the default 30-day counter, without --window, needs neither)"
             )
-    rows = open_mapping(inputs).on(end)
+    if mapping_ref is None:
+        mapping = open_mapping(inputs)
+    else:
+        with mapping_version(mapping_ref, settings.store) as (path, _):
+            mapping = load_mapping(path)
+    rows = mapping.on(end)
     fact, origin, _ = attribute_models(end_snapshot, rows, open_account_types(settings, inputs))
     definition = Definition.window(start, end, cohort)
     metric, _ = model_metric(definition, end_snapshot, start_snapshot)
@@ -74,6 +85,15 @@ def window_shares_now(start: date, end: date, cohort: str, attribution: str) -> 
         orgs.with_columns(pl.lit(v).alias(k) for k, v in tag.items()),
         contested_rows(rows),
     ).drop("definition", "cohort")
+    return countries, orgs, mapping
+
+
+def window_shares_now(
+    start: date, end: date, cohort: str, attribution: str, mapping_ref: str | None = None
+) -> pl.DataFrame:
+    """Bucket shares over [start, end) from the two raw snapshots and a mapping (default: the
+    current one; see `_window_tables`)."""
+    countries, _, _ = _window_tables(start, end, cohort, mapping_ref)
     return (
         countries.filter(pl.col("attribution") == attribution)
         .rename({"bucket": "country"})
@@ -86,6 +106,45 @@ def window_shares_now(start: date, end: date, cohort: str, attribution: str) -> 
             pl.all(),
         )
         .sort(["downloads", "country"], descending=[True, False])
+    )
+
+
+@dataclass(frozen=True)
+class StudyComparison:
+    start: date
+    end: date
+    cohort: str
+    total_downloads: int
+    our_mapping: str  # where our mapping was read
+    our_sha256: str
+    disagreements: pl.DataFrame  # tasks.study.compare_annotations
+
+
+def compare_study(
+    file: Path, mapping_ref: str | None, cohort: str = "first_year"
+) -> StudyComparison:
+    """Where the study's annotations (the mapping its import built) and our mapping (rows valid
+    on the study's last time) disagree, weighed by the downloads of the study's headline window
+    in the uploader view."""
+    settings = get_settings()
+    record = read_study_record(file, settings.store)
+    start, end = record.headline
+    _, orgs, _ = _window_tables(start, end, cohort, record.mapping_sha256)
+    uploader = orgs.filter(pl.col("attribution") == "uploader")
+    last_time = date.fromisoformat(record.times[-1])
+    with mapping_version(mapping_ref or str(settings.mapping_path), settings.store) as (
+        path,
+        where,
+    ):
+        ours = load_mapping(path)
+    return StudyComparison(
+        start=start,
+        end=end,
+        cohort=cohort,
+        total_downloads=int(uploader["downloads"].sum()),
+        our_mapping=where,
+        our_sha256=ours.sha256,
+        disagreements=compare_annotations(uploader, ours.on(last_time)),
     )
 
 

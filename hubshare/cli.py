@@ -342,11 +342,26 @@ def shares(
         ),
     ] = None,
     cohort: Annotated[
-        Cohort,
+        Cohort | None,
         typer.Option(
-            help="all, or first_year: only downloads within a year of each model's creation."
+            help="all, or first_year: only downloads within a year of each model's creation "
+            "(default: all; with --study, first_year)."
         ),
-    ] = Cohort.all,
+    ] = None,
+    mapping: Annotated[
+        str | None,
+        typer.Option(
+            help="With --window D1..D2: the mapping to attribute with, a file or a recorded "
+            "mapping_sha256 (default: the current mapping)."
+        ),
+    ] = None,
+    study: Annotated[
+        Path | None,
+        typer.Option(
+            help="A study file imported with `hubshare import --study`: its headline window "
+            "(Sep 2024 - Aug 2025 on the study's times) with the study's own mapping."
+        ),
+    ] = None,
 ) -> None:
     """The published shares of a date (default: the latest published date)."""
     from hubshare.read_warehouse import published_shares
@@ -355,13 +370,33 @@ def shares(
 
     day = _parse_date(date_)
     custom = _parse_span(window) if window and ".." in window else None
+    if study is not None:
+        if window is not None or date_ is not None or mapping is not None:
+            raise _usage_error("--study takes its window and mapping from the import's record")
+        from tasks.study import read_study_record
+
+        record = read_study_record(study, get_settings().store)
+        custom, mapping = record.headline, record.mapping_sha256
+        cohort = cohort or Cohort.first_year
+        stderr.print(
+            f"The study's headline window {custom[0]}..{custom[1]} (its last times on or before "
+            f"2024-09-01 and 2025-09-01), cohort {cohort.value}, with the mapping built from "
+            f"its annotations (sha256 {mapping[:12]}).",
+            highlight=False,
+        )
+    elif mapping is not None and custom is None:
+        raise _usage_error(
+            "--mapping needs --window D1..D2 (a stored run keeps the mapping it used)"
+        )
+    cohort = cohort or Cohort.all
     if custom is not None:
         from flows.recompute import window_shares_now
 
-        frame = window_shares_now(custom[0], custom[1], cohort.value, attribution.value)
+        frame = window_shares_now(custom[0], custom[1], cohort.value, attribution.value, mapping)
         stderr.print(
             f"Computed now from the raw snapshots of {custom[0]} and {custom[1]} "
-            "with the current mapping (not stored)."
+            f"with {'the mapping ' + mapping if mapping else 'the current mapping'} (not stored).",
+            highlight=False,
         )
     else:
         definition = "downloads_30d" if window is None else f"window_{_window_days(window)}d"
@@ -403,17 +438,33 @@ def runs(
 
 @app.command("import")
 def import_(
-    date_: Annotated[str, typer.Option("--date", help="Snapshot date, YYYY-MM-DD.")],
+    date_: Annotated[
+        str | None, typer.Option("--date", help="Snapshot date, YYYY-MM-DD (with --file).")
+    ] = None,
     file: Annotated[
-        Path,
+        Path | None,
         typer.Option(
             help="JSON Lines of Hub model objects, an upstream CSV "
             "layout, or a hub-stats models.parquet."
         ),
-    ],
+    ] = None,
+    study: Annotated[
+        Path | None,
+        typer.Option(
+            help="A study parquet (all_downloads_with_annotations.parquet or "
+            "one_year_rolling.parquet): one snapshot per time, and its mapping."
+        ),
+    ] = None,
 ) -> None:
     """Turn a dump of the model list into that date's raw snapshot (once: snapshots are
-    immutable)."""
+    immutable); or, with --study, the study's file into one snapshot per time and a mapping."""
+    if study is not None:
+        if date_ is not None or file is not None:
+            raise _usage_error("--study takes no --date or --file: its times are the dates")
+        _import_study(study)
+        return
+    if date_ is None or file is None:
+        raise _usage_error("give --date and --file (an archive), or --study FILE")
     from tasks.import_archive import import_snapshot
 
     day = _parse_date(date_)
@@ -422,6 +473,37 @@ def import_(
     stderr.print(
         f"Imported {file} as the {day} snapshot ({manifest.source}): "
         f"{manifest.row_count:,} public models, sha256 {manifest.sha256}",
+        highlight=False,
+    )
+
+
+def _import_study(study: Path) -> None:
+    from tasks.study import import_study
+
+    settings = get_settings()
+    done = import_study(study, settings)
+    record = done.record
+    stderr.print(
+        f"Imported {study} ({record.source}): {len(record.times)} snapshots "
+        f"({record.times[0]} .. {record.times[-1]}), {record.models:,} models in "
+        f"{record.rows:,} rows; downloads (30-day) null: the study has only the all-time counter",
+        highlight=False,
+    )
+    stderr.print(
+        f"Study mapping: {record.authors:,} authors, sha256 {record.mapping_sha256}, in "
+        f"{settings.store.where(done.mapping_key)}; {record.annotation_disagreements:,} authors "
+        "with differing annotations took their latest time's; "
+        f"{record.retyped:,} International/Online companies typed community",
+        highlight=False,
+    )
+    window = (
+        f"{record.headline_start}..{record.headline_end}"
+        if record.headline_start
+        else "none (the times do not reach Sep 2024 - Aug 2025)"
+    )
+    stderr.print(
+        f"Headline window {window}; record {settings.store.where(done.record_key)}. "
+        f"Next: hubshare shares --study {study}",
         highlight=False,
     )
 
@@ -804,6 +886,49 @@ def mapping_diff(
         f"removed, {counts['changed']} changed",
         highlight=False,
     )
+
+
+@mapping_app.command("compare")
+def mapping_compare(
+    study: Annotated[
+        Path, typer.Option(help="A study file imported with `hubshare import --study`.")
+    ],
+    mapping: Annotated[
+        str | None,
+        typer.Option(
+            help="Our mapping: a file or a recorded mapping_sha256 (default: HUBSHARE_MAPPING, "
+            "else data/org_country.csv)."
+        ),
+    ] = None,
+    top: Annotated[int | None, typer.Option(min=1, help="Show only the N largest.")] = None,
+    format_: Annotated[TableFormat, typer.Option("--format")] = TableFormat.table,
+) -> None:
+    """Every author whose country in the study's annotations differs from our mapping (its rows
+    valid on the study's last time; `absent` = no row), by the downloads of the study's
+    headline window (uploader view, first-year cohort), largest first, with the share points
+    each disagreement moves from our bucket to the study's."""
+    from flows.recompute import compare_study
+
+    compared = compare_study(study, mapping)
+    rows = compared.disagreements
+    shown = rows.head(top) if top else rows
+    moved, total = int(rows["downloads"].sum()), compared.total_downloads
+    summary = (
+        f"total: {rows.height:,} authors disagree, moving {moved:,} of the {total:,} downloads "
+        f"({moved / total * 100 if total else 0.0:.4f} share points) of the window "
+        f"{compared.start}..{compared.end} ({compared.cohort}); our mapping "
+        f"{compared.our_mapping} (sha256 {compared.our_sha256[:12]})"
+    )
+    if _print_data(shown, format_):
+        stderr.print(summary, highlight=False, markup=False)
+        return
+    _print_rows(
+        "Where the study's annotation and our mapping disagree",
+        shown.with_columns(
+            pl.col("share_moved").map_elements(lambda v: f"{v * 100:.4f} pp", pl.String)
+        ),
+    )
+    stdout.print(summary, highlight=False, markup=False)
 
 
 @app.command()

@@ -84,7 +84,15 @@ from tasks.snapshot import (
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-__all__ = ["LAYOUTS", "detect_layout", "import_snapshot"]
+__all__ = [
+    "LAYOUTS",
+    "TIMESTAMP_FORMATS",
+    "WIRE_TIMESTAMP",
+    "detect_layout",
+    "import_snapshot",
+    "refuse_existing_snapshot",
+    "write_imported_snapshot",
+]
 
 #: Every layout `import_snapshot` accepts, with what identifies it (for error messages).
 LAYOUTS: dict[str, str] = {
@@ -131,14 +139,16 @@ def import_snapshot(snapshot_date: date, file: Path, settings: Settings) -> Snap
     the layouts) and return its manifest. Raises `SnapshotError` if the date already has one,
     `ArchiveImportError` if the file does not fit; nothing is written then."""
     file = Path(file)
-    _refuse_existing(snapshot_date, settings)
+    refuse_existing_snapshot(snapshot_date, settings)
     if not file.is_file():
         raise ArchiveImportError(f"{file}: no such file")
     input_sha256 = sha256_file(file)
     layout = detect_layout(file)
     typed = _typed_frame(file, layout)
     _validate(file, layout, typed, snapshot_date)
-    return _write(snapshot_date, settings, file, layout, _wire_frame(typed), input_sha256)
+    return write_imported_snapshot(
+        snapshot_date, settings, file, layout, _wire_frame(typed), input_sha256
+    )
 
 
 def detect_layout(file: Path) -> str:
@@ -518,7 +528,7 @@ def _synthetic_ids(ids: pl.Series) -> pl.Series:
     )
 
 
-def _write(
+def write_imported_snapshot(
     snapshot_date: date,
     settings: Settings,
     file: Path,
@@ -528,7 +538,7 @@ def _write(
 ) -> SnapshotManifest:
     """Store snapshot + manifest with the store's create-if-absent (the manifest last, so a
     manifest always has its snapshot): a date written meanwhile by anything else is refused."""
-    _refuse_existing(snapshot_date, settings)
+    refuse_existing_snapshot(snapshot_date, settings)
     store = settings.store
     source = f"import:{layout}"
     listed = _read_guard(file, layout, wire.collect)
@@ -560,7 +570,7 @@ def _write(
     return manifest
 
 
-def _refuse_existing(snapshot_date: date, settings: Settings) -> None:
+def refuse_existing_snapshot(snapshot_date: date, settings: Settings) -> None:
     store = settings.store
     folder = day_key(snapshot_date)
     present = store.keys(folder)
