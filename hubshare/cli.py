@@ -345,7 +345,8 @@ def shares(
         Cohort | None,
         typer.Option(
             help="all, or first_year: only downloads within a year of each model's creation "
-            "(default: all; with --study, first_year)."
+            "(default: all; with --study, first_year, except for one_year_rolling.parquet, "
+            "whose counters stop at one year already)."
         ),
     ] = None,
     mapping: Annotated[
@@ -377,7 +378,10 @@ def shares(
 
         record = read_study_record(study, get_settings().store)
         custom, mapping = record.headline, record.mapping_sha256
-        cohort = cohort or Cohort.first_year
+        # one_year_rolling.parquet counts only each model's first year already: prorating its
+        # counters again by the first-year rule would count less than the study did.
+        rolling = study.name.startswith("one_year_rolling")
+        cohort = cohort or (Cohort.all if rolling else Cohort.first_year)
         stderr.print(
             f"The study's headline window {custom[0]}..{custom[1]} (its last times on or before "
             f"2024-09-01 and 2025-09-01), cohort {cohort.value}, with the mapping built from "
