@@ -244,10 +244,10 @@ def test_a_namespace_that_changes_country_between_two_dates(across_the_change, e
     assert shares(D2, "origin") == {"CN": 300, "US": 700}
     # D2's 7-day window (from D1's snapshot) counts by D2's rows: 4300 - 4000 = 300 for
     # sentence-transformers, 200 for Qwen, 100 for the fine-tune.
-    assert shares(D2, "uploader", "window_7d") == {"CN": 200, "US": 300, "UNKNOWN": 100}
-    assert shares(D2, "origin", "window_7d") == {"CN": 200, "US": 400}
-    for view, expected in (("uploader", {"CN": 200, "US": 300, "UNKNOWN": 100}),
-                           ("origin", {"CN": 200, "US": 400})):  # fmt: skip
+    window = {"uploader": {"CN": 200, "US": 300, "UNKNOWN": 100}, "origin": {"CN": 200, "US": 400}}
+    for view, expected in window.items():
+        assert shares(D2, view, "window_7d") == expected
+        # The same span on demand: also by the rows of its end date.
         span = run_hubshare(
             "shares", "--window", f"{D1}..{D2}", "--attribution", view, "--format", "json"
         )
