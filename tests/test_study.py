@@ -358,6 +358,21 @@ def test_headline_before_import_and_misused_options_are_clear(env, tmp_path):
     assert stray.returncode == 2 and "--mapping needs --window D1..D2" in stray.stderr
 
 
+def test_one_year_rolling_counts_its_counters_whole(env, tmp_path):
+    """one_year_rolling.parquet's counters stop a year after creation already: its headline
+    takes every window download (cohort all) unless told otherwise."""
+    study = write_study(tmp_path / "one_year_rolling.parquet")
+    assert run_hubshare("import", "--study", str(study)).returncode == 0
+    headline = run_hubshare("shares", "--study", str(study), "--format", "json")
+    assert headline.returncode == 0, headline.stderr
+    assert "cohort all" in headline.stderr
+    assert shares_of(headline.stdout) == ALL_COHORT
+    prorated = run_hubshare(
+        "shares", "--study", str(study), "--cohort", "first_year", "--format", "json"
+    )
+    assert shares_of(prorated.stdout) == FIRST_YEAR
+
+
 def test_country_names_and_the_headline_grid():
     assert [country_code(v) for v in ("USA", "United States", "China", "France")] == [
         "US",
