@@ -62,7 +62,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import orjson
 import polars as pl
@@ -486,16 +486,23 @@ def _validate(file: Path, layout: str, typed: pl.LazyFrame, snapshot_date: date)
                     f"{', '.join(present) or 'none'}); expected one of the layouts: "
                     f"{_layouts_help()}"
                 )
-    for index, check in enumerate(checks):
+    raise_first_failed_check(file, stats, [check.problem for check in checks], "id")
+
+
+def raise_first_failed_check(
+    file: Path, stats: dict[str, Any], problems: list[Callable[[Any], str]], model_key: str
+) -> None:
+    """Raise for the first check that some row fails, naming the row, its model and the value:
+    `stats` holds, per check i, `count{i}` (rows failing), `row{i}`, `{model_key}{i}` and
+    `value{i}` (the first failing row's number, model and value)."""
+    for index, problem in enumerate(problems):
         count = stats[f"count{index}"]
         if not count:
             continue
-        model = stats[f"id{index}"]
+        model = stats[f"{model_key}{index}"]
         where = f"row {stats[f'row{index}']}" + (f" ({model})" if model else "")
         more = f" ({count - 1:,} more rows like it)" if count > 1 else ""
-        raise ArchiveImportError(
-            f"{file}: {where}: {check.problem(stats.get(f'value{index}'))}{more}"
-        )
+        raise ArchiveImportError(f"{file}: {where}: {problem(stats.get(f'value{index}'))}{more}")
 
 
 # ----------------------------------------------------------------------------------------------

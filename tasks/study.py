@@ -49,6 +49,7 @@ from schemas.mapping import INTL_ORG_TYPES, MAPPING_COLUMNS
 from tasks.import_archive import (
     TIMESTAMP_FORMATS,
     WIRE_TIMESTAMP,
+    raise_first_failed_check,
     refuse_existing_snapshot,
     write_imported_snapshot,
 )
@@ -303,16 +304,7 @@ def check_study(file: Path, scan: pl.LazyFrame) -> tuple[int, list[date]]:
         raise ArchiveImportError(f"{file}: cannot be read as a study file ({first})") from None
     if stats["rows"] == 0:
         raise ArchiveImportError(f"{file}: holds no rows")
-    for index, (_, _, problem) in enumerate(checks):
-        count = stats[f"count{index}"]
-        if not count:
-            continue
-        model = stats[f"model{index}"]
-        where = f"row {stats[f'row{index}']}" + (f" ({model})" if model else "")
-        more = f" ({count - 1:,} more rows like it)" if count > 1 else ""
-        raise ArchiveImportError(
-            f"{file}: {where}: {problem.format(stats.get(f'value{index}'))}{more}"
-        )
+    raise_first_failed_check(file, stats, [problem.format for _, _, problem in checks], "model")
     return int(stats["rows"]), sorted(day for day in stats["days"] if day is not None)
 
 
