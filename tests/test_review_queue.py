@@ -266,7 +266,7 @@ def _trending_jsonl(folder: Path, out: Path) -> Path:
 REAL_SETS = {
     "enochlev__CS573_Documentation_Quality/hf_models.csv": (
         date(2024, 9, 20),
-        ["nesaorg", "Falconsai"],
+        ["nesaorg", "sportstensor", "Falconsai"],
     ),
     "park-onezero__daily-hf-trending/trending_cache_history": (
         date(2026, 8, 22),
