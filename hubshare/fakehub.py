@@ -31,7 +31,9 @@ what the real Hub does (see ``docs/hub-api.md`` sections 1.1-1.4, 2.3 and 3.1):
   They share the listing's rate-limit window and are recorded like every request.
 * Faults (:class:`Fault`) are injected on listing requests by their sequence number, counting
   every HTTP request (retries included), and on overview requests by their sequence number or
-  their namespace.
+  their namespace. Besides a failing Hub (429, 5xx, dropped connections, slow or malformed
+  pages) they play a hostile one: a next link to another host (``foreign_next``), a listing
+  that loops (``cyclic_next``, ``cursor_churn``) and a gzip bomb (``gzip_bomb``).
 
 Deliberate simplifications: without ``limit`` the listing pages at ``page_cap`` items (the real
 Hub paginates when no limit is sent; ``HfApi.list_models(limit=None)`` relies on it); ``filter``
@@ -54,14 +56,17 @@ import math
 import re
 import signal
 import socket
+import struct
 import sys
 import threading
 import time
 import traceback
 import uuid
+import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import FrameType, TracebackType
@@ -93,6 +98,7 @@ __all__ = [
     "FaultKind",
     "FaultTarget",
     "RecordedRequest",
+    "gzip_bomb",
     "load_accounts",
     "load_models",
     "main",
@@ -103,8 +109,24 @@ T = TypeVar("T")
 Model = dict[str, Any]
 
 FaultKind = Literal[
-    "429", "500", "502", "503", "504", "drop", "slow", "malformed", "repeat_previous"
+    "429",
+    "500",
+    "502",
+    "503",
+    "504",
+    "drop",
+    "slow",
+    "malformed",
+    "repeat_previous",
+    "foreign_next",
+    "cyclic_next",
+    "cursor_churn",
+    "gzip_bomb",
 ]
+#: Listing-only kinds: they shape a listing page.
+_PAGE_FAULTS: Final[frozenset[str]] = frozenset(
+    {"repeat_previous", "foreign_next", "cyclic_next", "cursor_churn", "gzip_bomb"}
+)
 _FAULT_KINDS: Final[frozenset[str]] = frozenset(get_args(FaultKind))
 FaultTarget = Literal["listing", "overview"]
 _FAULT_TARGETS: Final[frozenset[str]] = frozenset(get_args(FaultTarget))
@@ -220,6 +242,16 @@ class Fault:
     * ``"malformed"``: status 200, normal headers (Link included), body not valid JSON.
     * ``"repeat_previous"``: the normal page with the last item of the previously served page
       prepended (a no-op when no page was served before). Listing only.
+    * ``"foreign_next"``: the normal page, its ``Link: rel="next"`` pointing at ``target`` (e.g.
+      ``"http://127.0.0.1:9"``, another origin) with the same path and query. Listing only.
+    * ``"cyclic_next"``: the normal page linking its next page to itself (this request's own
+      URL): a listing that never ends. Listing only.
+    * ``"cursor_churn"``: the normal page linking its next page to its own URL plus a
+      ``churn=<request number>`` parameter (ignored by the fake): each link is new while the page
+      it serves is the same one. Listing only.
+    * ``"gzip_bomb"``: status 200, ``Content-Encoding: gzip``, a valid gzip body of about
+      ``size``/1000 bytes that inflates to ``size`` spaces (``size`` a whole number of MiB; built
+      in about 1 s per GiB, cached). Listing only.
     """
 
     request: int | None
@@ -229,6 +261,8 @@ class Fault:
     delay: float = 0.0
     on: FaultTarget = "listing"
     namespace: str | None = None
+    target: str | None = None
+    size: int = 3 * 2**30
 
     def __post_init__(self) -> None:
         if self.kind not in _FAULT_KINDS:
@@ -239,8 +273,12 @@ class Fault:
             raise ValueError("a listing fault needs a request number and no namespace")
         if self.on == "overview" and self.request is None and not self.namespace:
             raise ValueError("an overview fault needs a request number or a namespace")
-        if self.on == "overview" and self.kind == "repeat_previous":
-            raise ValueError("repeat_previous is a listing fault")
+        if self.on == "overview" and self.kind in _PAGE_FAULTS:
+            raise ValueError(f"{self.kind} is a listing fault")
+        if (self.kind == "foreign_next") != (self.target is not None):
+            raise ValueError("Fault.target is the foreign_next fault's origin, and only its")
+        if self.size < 2**20 or self.size % 2**20:
+            raise ValueError("Fault.size is a whole number of MiB")
         if self.request is not None and self.request < 1:
             raise ValueError("Fault.request is 1-based")
         if self.retry_after is not None and self.retry_after < 0:
@@ -1059,7 +1097,16 @@ class FakeHub:
             body = orjson.dumps(items)
         if kind == "malformed":
             body = body[: max(1, len(body) // 2)]  # truncated JSON: never parses
+        this_page = f"{self.url}/api/models?{urlencode(pairs)}"
+        if kind == "foreign_next" and fault is not None and fault.target is not None:
+            link = f'<{fault.target}/api/models?{urlencode(pairs)}>; rel="next"'
+        elif kind == "cyclic_next":
+            link = f'<{this_page}>; rel="next"'
+        elif kind == "cursor_churn" and fault is not None:
+            link = f'<{this_page}&churn={fault.request}>; rel="next"'
         response = _Response(200, body)
+        if kind == "gzip_bomb" and fault is not None:
+            response = _Response(200, gzip_bomb(fault.size), [("Content-Encoding", "gzip")])
         if link is not None:
             response.headers.append(("Link", link))
         return response
@@ -1196,6 +1243,23 @@ class FakeHub:
             for rel in relations:
                 counts[rel] += 1
         return counts
+
+
+@lru_cache(maxsize=2)
+def gzip_bomb(size: int) -> bytes:
+    """A valid gzip body inflating to `size` spaces (a whole number of MiB), about a thousand
+    times smaller. Deflate's full flush makes every MiB compress to the same block, so the
+    block is compressed once and repeated; only the CRC reads all `size` bytes."""
+    mib = b" " * 2**20
+    compressor = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    block = compressor.compress(mib) + compressor.flush(zlib.Z_FULL_FLUSH)
+    count = size // 2**20
+    crc = 0
+    for _ in range(count):
+        crc = zlib.crc32(mib, crc)
+    end = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS).flush(zlib.Z_FINISH)
+    header = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # gzip, deflate, no name, mtime 0
+    return header + block * count + end + struct.pack("<II", crc, size & 0xFFFFFFFF)
 
 
 def _avatar_url(name: str) -> str:

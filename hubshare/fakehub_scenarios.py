@@ -43,6 +43,7 @@ __all__ = [
     "long_tail",
     "namespaces_from_mapping",
     "write_accounts",
+    "with_unstorable_models",
     "write_models",
 ]
 
@@ -132,6 +133,43 @@ def write_models(models: Iterable[Mapping[str, Any]], path: str | Path) -> Path:
     ``hubshare.fakehub.load_models``."""
     body = b"".join(orjson.dumps(dict(m)) + b"\n" for m in models)
     return _write(Path(path), body)
+
+
+#: Models whose values no warehouse column holds as declared, by what is odd about each: a
+#: `gated` value longer than its column, an id over 256 characters, a NUL in a text field.
+UNSTORABLE_MODELS: Final[dict[str, Model]] = {
+    "gated-too-long": {"gated": "manual-approval-by-the-authors"},
+    "id-over-256": {"id": "hobbyist/" + "x" * 300},
+    "nul-in-pipeline-tag": {"pipeline_tag": "text\x00generation"},
+}
+
+
+def with_unstorable_models(
+    models: Sequence[Mapping[str, Any]], uploader: str = "hobbyist"
+) -> list[Model]:
+    """`models` and one more public model per entry of `UNSTORABLE_MODELS`, uploaded by
+    `uploader` with 7 downloads each (ids `<uploader>/unstorable-<name>` unless the entry sets
+    one): a Hub with a few odd models a crawl must carry to the warehouse without failing."""
+    odd = []
+    for name, fields_ in UNSTORABLE_MODELS.items():
+        model_id = f"{uploader}/unstorable-{name}"
+        model = {
+            "_id": synthetic_object_id(model_id),
+            "id": model_id,
+            "author": uploader,
+            "downloads": 7,
+            "downloadsAllTime": 70,
+            "likes": 0,
+            "createdAt": PLACEHOLDER_CREATED_AT,
+            "lastModified": PLACEHOLDER_CREATED_AT,
+            "pipeline_tag": "text-generation",
+            "library_name": "transformers",
+            "tags": ["transformers"],
+            "gated": False,
+            "private": False,
+        }
+        odd.append(model | fields_)
+    return [dict(m) for m in models] + odd
 
 
 def _write(path: Path, body: bytes) -> Path:

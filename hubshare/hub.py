@@ -5,7 +5,9 @@ huggingface_hub's request hook, the headers (with the token), `http_backoff` (42
 RateLimit/Retry-After, 5xx, timeouts and dropped connections, within the settings' retries and
 waits), the errors a data engineer can act on, and the same-origin rule: a URL (a next page, a
 redirect) on another scheme, host or port than HF_ENDPOINT is refused before any request is
-sent there, so the token never leaves the Hub. It also checks a listing page against the wire
+sent there, so the token never leaves the Hub; and the size cap: a response body is read as a
+stream and refused once it decompresses to more than HUBSHARE_MAX_PAGE_BYTES, so a gzip bomb
+never inflates in memory. It also checks a listing page against the wire
 schema (`check_page`).
 """
 
@@ -24,12 +26,17 @@ from huggingface_hub.errors import HfHubHTTPError
 from huggingface_hub.utils import (
     build_hf_headers,
     hf_raise_for_status,
-    http_backoff,
+    http_stream_backoff,
     set_client_factory,
 )
 from huggingface_hub.utils._http import default_client_factory, hf_request_event_hook
 
-from hubshare.errors import ExtractError, MalformedPageError, TransientExtractError
+from hubshare.errors import (
+    ExtractError,
+    MalformedPageError,
+    PageTooLargeError,
+    TransientExtractError,
+)
 from hubshare.provenance import package_version, public_endpoint
 from hubshare.settings import Settings
 from schemas.frames import WIRE_MODEL, wire_problem
@@ -38,6 +45,10 @@ from schemas.frames import WIRE_MODEL, wire_problem
 MAX_REDIRECTS = 10
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+
+#: Headers that describe the body as it came over the wire, not the decoded body a checked
+#: response carries.
+_WIRE_BODY_HEADERS = frozenset({"content-encoding", "content-length", "transfer-encoding"})
 
 
 def origin(url: str) -> tuple[str, str, int]:
@@ -224,10 +235,11 @@ class HubClient:
 
     def _backoff(self, url: str) -> httpx2.Response:
         """One GET; 429 (RateLimit/Retry-After), 5xx, timeouts and dropped connections are
-        retried by huggingface_hub's `http_backoff` with capped exponential backoff."""
+        retried by huggingface_hub's `http_stream_backoff` with capped exponential backoff. The
+        body is read as a stream, within the size cap (`_read_capped`)."""
         settings = self._settings
         try:
-            return http_backoff(
+            with http_stream_backoff(
                 "GET",
                 url,
                 headers=self._headers,
@@ -235,7 +247,8 @@ class HubClient:
                 max_retries=settings.http_max_retries,
                 base_wait_time=settings.http_base_wait,
                 max_wait_time=settings.http_max_wait,
-            )
+            ) as streamed:
+                return self._read_capped(streamed, url)
         except HfHubHTTPError as err:
             raise self._hub_refused(err, url) from None
         except (httpx2.TransportError, httpx2.HTTPError) as err:
@@ -243,6 +256,32 @@ class HubClient:
                 f"{public_endpoint(url)}: {type(err).__name__}: {err or 'no response'} after "
                 f"{settings.http_max_retries} retries (is HF_ENDPOINT reachable?)"
             ) from None
+
+    def _read_capped(self, streamed: httpx2.Response, url: str) -> httpx2.Response:
+        """`streamed` read into a response that holds its decoded body, counting decoded bytes
+        as they arrive: past HUBSHARE_MAX_PAGE_BYTES the read stops (PageTooLargeError with the
+        first bytes), so a small compressed body that inflates to gigabytes is never held. A
+        decoded chunk is at most one network read inflated (about 64 MB for deflate's 1:1032)."""
+        limit = self._settings.max_page_bytes
+        body = bytearray()
+        for chunk in streamed.iter_bytes():
+            body += chunk
+            if len(body) > limit:
+                encoding = streamed.headers.get("Content-Encoding", "identity")
+                del body[limit:]  # in place: no second copy of the cap's worth
+                raise PageTooLargeError(
+                    f"{public_endpoint(url)}: the response body ({encoding}) decompresses to "
+                    f"more than {limit:,} bytes (HUBSHARE_MAX_PAGE_BYTES): refused unread",
+                    bytes(body),
+                )
+        headers = [
+            (name, value)
+            for name, value in streamed.headers.multi_items()
+            if name.lower() not in _WIRE_BODY_HEADERS
+        ]
+        return httpx2.Response(
+            streamed.status_code, headers=headers, content=bytes(body), request=streamed.request
+        )
 
     def _raise_for_status(self, response: httpx2.Response, url: str) -> None:
         try:

@@ -6,13 +6,19 @@ stored page. The next page's request is already in flight while a page is checke
 parsed into columns; the snapshot is built (`tasks.snapshot`) from those columns, and from the
 stored files for pages an earlier, interrupted attempt fetched. Every request goes through the
 one Hub client, `hubshare.hub`.
+
+Every crawl ends: a next link already requested in this attempt, a page identical to an earlier
+one, or more pages than HUBSHARE_MAX_CRAWL_MODELS fill at HUBSHARE_PAGE_SIZE stop it
+(ExtractError, exit 4), with the pages stored so far kept for the next run to resume from.
 """
 
 from __future__ import annotations
 
 import contextvars
 import gzip
+import hashlib
 import logging
+import math
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -27,6 +33,7 @@ from hubshare.errors import (
     ExtractError,
     LeaseLostError,
     MalformedPageError,
+    PageTooLargeError,
     SnapshotError,
     TransientExtractError,
 )
@@ -167,6 +174,11 @@ def _crawl_pages(
     state.save(store, state_key)
 
     pages_before = state.pages
+    page_limit = math.ceil(settings.max_crawl_models / settings.page_size)
+    # What this attempt asked for and received: a listing that loops repeats one or the other
+    # (a resumed attempt meets the loop again, so memory of one attempt is enough).
+    requested = {state.next_url}
+    received: dict[bytes, int] = {}
     # One request is in flight while the page before it is checked, stored and parsed: the
     # Hub's time and ours overlap. Still one request at a time, and the state advances only
     # once a page is stored, so a stop anywhere resumes at the first page not stored.
@@ -177,17 +189,25 @@ def _crawl_pages(
                 url = state.next_url
                 if ahead is None:
                     ahead = _PageRequest(hub.get, url)
-                fetched = ahead.result()
+                page_no = state.pages + 1
+                try:
+                    fetched = ahead.result()
+                except PageTooLargeError as err:
+                    kept = _quarantine(err.head, page_no, store, snapshot_date)
+                    raise PageTooLargeError(
+                        f"page {page_no}: {err}; its first bytes are kept in {kept}, the next "
+                        "run asks for the page again",
+                        b"",
+                    ) from None
                 ahead = None
-                # A next page on another origin is refused here: the page that names it is
-                # not stored, and nothing is sent there.
+                body = fetched.response.content
+                # A next page on another origin, or a loop, is refused here: the page that
+                # names it is not stored, and nothing more is requested.
                 next_url = hub.next_url(fetched.response)
+                _refuse_loop(page_no, url, body, next_url, requested, received)
                 if next_url:
                     ahead = _PageRequest(hub.get, next_url)
-                page_no = state.pages + 1
-                count = _store_page(
-                    fetched.response.content, page_no, url, store, snapshot_date, parsed
-                )
+                count = _store_page(body, page_no, url, store, snapshot_date, parsed)
                 state.pages = page_no
                 state.requests += fetched.attempts
                 state.retries += fetched.attempts - 1
@@ -204,6 +224,14 @@ def _crawl_pages(
                 )
                 if on_page is not None:
                     on_page(state, count)
+                if state.next_url is not None and page_no >= page_limit:
+                    raise ExtractError(
+                        f"the Hub's listing goes on past page {page_no}, more than "
+                        f"HUBSHARE_MAX_CRAWL_MODELS={settings.max_crawl_models:,} models at "
+                        f"HUBSHARE_PAGE_SIZE={settings.page_size}: stopped; the {page_no} pages "
+                        "stored are kept, and a run with a larger HUBSHARE_MAX_CRAWL_MODELS "
+                        "resumes after them"
+                    )
         except TransientExtractError as err:
             err.pages_fetched = state.pages - pages_before
             raise
@@ -215,6 +243,41 @@ def _crawl_pages(
                 ahead.wait()
             raise
     return state
+
+
+def _refuse_loop(
+    page_no: int,
+    url: str,
+    body: bytes,
+    next_url: str | None,
+    requested: set[str | None],
+    received: dict[bytes, int],
+) -> None:
+    """Stop a listing that loops: page `page_no` links a page this attempt already asked for,
+    or is byte for byte a page it already received (a cursor that changes while the pages do
+    not). Records the page and its next link otherwise."""
+    where = f"page {page_no} ({public_endpoint(url)})"
+    resume = f"the {page_no - 1} pages before it are kept, the next run asks for it again"
+    if next_url is not None and next_url in requested:
+        raise ExtractError(
+            f"{where} links its next page to {public_endpoint(next_url)}, already requested in "
+            f"this crawl: the Hub's listing loops; stopped, {resume}"
+        )
+    digest = hashlib.sha256(body).digest()
+    earlier = received.get(digest)
+    if earlier is not None and next_url is not None:
+        raise ExtractError(
+            f"{where} is identical to page {earlier}: the Hub's listing loops; stopped, {resume}"
+        )
+    requested.add(next_url)
+    received[digest] = page_no
+
+
+def _quarantine(body: bytes, page_no: int, store: DataStore, snapshot_date: date) -> str:
+    """Keep a refused page aside for inspection (never used): where it is."""
+    key = f"{pages_key(snapshot_date)}/quarantine/page-{page_no:06d}.json.gz"
+    store.put(key, gzip.compress(body, PAGE_GZIP_LEVEL, mtime=0))
+    return store.where(key)
 
 
 def _store_page(
@@ -231,10 +294,9 @@ def _store_page(
     try:
         count = check_page(body, page_no, url)
     except MalformedPageError as err:
-        quarantine = f"{pages_key(snapshot_date)}/quarantine/page-{page_no:06d}.json.gz"
-        store.put(quarantine, gzip.compress(body, PAGE_GZIP_LEVEL, mtime=0))
+        kept = _quarantine(body, page_no, store, snapshot_date)
         raise MalformedPageError(
-            f"{err}; kept in {store.where(quarantine)}, the next run asks for the page again"
+            f"{err}; kept in {kept}, the next run asks for the page again"
         ) from None
     stored_page = page_key(snapshot_date, page_no)
     store.put(stored_page, gzip.compress(body, PAGE_GZIP_LEVEL, mtime=0))
