@@ -13,6 +13,7 @@ from hubshare.warehouse import (
     published_country_shares,
     published_review_queue,
     published_snapshot_date,
+    redacted,
     run_history,
     run_ids_starting_with,
 )
@@ -39,7 +40,7 @@ def published_shares(
                 f"{days} days before the date)"
             )
         raise WarehouseError(
-            f"no published shares {what}{extra} in {engine.url.render_as_string()}; "
+            f"no published shares {what}{extra} in {redacted(engine)}; "
             "run `hubshare run` (or `hubshare runs` to see what was rejected)"
         )
     return frame
@@ -81,7 +82,7 @@ def review_queue_of(
     if day is None:
         what = f"for {snapshot_date}" if snapshot_date else "at all"
         raise WarehouseError(
-            f"no published run {what} in {engine.url.render_as_string()}; "
+            f"no published run {what} in {redacted(engine)}; "
             "run `hubshare run` (or `hubshare runs` to see what was rejected)"
         )
     return day, published_review_queue(engine, day, top)

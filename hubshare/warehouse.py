@@ -50,6 +50,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
 from hubshare.errors import WarehouseError
+from hubshare.provenance import public_url
 from hubshare.resources import package_path
 from schemas.warehouse import metadata
 
@@ -78,15 +79,13 @@ def _engine(url: str, pid: int) -> Engine:
 
 
 def redact(url: str) -> str:
-    """A URL as errors and logs may show it: without its password."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except (ValueError, SQLAlchemyError):
-        return "<unparsable URL>"
+    """A URL as errors and logs may show it: no password, no secret query parameter."""
+    return public_url(url)
 
 
 def redacted(engine: Engine) -> str:
-    return engine.url.render_as_string(hide_password=True)
+    """The engine's URL as errors and logs may show it (`redact`)."""
+    return public_url(engine.url.render_as_string(hide_password=False))
 
 
 def first_line(err: BaseException) -> str:

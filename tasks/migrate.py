@@ -164,6 +164,9 @@ def grant_reader(engine: Engine, role: str) -> list[str]:
         raise UsageError(
             f"role {role!r}: use lower-case letters, digits and underscores (at most 63)"
         )
+    refusal = _reader_refusal(engine, role)
+    if refusal:
+        raise UsageError(f"role {role} cannot be a reader: {refusal}; name a role of its own")
     upgrade_warehouse(engine)
     try:
         with engine.begin() as connection:
@@ -189,3 +192,53 @@ def grant_reader(engine: Engine, role: str) -> list[str]:
     except SQLAlchemyError as err:
         raise WarehouseError(f"warehouse {redacted(engine)}: {first_line(err)}") from None
     return list(READER_OBJECTS)
+
+
+#: Names PostgreSQL gives a meaning of its own: granting to them grants to everyone, to nobody,
+#: or to whoever connects.
+RESERVED_ROLES = ("public", "none", "current_user", "session_user", "current_role")
+
+
+def _reader_refusal(engine: Engine, role: str) -> str:
+    """Why `role` must not be made a reader ('' when it may be): a reader's grants are revoked
+    and re-granted on every upgrade, so the warehouse's owner or the connecting role would lose
+    its own access, and a superuser reads everything whatever it is granted."""
+    if role in RESERVED_ROLES:
+        return f"{role!r} is a reserved name in PostgreSQL, not a role"
+    if role.startswith("pg_"):
+        return "pg_* roles are PostgreSQL's own"
+    try:
+        with engine.connect() as connection:
+            return _role_conflicts(connection, role)
+    except SQLAlchemyError as err:
+        raise WarehouseError(f"warehouse {redacted(engine)}: {first_line(err)}") from None
+
+
+def _role_conflicts(connection: Connection, role: str) -> str:
+    users = connection.execute(text("SELECT current_user, session_user")).one()
+    reasons = []
+    if role in tuple(users):
+        reasons.append("it is the role this HUBSHARE_WAREHOUSE_URL connects as (the ETL's own)")
+    superuser = connection.execute(
+        text("SELECT rolsuper FROM pg_roles WHERE rolname = :role"), {"role": role}
+    ).scalar()
+    if superuser:
+        reasons.append("it is a superuser (it reads and writes everything, whatever it is granted)")
+    owns = connection.execute(
+        text(
+            "SELECT string_agg(DISTINCT kind, ', ') FROM ("
+            " SELECT 'the schema' AS kind FROM pg_namespace"
+            "  WHERE nspname = current_schema() AND pg_get_userbyid(nspowner) = :role"
+            " UNION ALL SELECT 'tables' FROM pg_tables"
+            "  WHERE schemaname = current_schema() AND tableowner = :role"
+            " UNION ALL SELECT 'views' FROM pg_views"
+            "  WHERE schemaname = current_schema() AND viewowner = :role"
+            " UNION ALL SELECT 'the database' FROM pg_database"
+            "  WHERE datname = current_database() AND pg_get_userbyid(datdba) = :role"
+            ") AS owned"
+        ),
+        {"role": role},
+    ).scalar()
+    if owns:
+        reasons.append(f"it owns the warehouse's {owns} (the ETL would lose its own grants)")
+    return "; ".join(reasons)

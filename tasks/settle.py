@@ -3,7 +3,9 @@ next run: recorded as crashed in the warehouse, marked crashed in Prefect, their
 
 A live run holds its run folder's `.running` lock and writes `started.json` only once it holds
 it; a finished run (published, rejected or failed) writes `run.json`. So a folder with
-`started.json`, without `run.json`, whose lock can be taken, belongs to a dead process. On a
+`started.json`, without `run.json`, whose lock can be taken, belongs to a dead process. A run
+that failed while the warehouse refused its row (locked, unreachable) leaves `unrecorded.json`
+(its status and reason): the next run records it too, so every run that started has its row. On a
 local disk the lock is an exclusive `flock` (the kernel drops it when the process dies, however
 it dies); on object storage a lease the run renews while it lives (hubshare.storage.Lease), so a
 dead run is settled once its lease has expired (`HUBSHARE_LEASE_SECONDS`).
@@ -30,6 +32,9 @@ from tasks.load import CRASHED, record_unfinished_run
 LOCK_FILE = ".running"
 STARTED_FILE = "started.json"
 FINISHED_FILE = "run.json"
+#: Written by a run's failure hook when the warehouse refused its `etl_run` row (locked,
+#: unreachable): the next run records it from this file.
+UNRECORDED_FILE = "unrecorded.json"
 RUNS = "runs"
 
 logger = logging.getLogger(__name__)
@@ -78,6 +83,7 @@ class SettledRun:
     version: int | None
     status: str
     prefect_marked_crashed: bool
+    unrecorded: bool = False  # failed while the warehouse refused its row (not killed)
 
     def describe(self) -> str:
         recorded = (
@@ -86,15 +92,29 @@ class SettledRun:
             else "not recorded (the warehouse refused)"
         )
         prefect = "; its Prefect run marked Crashed" if self.prefect_marked_crashed else ""
+        folder = "its folder removed" if self.version else "its folder kept for the next run"
+        kind = "unrecorded" if self.unrecorded else "abandoned"
         return (
-            f"abandoned run {self.run_id} of {self.snapshot_date} (started "
-            f"{self.started_at:%Y-%m-%d %H:%M:%S} UTC): {recorded}{prefect}; "
-            "its folder removed"
+            f"{kind} run {self.run_id} of {self.snapshot_date} (started "
+            f"{self.started_at:%Y-%m-%d %H:%M:%S} UTC): {recorded}{prefect}; {folder}"
         )
 
 
+def leave_unrecorded(
+    store: DataStore, run_id: str, started: dict[str, Any], status: str, reason: str
+) -> None:
+    """What the next run needs to record a run whose row the warehouse refused (`started`: the
+    keys of `started.json`)."""
+    record = started | {"run_id": run_id, "status": status, "reason": reason}
+    try:
+        store.put(f"{run_folder(run_id)}/{UNRECORDED_FILE}", orjson.dumps(record, default=str))
+    except OSError as err:  # (the data dir fails too) the run's own error is the one to show
+        logger.error("Could not leave %s for run %s: %s", UNRECORDED_FILE, run_id, err)
+
+
 def abandoned_run_folders(settings: Settings, current_run_id: str) -> list[str]:
-    """Run folders (key prefixes) with a start record and no end record, other than ours."""
+    """Run folders (key prefixes) with a start record and no end record, or left unrecorded,
+    other than ours."""
     files: dict[str, set[str]] = {}
     for key in settings.store.keys(RUNS):
         parts = key.split("/")
@@ -103,7 +123,8 @@ def abandoned_run_folders(settings: Settings, current_run_id: str) -> list[str]:
     return sorted(
         run_folder(run_id)
         for run_id, names in files.items()
-        if run_id != current_run_id and STARTED_FILE in names and FINISHED_FILE not in names
+        if run_id != current_run_id
+        and (UNRECORDED_FILE in names or (STARTED_FILE in names and FINISHED_FILE not in names))
     )
 
 
@@ -113,7 +134,8 @@ def settle_abandoned_runs(settings: Settings, current_run_id: str) -> list[Settl
     settled = []
     for folder in abandoned_run_folders(settings, current_run_id):
         with _lock_if_free(store, folder, settings.lease_seconds) as free:
-            started_file = store.get(f"{folder}/{STARTED_FILE}") if free else None
+            unrecorded = store.get(f"{folder}/{UNRECORDED_FILE}") if free else None
+            started_file = unrecorded or (store.get(f"{folder}/{STARTED_FILE}") if free else None)
             if started_file is None:  # alive, or just settled
                 continue
             try:
@@ -122,11 +144,14 @@ def settle_abandoned_runs(settings: Settings, current_run_id: str) -> list[Settl
                 logger.warning(
                     "Removed run folder %s: its %s is unreadable (%s)",
                     store.where(folder),
-                    STARTED_FILE,
+                    UNRECORDED_FILE if unrecorded else STARTED_FILE,
                     err,
                 )
             else:
-                settled.append(_settle(settings, folder, started, current_run_id))
+                run = _settle(settings, folder, started, current_run_id)
+                settled.append(run)
+                if run.version is None:  # the warehouse refused again: the next run retries
+                    continue
         store.delete_folder(folder)
     return settled
 
@@ -137,10 +162,14 @@ def _settle(
     run_id = folder.rsplit("/", 1)[1]
     day = date.fromisoformat(started["snapshot_date"])
     started_at = datetime.fromisoformat(started["started_at"])
-    reason = (
-        f"abandoned: its process stopped without finishing (killed or lost); settled by run "
-        f"{current_run_id} at {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC"
-    )
+    now = f"{datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC"
+    if "reason" in started:  # a failed run whose row the warehouse refused
+        reason = f"{started['reason']} (recorded by run {current_run_id} at {now})"
+    else:
+        reason = (
+            "abandoned: its process stopped without finishing (killed or lost); settled by run "
+            f"{current_run_id} at {now}"
+        )
     try:
         recorded = record_unfinished_run(
             warehouse_engine(settings.resolved_warehouse_url),
@@ -148,17 +177,17 @@ def _settle(
             snapshot_date=day,
             flow_run_id=started.get("flow_run_id"),
             started_at=started_at,
-            status=CRASHED,
+            status=started.get("status", CRASHED),
             reason=reason,
             parameters=started.get("parameters", {}),
         )
         version, status = recorded.version, recorded.status
     except HubshareError as err:
         logger.warning("Could not record abandoned run %s: %s", run_id, err)
-        version, status = None, CRASHED
+        version, status = None, started.get("status", CRASHED)
     flow_run_id = started.get("flow_run_id")
     marked = _mark_crashed_in_prefect(UUID(flow_run_id), reason) if flow_run_id else False
-    return SettledRun(run_id, day, started_at, version, status, marked)
+    return SettledRun(run_id, day, started_at, version, status, marked, "reason" in started)
 
 
 def _mark_crashed_in_prefect(flow_run_id: UUID, reason: str) -> bool:
