@@ -124,12 +124,15 @@ def _describe_wire_problem(item: object) -> str | None:
             continue
         # bool is an int in Python: a count must not be true/false.
         wrong = not isinstance(value, kinds) or (kinds == (int,) and isinstance(value, bool))
+        if wrong and kinds == (int,) and isinstance(value, float) and abs(value) >= 2**63:
+            # A JSON integer too large for 64 bits arrives as a float: say what it is.
+            return f"has `{name}` = {int(value)} out of range (a count must be below 2^63)"
         if wrong:
             return f"has `{name}` = {value!r:.40} ({type(value).__name__})"
         if kinds == (list,) and not all(isinstance(tag, str) for tag in value):
             return "has a `tags` entry that is not a string"
         if kinds == (int,) and not 0 <= value < 2**63:
-            return f"has `{name}` = {value} out of range"
+            return f"has `{name}` = {value} out of range (a count must be below 2^63)"
     return None
 
 

@@ -243,27 +243,81 @@ def store_model_facts(
     return digest
 
 
-def unstorable(table: Table, frame: pl.DataFrame) -> str | None:
-    """What in `frame` the warehouse cannot store in `table`, checked before loading: text longer
-    than its column (PostgreSQL enforces VARCHAR lengths) or a NUL character (PostgreSQL text
-    cannot hold one). None when all of it fits."""
+#: The per-model run frames and the table each is stored in: a model row either of them cannot
+#: store is excluded from the warehouse's facts (both frames), never a reason to fail the date.
+MODEL_FRAME_TABLES = {"model_fact": "model_dim", "model_origin": "model_origin"}
+
+#: Columns of `unstorable_models`: which rule (`column` must hold `rule`) excluded which model,
+#: and the value that broke it.
+UNSTORABLE_SCHEMA = pl.Schema(
+    {"column": pl.String, "rule": pl.String, "model_oid": pl.String, "value": pl.String}
+)
+
+NO_NUL = "no NUL character"
+
+
+def storage_rules(table: Table, frame: pl.DataFrame) -> list[tuple[str, str, pl.Expr]]:
+    """(table.column, rule, expression true where a row breaks it) for each text column of `frame`
+    stored in `table`: PostgreSQL enforces VARCHAR lengths, and its text cannot hold a NUL."""
+    rules = []
     for column in table.columns:
         if column.name not in frame.columns or frame.schema[column.name] != pl.String:
             continue
-        values = frame[column.name]
-        nul = values.str.contains("\x00", literal=True).fill_null(False)
-        if nul.any():
-            bad = values.filter(nul)[0]
-            return f"{table.name}.{column.name} value {bad!r:.80} contains a NUL character"
+        values = pl.col(column.name)
+        name = f"{table.name}.{column.name}"
+        rules.append((name, NO_NUL, values.str.contains("\x00", literal=True).fill_null(False)))
         limit = getattr(column.type, "length", None)
         if limit is not None:
-            too_long = values.str.len_chars().fill_null(0) > limit
-            if too_long.any():
-                bad = values.filter(too_long)[0]
-                return (
-                    f"{table.name}.{column.name} value {bad[:60]!r}… is {len(bad)} characters; "
-                    f"the warehouse stores at most {limit}"
+            too_long = (values.str.len_chars() > limit).fill_null(False)
+            rules.append((name, f"at most {limit} characters", too_long))
+    return rules
+
+
+def unstorable_models(fact: pl.DataFrame, origin: pl.DataFrame) -> pl.DataFrame:
+    """One row per model and rule it breaks (`UNSTORABLE_SCHEMA`), sorted: the models the
+    warehouse cannot store. Empty, after one pass over each frame, when every value fits."""
+    found = []
+    for name, frame in (("model_fact", fact), ("model_origin", origin)):
+        rules = storage_rules(TABLES[MODEL_FRAME_TABLES[name]], frame)
+        if not rules or not frame.select(pl.any_horizontal(r[2] for r in rules).any()).item():
+            continue
+        for column, rule, broken in rules:
+            found.append(
+                frame.filter(broken).select(
+                    pl.lit(column).alias("column"),
+                    pl.lit(rule).alias("rule"),
+                    "model_oid",
+                    pl.col(column.split(".")[1]).alias("value"),
                 )
+            )
+    return (
+        pl.concat(found).unique(["column", "rule", "model_oid"]).sort("column", "rule", "model_oid")
+        if found
+        else pl.DataFrame(schema=UNSTORABLE_SCHEMA)
+    )
+
+
+def storable_model_frames(
+    fact: pl.DataFrame, origin: pl.DataFrame
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """(fact, origin) without the models `unstorable_models` finds, and those models. The same
+    frames give the same result: the gate reports it, the load stores it, `reproduce` checks it."""
+    excluded = unstorable_models(fact, origin)
+    if excluded.is_empty():
+        return fact, origin, excluded
+    oids = excluded.get_column("model_oid").unique()
+    keep = ~pl.col("model_oid").is_in(oids.implode())
+    return fact.filter(keep), origin.filter(keep), excluded
+
+
+def unstorable(table: Table, frame: pl.DataFrame) -> str | None:
+    """What in `frame` the warehouse cannot store in `table`, checked before loading: text longer
+    than its column or a NUL character. None when all of it fits."""
+    for column, rule, broken in storage_rules(table, frame):
+        bad = frame.filter(broken).get_column(column.split(".")[1])
+        if not bad.is_empty():
+            value = bad[0]
+            return f"{column} value {value[:60]!r} ({len(value)} characters) breaks: {rule}"
     return None
 
 
@@ -277,7 +331,17 @@ def load_run(
     reason: str | None,
 ) -> LoadResult:
     """Write the run atomically. Idempotent: a run_id already loaded is returned as it is.
-    Data the warehouse cannot store is refused before anything is written."""
+    Models the warehouse cannot store are left out of its facts (`storable_model_frames`, which
+    the gate counts); any other value it cannot store is refused before anything is written."""
+    if "model_fact" in facts:
+        fact, origin, excluded = storable_model_frames(facts["model_fact"], facts["model_origin"])
+        if not excluded.is_empty():
+            log.warning(
+                "Run %s: %d model(s) the warehouse cannot store are left out of its facts",
+                record.run_id,
+                excluded.get_column("model_oid").n_unique(),
+            )
+        facts = facts | {"model_fact": fact, "model_origin": origin}
     for name, frame in facts.items():
         problem = unstorable(TABLES[FACT_TABLE_OF_FRAME.get(name, name)], frame)
         if problem is not None:

@@ -184,6 +184,53 @@ def check_quality(
     return QualityReport(tuple(checks))
 
 
+#: Suite name of the checks `storage_checks` adds (not a GX suite: the warehouse's columns).
+STORAGE_SUITE = "warehouse"
+STORAGE_EXPECTATION = "exclude_models_the_warehouse_cannot_store"
+
+
+def storage_checks(
+    model_fact: pl.DataFrame, model_origin: pl.DataFrame
+) -> tuple[QualityCheck, ...]:
+    """The models left out of the warehouse's facts because a value breaks a column's rule
+    (`tasks.load.unstorable_models`): one passing check per rule that excluded any, naming the
+    column, the count and an example, or one check saying none was. They never fail the gate: the
+    models still count in the shares, and one odd model must not block a date."""
+    from tasks.load import unstorable_models
+
+    excluded = unstorable_models(model_fact, model_origin)
+    if excluded.is_empty():
+        return (
+            QualityCheck(
+                STORAGE_SUITE,
+                STORAGE_EXPECTATION,
+                None,
+                success=True,
+                observed="0 models excluded",
+                expected="every value fits its column and holds no NUL character",
+            ),
+        )
+    checks = []
+    for (column, rule), rows in excluded.group_by("column", "rule", maintain_order=True):
+        oid, value = rows.row(0)[2:]
+        # repr: a NUL or a control character is shown escaped, never stored in the result.
+        example = _shorten(repr(value), 60)
+        checks.append(
+            QualityCheck(
+                STORAGE_SUITE,
+                STORAGE_EXPECTATION,
+                str(column),
+                success=True,
+                observed=(
+                    f"{rows.height} model(s) excluded from the warehouse's facts, e.g. "
+                    f"{oid}: {example} ({len(value)} characters)"
+                ),
+                expected=f"{rule}, else the model is excluded",
+            )
+        )
+    return tuple(checks)
+
+
 # --- GX plumbing -------------------------------------------------------------------------------
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import polars as pl
 
+from hubshare.errors import UnstorableDataError
 from hubshare.provenance import sha256_bytes
 from schemas.frames import CONCENTRATION_SCHEMA, COUNTRY_SHARE_SCHEMA, ORG_SHARE_SCHEMA
 from tasks.windows import COHORTS, HEADLINE, STANDARD_WINDOWS, Definition, model_metric
@@ -130,6 +131,19 @@ def compute_shares(
         Fraction(0),
     )
     total = _round_half_even(exact_total)
+    if total >= 2**63:  # summed exactly; the warehouse's share columns hold 64-bit integers
+        name = "model_id" if "model_id" in model_fact.columns else "model_oid"
+        columns = list(dict.fromkeys(["model_oid", name, "uploader"]))
+        largest = (
+            metric.join(model_fact.select(columns).unique(), on="model_oid")
+            .sort("num", descending=True)
+            .row(0, named=True)
+        )
+        raise UnstorableDataError(
+            f"the downloads sum to {total}, beyond the 64-bit integers the warehouse holds "
+            f"(2^63-1); the largest count is {largest['num']}, model {largest[name]} of "
+            f"{largest['uploader']}: check that snapshot's counters"
+        )
 
     def with_share(attribution: str, orgs: pl.DataFrame) -> pl.DataFrame:
         return orgs.select(

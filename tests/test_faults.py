@@ -271,35 +271,6 @@ def test_one_crawl_per_date_at_a_time_and_only_against_its_own_hub(env, hand_mod
     assert "a crawl resumes only against its own Hub" in other.stderr
 
 
-@pytest.mark.flow
-@pytest.mark.usefixtures("prefect_harness")
-@pytest.mark.parametrize(
-    ("field", "value", "message"),
-    [
-        ("id", "someone/" + "x" * 300, "model_dim.model_id value 'someone/xxx"),
-        ("pipeline_tag", "text\x00generation", "model_dim.pipeline_tag value 'text\\x00gen"),
-    ],
-    ids=["id-over-256", "nul-byte"],
-)
-def test_values_a_warehouse_cannot_store_are_refused_before_loading(
-    env, warehouse_url, hand_models, monkeypatch, field, value, message
-):
-    from flows.daily import daily
-    from hubshare.errors import UnstorableDataError
-
-    monkeypatch.setenv("HUBSHARE_WAREHOUSE_URL", warehouse_url)
-    odd = [dict(m) for m in hand_models]
-    odd[0][field] = value
-    if field == "id":
-        odd[0]["author"] = "someone"
-    with FakeHub(odd) as hub, pytest.raises(UnstorableDataError, match="was not loaded") as err:
-        monkeypatch.setenv("HF_ENDPOINT", hub.url)
-        daily(run_date=DAY, backdate=True)
-    assert message in str(err.value)
-    runs = list_runs(create_engine(warehouse_url), DAY)
-    assert runs.select("status", "published").rows() == [("failed", False)]  # on record only
-
-
 def start_run(
     extra_env: dict[str, str], base_env: dict[str, str] | None = None
 ) -> subprocess.Popen[str]:
