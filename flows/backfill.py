@@ -14,7 +14,7 @@ from prefect.futures import PrefectFuture, as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.daily import daily
-from hubshare.errors import HubshareError
+from hubshare.errors import HubshareError, SnapshotError
 from hubshare.provenance import code_version
 from hubshare.read_warehouse import list_runs
 from hubshare.settings import Settings, get_settings
@@ -179,6 +179,12 @@ def backfill(
             skipped.append(day.isoformat())
         else:
             due.append(day)
+    if not due and not skipped:
+        raise SnapshotError(
+            f"backfill {start}..{end}: none of its {len(missing)} date(s) has a raw snapshot "
+            f"under {settings.store.where('raw')}: nothing to re-run (the past is never crawled; "
+            "check the dates and HUBSHARE_DATA_DIR)"
+        )
     if missing:
         logger.warning(
             "No raw snapshot for %d date(s), not re-run: %s", len(missing), ", ".join(missing)

@@ -64,6 +64,7 @@ from tasks.quality import (
     QualityReport,
     check_quality,
     import_gx_in_background,
+    storage_checks,
 )
 from tasks.render_shares import concentration_markdown, share_table_markdown
 from tasks.report import write_report
@@ -74,7 +75,13 @@ from tasks.review_queue import (
     artifact_rows,
     review_queue,
 )
-from tasks.settle import FINISHED_FILE, run_folder, running_in, settle_abandoned_runs
+from tasks.settle import (
+    FINISHED_FILE,
+    leave_unrecorded,
+    run_folder,
+    running_in,
+    settle_abandoned_runs,
+)
 from tasks.shares import (
     DEFINITION,
     SHARE_FACT_COLUMNS,
@@ -341,14 +348,12 @@ def quality_task(run_id: str, inputs: RunInputs) -> QualityReport:
         max_unknown_share=inputs.max_unknown_share,
     )
     country_share = _read(folder, "country_share")
+    model_fact, model_origin = _read(folder, "model_fact"), _read(folder, "model_origin")
     with GATE_LOCK:  # great_expectations keeps one current project per process
-        gate = check_quality(
-            _read(folder, "model_fact"),
-            _read(folder, "model_origin"),
-            headline_shares(country_share),
-            thresholds,
-        )
-    report = QualityReport(gate.checks + definition_sums(country_share))
+        gate = check_quality(model_fact, model_origin, headline_shares(country_share), thresholds)
+    report = QualityReport(
+        gate.checks + definition_sums(country_share) + storage_checks(model_fact, model_origin)
+    )
     _write(report.to_frame(), folder, "quality")
     create_table_artifact(
         key=f"daily-quality-{run_date}",
@@ -511,6 +516,19 @@ def record_and_announce(flow: Any, flow_run: FlowRun, state: State[Any]) -> None
     except HubshareError as err:
         version = None
         logging.getLogger(__name__).error("Could not record the %s run: %s", status, err)
+        # (a locked or unreachable warehouse) the next run records it from the run's folder.
+        leave_unrecorded(
+            settings.store,
+            str(flow_run.id),
+            {
+                "snapshot_date": day.isoformat(),
+                "flow_run_id": str(flow_run.id),
+                "started_at": (flow_run.start_time or datetime.now(UTC)).isoformat(),
+                "parameters": {"run_date": day.isoformat()},
+            },
+            status,
+            reason,
+        )
     if settings.alert_webhook_url is not None:
         post_alert(
             settings.alert_webhook_url.get_secret_value(),
@@ -524,6 +542,23 @@ def record_and_announce(flow: Any, flow_run: FlowRun, state: State[Any]) -> None
                 "reason": reason,
             },
         )
+
+
+@dataclass(frozen=True)
+class Publication:
+    """A version this process published (loaded into the warehouse, the date's pointer moved)."""
+
+    snapshot_date: date
+    version: int
+    run_id: str
+    shares_sha256: str
+    raw_sha256: str
+
+
+#: Every version published in this process, in order: a command whose run fails after its load
+#: (the Prefect API gone, a late artifact) still says the version is published and exits 0, so a
+#: retrying script does not make another version.
+PUBLISHED_IN_THIS_PROCESS: list[Publication] = []
 
 
 def daily_run_name() -> str:
@@ -618,6 +653,10 @@ def _run(
     record = run_record(run_id, started_at, inputs, stored.manifest, lineage, shares)
     with times.stage("load"):
         loaded = load_task(record, gate.success, None if gate.success else gate.summary())
+    if gate.success:
+        PUBLISHED_IN_THIS_PROCESS.append(
+            Publication(day, loaded.version, run_id, record.shares_sha256, record.raw_sha256)
+        )
     folder = run_dir(settings, run_id)
     folder.store.put(
         folder.key(FINISHED_FILE),

@@ -21,6 +21,7 @@ from schemas.run import RunInputs
 from tasks.account_types import account_types_key, empty_account_types, open_account_types
 from tasks.enrich import attribute_models
 from tasks.inputs import open_mapping, resolve_run_inputs
+from tasks.load import storable_model_frames
 from tasks.mapping import Mapping, contested_rows, load_mapping, mapping_key, mapping_version
 from tasks.shares import (
     compute_all_shares,
@@ -226,7 +227,9 @@ def reproduce_run(run_id: str, settings: Settings | None = None) -> Reproduction
             f"with identical inputs: the code changed (run: {run_code}, now: {code_version()})"
         )
     if row["status"] == "published":  # only a published run keeps its shares and facts
-        problems += stored_differences(engine, run_id, country_share, fact)
+        # The warehouse holds the facts of the models it can store (the rest were excluded).
+        stored_fact, _, _ = storable_model_frames(fact, origin)
+        problems += stored_differences(engine, run_id, country_share, stored_fact)
     return Reproduction(run_id, day, recorded, recomputed, tuple(problems))
 
 

@@ -29,6 +29,7 @@ from hubshare.errors import (
     MappingError,
     ReproductionError,
     SnapshotError,
+    StorageError,
     UnstorableDataError,
     UsageError,
     WarehouseError,
@@ -65,6 +66,8 @@ def _options(
 ) -> None:
     """Daily share of Hugging Face Hub downloads by developer country."""
     DEBUG["on"] = debug
+    if "--help" not in sys.argv[1:]:
+        get_settings()  # an invalid HUBSHARE_* setting is exit 2 before anything runs
     # A command's output is its result and, on failure, one `error:` line; the run's logs go to
     # the Prefect API (the UI), and to the console with --debug (`serve` always shows them).
     os.environ.setdefault(
@@ -133,11 +136,55 @@ def _main() -> None:
     except Exception as err:
         if DEBUG["on"]:
             raise
+        lost = _warehouse_problem(err)
+        if lost is not None:
+            _print_error(lost)
+            sys.exit(_exit_code(WarehouseError(lost)))
         first = (str(err).splitlines() or [""])[0]
         _print_error(
             f"unexpected {type(err).__name__}: {first} (run again with --debug for the traceback)"
         )
         sys.exit(1)
+
+
+def _warehouse_problem(err: Exception) -> str | None:
+    """A database error that escaped the warehouse module (a connection killed or refused in
+    the middle of a read, a permission the role lacks) as one line naming the warehouse; None
+    for any other error. The one place that turns a driver's error into exit 6."""
+    import sqlite3
+
+    import psycopg
+    from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+
+    from hubshare.warehouse import first_line, redact
+
+    if not isinstance(err, SQLAlchemyError | psycopg.Error | sqlite3.Error):
+        return None
+    driver = err.orig if isinstance(err, DBAPIError) and err.orig is not None else err
+    try:
+        where = redact(get_settings().resolved_warehouse_url)
+    except Exception:  # noqa: BLE001 - the settings' own error is not this one's
+        where = "(HUBSHARE_WAREHOUSE_URL)"
+    if isinstance(driver, psycopg.errors.InsufficientPrivilege):
+        return (
+            f"warehouse {where}: {first_line(driver)}: this role may not read it (a reader made "
+            "by `hubshare db grant-reader` reads only the BI views; `explain` and `reproduce` "
+            "read the tables too: run them with the warehouse owner's HUBSHARE_WAREHOUSE_URL)"
+        )
+    what = "lost or refused the connection" if _is_disconnect(err) else "failed"
+    return f"warehouse {where} {what}: {first_line(driver)} (nothing was changed by this read)"
+
+
+def _is_disconnect(err: Exception) -> bool:
+    import psycopg
+    from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+    if isinstance(err, DBAPIError) and err.connection_invalidated:
+        return True
+    driver = err.orig if isinstance(err, DBAPIError) and err.orig is not None else err
+    return isinstance(err, OperationalError | InterfaceError) or isinstance(
+        driver, psycopg.OperationalError | psycopg.InterfaceError
+    )
 
 
 def _storage_problem(err: OSError) -> str:
@@ -216,8 +263,27 @@ _ISO_DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
 
 
 def _print_error(message: str) -> None:
-    """One line on stderr, the message taken literally (no markup: `[uploader]` stays)."""
-    stderr.print(Text.assemble(("error:", "bold red"), " ", message), highlight=False)
+    """One line on stderr, the message taken literally (no markup: `[uploader]` stays), with
+    every secret of the settings masked (a library's message may quote what it was given)."""
+    stderr.print(Text.assemble(("error:", "bold red"), " ", _masked(message)), highlight=False)
+
+
+def _masked(message: str) -> str:
+    from hubshare.provenance import mask_secrets, url_secrets
+
+    try:
+        settings = get_settings()
+    except Exception:  # noqa: BLE001 - invalid settings: mask what the environment holds
+        secrets = url_secrets(os.environ.get("HUBSHARE_WAREHOUSE_URL", ""))
+    else:
+        secrets = url_secrets(settings.warehouse_url or "")
+        secrets += [s.get_secret_value() for s in (settings.hf_token,) if s is not None]
+    return mask_secrets(message, secrets)
+
+
+def _print_warning(message: str) -> None:
+    """One line on stderr, like an error's, for a command that still succeeds."""
+    stderr.print(Text.assemble(("warning:", "bold yellow"), " ", message), highlight=False)
 
 
 def _usage_error(message: str) -> typer.Exit:
@@ -263,6 +329,7 @@ EXIT_CODES: tuple[tuple[type[HubshareError], int], ...] = (
     (ReproductionError, 5),
     (UnstorableDataError, 5),
     (WarehouseError, 6),
+    (StorageError, 7),
 )
 
 
@@ -290,11 +357,32 @@ def _run_daily(run_date: date | None, backdate: bool) -> dict[str, Any]:
         from tasks.quality import import_gx_in_background
 
         import_gx_in_background()  # these imports overlap with a temporary server's start
-        from flows.daily import daily
+        from flows.daily import PUBLISHED_IN_THIS_PROCESS, daily
 
         if server is not None:
             server.wait_until_healthy()
-        return daily(run_date=run_date, backdate=backdate)
+        published_before = len(PUBLISHED_IN_THIS_PROCESS)
+        try:
+            return daily(run_date=run_date, backdate=backdate)
+        except Exception as err:
+            if len(PUBLISHED_IN_THIS_PROCESS) == published_before:
+                raise
+            # Published, then failed (the Prefect API gone, a late artifact): the data is out,
+            # so exit 0 and say so; exit 1 would make a retrying script publish again.
+            published = PUBLISHED_IN_THIS_PROCESS[-1]
+            first = (str(err).splitlines() or [""])[0]
+            _print_warning(
+                f"published v{published.version} of {published.snapshot_date} (run "
+                f"{published.run_id}), but the run could not finish reporting to Prefect: "
+                f"{type(err).__name__}: {first}"
+            )
+            return {
+                "snapshot_date": published.snapshot_date,
+                "version": published.version,
+                "run_id": published.run_id,
+                "shares_sha256": published.shares_sha256,
+                "raw_sha256": published.raw_sha256,
+            }
 
 
 @app.command()
@@ -321,6 +409,8 @@ def run(
         f"Published {outcome['snapshot_date']} version {outcome['version']} "
         f"(run {outcome['run_id']}, shares sha256 {outcome['shares_sha256'][:12]})"
     )
+    if "stage_seconds" not in outcome:  # published, but the run did not finish (a warning)
+        return
     stderr.print(
         f"Raw snapshot: sha256 {outcome['raw_sha256'][:12]}, stored by {outcome['raw_stored_by']}",
         highlight=False,
@@ -671,9 +761,10 @@ def report(
 ) -> None:
     """One self-contained HTML report: shares over time in both views with their range, the
     latest table, coverage and the provenance of every published run. Works offline."""
-    from tasks.report import write_report
+    from tasks.report import refuse_unless_new_or_report, write_report
 
     start, end = _parse_date(from_, "--from"), _parse_date(to, "--to")
+    refuse_unless_new_or_report(out)  # never the warehouse, a folder or someone's file
     written = write_report(_engine(), out, start, end, store=get_settings().store)
     stderr.print(f"Wrote {written}", highlight=False, markup=False)
 
@@ -686,11 +777,12 @@ app.add_typer(db_app, name="db")
 def db_upgrade() -> None:
     """Create the warehouse, or upgrade it in place to this release's schema (alembic), and
     replace the BI views whose definition changed. `hubshare run` does this itself."""
+    from hubshare.warehouse import redacted
     from tasks.migrate import upgrade_warehouse
 
     revision = upgrade_warehouse(_engine())
     stderr.print(
-        f"warehouse {_engine().url.render_as_string(hide_password=True)} is at revision {revision}",
+        f"warehouse {redacted(_engine())} is at revision {revision}",
         highlight=False,
         markup=False,
     )
@@ -969,8 +1061,9 @@ def demo(
         stderr.print(f"Fake Hub serving {DEMO_SAMPLE.name} at {hub.url}")
         outcome = _run_daily(DEMO_DATE, backdate=True)
     _print_both_views(DEMO_DATE)
-    stages = describe_stage_seconds(outcome["stage_seconds"], outcome.get("stage_peak_gb"))
-    stderr.print(f"Stages: {stages}", highlight=False)
+    if "stage_seconds" in outcome:  # absent when the run published but did not finish
+        stages = describe_stage_seconds(outcome["stage_seconds"], outcome.get("stage_peak_gb"))
+        stderr.print(f"Stages: {stages}", highlight=False)
     stderr.print(
         f"More: hubshare shares --date {DEMO_DATE} --attribution origin --format json "
         f"(with HUBSHARE_DATA_DIR={data_dir})"

@@ -24,6 +24,15 @@ class MalformedPageError(ExtractError):
     """The Hub answered a page that is not a JSON list of model objects."""
 
 
+class PageTooLargeError(ExtractError):
+    """A Hub response decompresses to more than HUBSHARE_MAX_PAGE_BYTES; `head` holds its first
+    bytes (as many as the cap), kept aside for inspection."""
+
+    def __init__(self, message: str, head: bytes) -> None:
+        super().__init__(message)
+        self.head = head
+
+
 class StorageError(HubshareError):
     """The data dir's store (a folder or object storage) refused or failed an operation."""
 

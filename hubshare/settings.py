@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from hubshare.errors import UsageError
@@ -29,6 +29,12 @@ class Settings(BaseSettings):
 
     # Crawl.
     page_size: int = Field(default=1000, ge=1, le=1000, alias="HUBSHARE_PAGE_SIZE")
+    # Bounds on what a Hub (or something posing as one) can make a crawl hold and store: a page
+    # of 1,000 models with our expand fields is about 0.5 MB (the 2024-09-20 sample), so 64 MiB
+    # refuses only a page no Hub sends (a gzip bomb); 10 million models is over four times the
+    # Hub of 2026, so a crawl past it is a listing that never ends.
+    max_page_bytes: int = Field(default=64 * 2**20, ge=1024, alias="HUBSHARE_MAX_PAGE_BYTES")
+    max_crawl_models: int = Field(default=10_000_000, ge=1, alias="HUBSHARE_MAX_CRAWL_MODELS")
     # Defaults: an unreachable Hub fails the run in about half a minute of backoff (1+2+4+8+16 s;
     # docs/operations.md), long enough for a blip, short enough to alert; 429s wait what the
     # Hub's RateLimit/Retry-After headers say.
@@ -99,4 +105,13 @@ class Settings(BaseSettings):
 
 
 def get_settings() -> Settings:
-    return Settings()
+    """The settings, or a UsageError (exit 2) naming each invalid variable and the form it
+    expects; the value itself is left out (it may be a secret)."""
+    try:
+        return Settings()
+    except ValidationError as err:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in problem['loc']) or 'settings'}: {problem['msg']}"
+            for problem in err.errors(include_url=False, include_input=False)
+        )
+        raise UsageError(f"invalid setting {problems}") from None

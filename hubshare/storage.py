@@ -31,6 +31,7 @@ import fcntl
 import hashlib
 import logging
 import os
+import re
 import shutil
 import socket
 import tempfile
@@ -436,9 +437,26 @@ def _write_local(root: Path, key: str, write: Callable[[Path], object], *, creat
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         return _write_beside(path, write, create=create)
+    except OSError as err:
+        _prune_empty(path.parent, root)
+        if err.filename is None:  # a failed write (disk full) names no file by itself
+            err.filename = str(path)
+        raise
+    except Exception as err:
+        _prune_empty(path.parent, root)
+        # A writer in Rust (polars' parquet) reports the system's error as text, "(os error 27)":
+        # the system's error it is, on this file.
+        found = _OS_ERROR.search(str(err))
+        if found is None:
+            raise
+        code = int(found[1])
+        raise OSError(code, os.strerror(code), str(path)) from err
     except BaseException:
         _prune_empty(path.parent, root)
         raise
+
+
+_OS_ERROR = re.compile(r"\(os error (\d+)\)")
 
 
 def _prune_empty(folder: Path, root: Path) -> None:
@@ -701,6 +719,32 @@ def _public(location: str) -> str:
     return public_endpoint(location) if urlsplit(location).scheme else location
 
 
+#: The endpoint an obstore error names ("Error performing PUT http://host:port/…"): its scheme
+#: and host only, since a path or query may carry a signed URL's secrets.
+_ERROR_ENDPOINT = re.compile(r"\b(https?)://([^/\s]+)")
+#: The instance-metadata address obstore asks for credentials when none are set.
+_METADATA_HOST = "169.254.169.254"
+
+
 def _reason(err: Exception) -> str:
-    """The first line of a store error: obstore appends a multi-line debug dump."""
-    return (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+    """What went wrong with the store and what to set, in one line. obstore's messages are a
+    first line plus a multi-line debug dump, and name neither the cause nor the fix; a message
+    naming the metadata service means no credentials were found."""
+    text = str(err).strip()
+    found = _ERROR_ENDPOINT.search(text)
+    endpoint = f"{found[1]}://{found[2]}" if found else "the endpoint"
+    if _METADATA_HOST in text:
+        return (
+            "no credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE), "
+            "or the GOOGLE_*/AZURE_* equivalents"
+        )
+    if "NoSuchBucket" in text:
+        return f"the bucket does not exist at {endpoint}: create it or fix HUBSHARE_DATA_DIR"
+    if "builder error" in text and endpoint.startswith("http://"):
+        return f"{endpoint} is plain http: set AWS_ALLOW_HTTP=true to allow it"
+    if "error sending request" in text or "Connection refused" in text:
+        return f"cannot reach {endpoint}: check AWS_ENDPOINT_URL and that the server is up"
+    if "403" in text or "AccessDenied" in text or "SignatureDoesNotMatch" in text:
+        return f"{endpoint} refused the credentials: check AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY"
+    first = (text.splitlines() or [type(err).__name__])[0]
+    return _ERROR_ENDPOINT.sub(lambda url: f"{url[1]}://{url[2]}/…", first)[:200]

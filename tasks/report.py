@@ -17,7 +17,7 @@ from typing import cast
 import polars as pl
 from sqlalchemy import Engine
 
-from hubshare.errors import MappingError, WarehouseError
+from hubshare.errors import MappingError, UsageError, WarehouseError
 from hubshare.storage import DataStore
 from hubshare.warehouse import published_run_history, report_shares
 from schemas.mapping import MAPPING_SCHEMA
@@ -308,6 +308,7 @@ def render_report(data: ReportData, generated_at: datetime | None = None) -> str
     first_day = cast(date, shares["snapshot_date"].min())
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
+{REPORT_MARKER}
 <title>hubshare: download share by developer country, {first_day} to {latest_day}</title>
 <style>
 body {{ font: 14px/1.4 system-ui, sans-serif; margin: 2em auto; max-width: 820px; color: #222; }}
@@ -345,6 +346,29 @@ mapping and share table; <code>hubshare reproduce RUN_ID</code> recomputes any o
 </tbody></table>
 </body></html>
 """
+
+
+#: In every report's head: `--out` replaces a file only if it carries this (an earlier report).
+REPORT_MARKER = '<meta name="generator" content="hubshare report">'
+
+
+def refuse_unless_new_or_report(out: Path) -> None:
+    """`out` must be a new file or an earlier report: anything else (the warehouse, a CSV, a
+    folder) is someone's data, refused (exit 2) rather than replaced."""
+    if not out.exists() and not out.is_symlink():
+        return
+    if out.is_dir():
+        raise UsageError(f"--out {out} is a directory: name a new file or an earlier report")
+    try:
+        with out.open("rb") as handle:
+            head = handle.read(4096)
+    except OSError as err:
+        raise UsageError(f"--out {out} cannot be read ({err.strerror}): name a new file") from None
+    if REPORT_MARKER.encode() not in head:
+        raise UsageError(
+            f"--out {out} exists and is not a hubshare report: refusing to replace it "
+            "(name a new file or an earlier report)"
+        )
 
 
 def write_report(
