@@ -337,3 +337,81 @@ def test_scale_out_shows_the_commands_these_tests_run():
     matched = {n for line in shown for n, p in enumerate(patterns) if re.fullmatch(p, line)}
     assert all(any(re.fullmatch(p, line) for p in patterns) for line in shown), shown
     assert matched == set(range(len(SCALE_OUT_COMMANDS)))
+
+
+def deployments_by_name(api: str) -> dict[str, dict[str, Any]]:
+    found = httpx.post(f"{api}/deployments/filter", json={}, timeout=10).json()
+    return {d["name"]: d for d in found}
+
+
+def test_serve_and_the_pool_deployments_leave_each_other_alone(server, tmp_path, hand_models):
+    """`serve` stopped after `prefect deploy` took its names over leaves the pool deployments
+    active; `serve` on a server holding them refuses (exit 2, naming them and the pool) and
+    changes nothing; a worker then runs the daily deployment to Completed."""
+    env = server | {
+        "HUBSHARE_DATA_DIR": str(tmp_path / "data"),
+        "HUBSHARE_MAPPING": str(HAND_MAPPING),
+        "HUBSHARE_PAGE_SIZE": "3",
+    }
+    api = env["PREFECT_API_URL"]
+    names = {"hubshare-daily", "hubshare-backfill"}
+    serve_log = (tmp_path / "serve.log").open("w")
+    serving = subprocess.Popen(  # noqa: S603 - the documented command
+        [sys.executable, "-m", "hubshare.cli", "serve"],
+        cwd=tmp_path,
+        env=env,
+        stdout=serve_log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while not names <= set(deployments_by_name(api)) and time.monotonic() < deadline:
+            time.sleep(1)
+        # The team deploys to the pool while `serve` still runs: the names become the pool's.
+        prefect(*scale_out(POOL), env=env)
+        prefect(*scale_out(DEPLOY), env=env)
+    finally:
+        serving.terminate()
+        assert serving.wait(timeout=60) == 0
+        serve_log.close()
+    pooled = deployments_by_name(api)
+    for name in names:  # Prefect's `serve` would have paused them on its way out
+        assert pooled[name]["work_pool_name"] == "hubshare", pooled[name]
+        assert pooled[name]["paused"] is False, (tmp_path / "serve.log").read_text()
+
+    refused = run_hubshare("serve", env=env)
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    [line] = refused.stderr.strip().splitlines()
+    assert line.startswith("error: ")
+    for expected in (
+        "daily/hubshare-daily (work pool 'hubshare')",
+        "backfill/hubshare-backfill (work pool 'hubshare')",
+        "prefect worker start --pool hubshare",
+    ):
+        assert expected in line
+    after = deployments_by_name(api)
+    for name in names:
+        assert after[name]["paused"] is False
+        assert after[name]["pull_steps"] == pooled[name]["pull_steps"]
+        assert after[name]["updated"] == pooled[name]["updated"]
+
+    with FakeHub(hand_models) as hub:
+        worker_log = (tmp_path / "worker.log").open("w")
+        worker = subprocess.Popen(  # noqa: S603 - started from the repository root, as documented
+            [PREFECT, *scale_out(WORKER, name="worker-0")],
+            cwd=PROJECT_ROOT,
+            env=env | {"HF_ENDPOINT": hub.url},
+            stdout=worker_log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            prefect(
+                "deployment", "run", "daily/hubshare-daily",
+                "--param", f"run_date={DAY}", "--param", "backdate=true", env=env,
+            )  # fmt: skip
+            daily = wait_for(api, "daily/hubshare-daily")
+        finally:
+            worker.terminate()
+            worker.wait(timeout=60)
+            worker_log.close()
+    assert daily["state_type"] == "COMPLETED", (tmp_path / "worker.log").read_text()
