@@ -116,3 +116,29 @@ def test_grant_reader_refuses_sqlite_and_odd_names(env, monkeypatch, tmp_path):
     monkeypatch.setenv("HUBSHARE_WAREHOUSE_URL", PG_ADMIN_URL)
     odd = invoke("db", "grant-reader", 'bi"; DROP TABLE etl_run; --')
     assert odd.returncode == 2 and "use lower-case letters" in odd.stderr
+
+
+def test_the_reader_reads_the_views_and_the_schema_revision_as_documented(
+    published_pg, role, monkeypatch
+):
+    """The reader's SELECT grants are the BI views and `alembic_version` (the read commands check
+    the schema revision), nothing more; README.md and docs/operations.md say so."""
+    from hubshare.resources import IMPORT_ROOT
+
+    monkeypatch.setenv("HUBSHARE_WAREHOUSE_URL", published_pg)
+    assert invoke("db", "grant-reader", role).returncode == 0
+    with psycopg.connect(published_pg, autocommit=True) as connection:
+        readable = {
+            name
+            for (name,) in connection.execute(
+                "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+                " WHERE n.nspname = 'public' AND c.relkind IN ('r', 'v', 'p', 'm')"
+                " AND has_table_privilege(%s, c.oid, 'SELECT')",
+                (role,),
+            )
+        }
+    assert readable == {*warehouse.VIEWS, "alembic_version"}
+    readme = " ".join((IMPORT_ROOT / "README.md").read_text().split())
+    assert "the schema revision (`alembic_version`), nothing else" in readme
+    operations = " ".join((IMPORT_ROOT / "docs" / "operations.md").read_text().split())
+    assert "reads the BI views and the schema revision, nothing else" in operations
