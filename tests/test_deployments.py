@@ -415,3 +415,105 @@ def test_serve_and_the_pool_deployments_leave_each_other_alone(server, tmp_path,
             worker.wait(timeout=60)
             worker_log.close()
     assert daily["state_type"] == "COMPLETED", (tmp_path / "worker.log").read_text()
+
+
+def trial_lines() -> list[str]:
+    """The shell lines of docs/operations.md's "Try the whole team set-up on one laptop"."""
+    doc = (PROJECT_ROOT / "docs" / "operations.md").read_text()
+    section = doc.split("## Try the whole team set-up on one laptop", 1)[1]
+    block = re.search(r"```bash\n(.*?)```", section, flags=re.DOTALL)
+    assert block is not None
+    return [line for line in block.group(1).splitlines() if line.strip()]
+
+
+def wait_for_port(port: int, process: subprocess.Popen[bytes], seconds: float = 90) -> None:
+    import socket
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert process.poll() is None, f"exited with {process.returncode}"
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.3)
+    pytest.fail(f"nothing listens on port {port} after {seconds} s")
+
+
+def trial_bucket_keys(env: dict[str, str]) -> list[str]:
+    """The keys in the trial's bucket (the data dir's), read with the trial's AWS_* settings."""
+    import boto3
+
+    bucket = env["HUBSHARE_DATA_DIR"].removeprefix("s3://").split("/")[0]
+    client = boto3.client(
+        "s3",
+        endpoint_url=env["AWS_ENDPOINT_URL"],
+        region_name=env["AWS_REGION"],
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+    )
+    return [item["Key"] for item in client.list_objects_v2(Bucket=bucket).get("Contents", [])]
+
+
+def test_the_one_laptop_trial_runs_as_documented(tmp_path):
+    """Every line of the trial, in order, as the document shows it (its ports and SQLite file
+    moved to free ones; `uv run P` is this environment's P): long-running lines in processes of
+    their own; the daily deployment's run is Completed on the worker, into the S3 server, and
+    `hubshare shares` prints it."""
+    ports = {"4200": str(closed_port()), "8765": str(closed_port()), "9000": str(closed_port())}
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("PREFECT_", "HUBSHARE_", "HF_", "AWS_"))
+    } | {"PREFECT_HOME": str(tmp_path / "prefect-home")}
+    background: list[tuple[subprocess.Popen[bytes], Any]] = []
+    shares = ""
+    try:
+        for line in trial_lines():
+            command, _, comment = line.partition("#")
+            for documented, free in ports.items():
+                command = command.replace(documented, free)
+            command = command.replace("/tmp/hubshare-trial.db", str(tmp_path / "trial.db"))
+            words = shlex.split(command)
+            if words[0] == "export":
+                env |= dict(word.split("=", 1) for word in words[1:])
+                continue
+            assert words[:2] == ["uv", "run"], line
+            program = (
+                sys.executable if words[2] == "python" else str(Path(PREFECT).parent / words[2])
+            )
+            argv = [program, *words[3:]]
+            if "own terminal" in comment:
+                log = (tmp_path / f"{words[2]}-{len(background)}.log").open("w")
+                process = subprocess.Popen(  # noqa: S603 - the document's command
+                    argv, cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+                )
+                background.append((process, log))
+                port = next((w for w in words if w in ports.values()), None)
+                if port is not None:
+                    wait_for_port(int(port), process)
+                continue
+            result = subprocess.run(  # noqa: S603 - the document's command
+                argv, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=300,
+                check=False,
+            )  # fmt: skip
+            assert result.returncode == 0, line + "\n" + result.stdout + result.stderr
+            if words[2:5] == ["prefect", "deployment", "run"]:
+                daily = wait_for(env["PREFECT_API_URL"], "daily/hubshare-daily", seconds=300)
+                logs = "".join(p.read_text() for p in tmp_path.glob("*.log"))
+                assert daily["state_type"] == "COMPLETED", logs
+            if words[2] == "hubshare":
+                shares = result.stdout
+                stored = trial_bucket_keys(env)
+                assert any(
+                    k.startswith("data/raw/") and k.endswith("manifest.json") for k in stored
+                )
+    finally:
+        for process, _ in reversed(background):
+            process.terminate()
+        for process, log in background:
+            process.wait(timeout=60)
+            log.close()
+    assert "US" in shares and "CN" in shares, shares
+    assert [line.split()[2] for line in trial_lines() if "own terminal" in line] == [
+        "prefect", "python", "moto_server", "prefect",
+    ]  # fmt: skip
