@@ -266,13 +266,12 @@ def _bucket_chart(
         )
     labelled = date_ticks(dates)
     for day in labelled:
-        anchor = (
-            "start" if day == dates[0] and len(dates) > 1 else "end" if day == dates[-1] else ""
-        )
+        ends = {dates[0]: "start", dates[-1]: "end"} if len(dates) > 1 else {}
+        anchor = ends.get(day, "middle")  # the end labels stay inside the chart
         parts.append(
             f'<line x1="{x(day):.1f}" x2="{x(day):.1f}" y1="{TOP}" y2="{HEIGHT - BOTTOM + 4}" '
             f'class="grid"/><text x="{x(day):.1f}" y="{HEIGHT - 8}" '
-            f'text-anchor="{anchor or "middle"}" class="axis date">{day}</text>'
+            f'text-anchor="{anchor}" class="axis date">{day}</text>'
         )
     parts += _move_markers(moves, bucket, x)
     radius = 2.5 if len(dates) <= 60 else 1.2  # a long history: dots would hide the line
@@ -416,6 +415,7 @@ body {{ font: 14px/1.4 system-ui, sans-serif; margin: 2em auto; padding: 0 1em;
 max-width: 940px; color: #222; }}
 h1 {{ font-size: 1.4em; }} h2 {{ font-size: 1.15em; margin-top: 1.6em; }}
 .scroll {{ max-width: 100%; overflow-x: auto; }}
+#runs-box {{ max-height: 32em; overflow-y: auto; }} /* a year of runs scrolls in its box */
 table {{ border-collapse: collapse; font-variant-numeric: tabular-nums; }}
 td, th {{ padding: 2px 10px; border-bottom: 1px solid #ddd; text-align: right; }}
 td:first-child, th:first-child {{ text-align: left; }}
@@ -456,8 +456,8 @@ no source states).</p>
 <h2>Provenance</h2>
 <p class="note">Each published run, with the SHA-256 (first 12 hex digits) of its raw snapshot,
 mapping and share table; <code>hubshare reproduce RUN_ID</code> recomputes any of them.</p>
-<div class="scroll"><table id="runs"><thead><tr><th>date</th><th>version</th><th>run</th>
-<th>models</th><th>downloads</th><th>raw</th><th>mapping</th><th>shares</th><th>code</th></tr>
+<div class="scroll" id="runs-box"><table id="runs"><thead><tr><th>date</th><th>version</th>
+<th>run</th><th>models</th><th>downloads</th><th>raw</th><th>mapping</th><th>shares</th><th>code</th></tr>
 </thead><tbody>
 {runs}
 </tbody></table></div>

@@ -38,12 +38,12 @@ MOVES_FROM_TO = {
 TOTAL = 1_234_567_890
 
 
-def moving_shares() -> pl.DataFrame:
+def moving_shares(dates: list[date] = DATES) -> pl.DataFrame:
     rows = []
-    for n, day in enumerate(DATES):
+    for n, day in enumerate(dates):
         for country, (first, last) in MOVES_FROM_TO.items():
             for view, offset in (("uploader", 0.0), ("origin", 0.002)):
-                share = first + (last - first) * n / (len(DATES) - 1) + offset
+                share = first + (last - first) * n / max(len(dates) - 1, 1) + offset
                 wide = 0.0 if country == "UNKNOWN" else 0.03 if country != "US" else 0.16
                 rows.append(
                     (day, view, country, round(share * TOTAL), share, share - 0.001, share + wide)
@@ -55,7 +55,7 @@ def moving_shares() -> pl.DataFrame:
     )
 
 
-def published_runs() -> pl.DataFrame:
+def published_runs(dates: list[date] = DATES) -> pl.DataFrame:
     return pl.DataFrame(
         [
             {
@@ -70,7 +70,7 @@ def published_runs() -> pl.DataFrame:
                 "code_version": "0.1.0+g9a490c0-dirty-with-a-long-local-version-label",
                 "finished_at": datetime(2024, 9, 21, tzinfo=UTC),
             }
-            for n, day in enumerate(DATES)
+            for n, day in enumerate(dates)
         ]
     ).select(RUN_COLUMNS)
 
@@ -142,6 +142,25 @@ def test_every_bucket_moves_visibly_in_its_own_chart(report, tmp_path):
         box = page.eval_on_selector("#runs", "t => t.parentElement.getBoundingClientRect().right")
         assert box <= 1000
     assert screenshot.stat().st_size > 10_000
+
+
+@pytest.mark.parametrize(
+    "dates",
+    [[DATES[0]], [date(2025, 1, 1) + timedelta(days=n) for n in range(400)]],
+    ids=["one-date", "400-dates"],
+)
+def test_one_date_and_a_long_history_fit_too(dates, tmp_path):
+    out = tmp_path / "report.html"
+    out.write_text(render_report(ReportData(moving_shares(dates), published_runs(dates))))
+    with report_page(out) as page:
+        charts = check_report_layout(page, tmp_path / "report.png")
+        labels = page.eval_on_selector_all(
+            "svg[data-bucket=CN] text.date", "ts => ts.map(t => t.textContent)"
+        )
+    assert len(charts) == 6
+    # Every label a published date, the first and the last among them, in order.
+    assert labels[0] == str(dates[0]) and labels[-1] == str(dates[-1])
+    assert len(labels) == min(len(dates), 4) and labels == sorted(labels)
 
 
 def test_nice_ticks_are_round_and_cover_the_values():
