@@ -67,7 +67,12 @@ from tasks.quality import (
     storage_checks,
 )
 from tasks.render_shares import concentration_markdown, share_table_markdown
-from tasks.report import write_report
+from tasks.report import (
+    read_report_data,
+    report_headline_markdown,
+    report_series_rows,
+    save_report,
+)
 from tasks.review_queue import (
     FACT_COLUMNS,
     ReviewSummary,
@@ -447,23 +452,31 @@ REPORT_KEY = "reports/hubshare-report.html"
 
 @task(name="write-report")
 def report_task(run_date: date) -> str | None:
-    """Refresh `<data dir>/reports/hubshare-report.html` (every published date) and point the
-    `daily-report` artifact at it. Informative only: a failure here is a warning."""
+    """Refresh `<data dir>/reports/hubshare-report.html` (every published date) and publish what
+    it shows to Prefect: the `daily-report-<date>` headline table and the
+    `daily-report-series-<date>` chart data (a worker's file path opens nothing in the UI).
+    Informative only: a failure here is a warning."""
     settings = get_settings()
     store = settings.store
     out = store.where(REPORT_KEY)
     try:
         engine = warehouse_engine(settings.resolved_warehouse_url)
-        store.write_file(REPORT_KEY, lambda tmp: write_report(engine, tmp, store=store))
+        data = read_report_data(engine, None, None, store)
+        store.write_file(REPORT_KEY, lambda tmp: save_report(data, tmp))
     except HubshareError as err:
         get_run_logger().warning("Could not write the report: %s", err)
         return None
     create_markdown_artifact(
         key=f"daily-report-{run_date}",
-        markdown=f"# hubshare report\n\nShares over time in both views with their range, "
-        f"the latest table, coverage and provenance, up to {run_date}: `{out}` "
-        "(one self-contained HTML file; `hubshare report --out PATH` writes another).",
-        description=f"Report refreshed by the run of {run_date}",
+        markdown=report_headline_markdown(data, REPORT_KEY),
+        description=f"Report refreshed by the run of {run_date}: the latest shares and their "
+        "change over the published dates",
+    )
+    create_table_artifact(
+        key=f"daily-report-series-{run_date}",
+        table=report_series_rows(data),
+        description=f"The report's charts as data, up to {run_date}: each charted bucket's "
+        "share and range per view and date",
     )
     return str(out)
 

@@ -7,9 +7,10 @@ archived mappings (`<data dir>/mappings/`), when the data dir is at hand.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from html import escape
 from pathlib import Path
 from typing import cast
@@ -25,10 +26,16 @@ from tasks.mapping import mapping_key, read_rows, rows_valid_on
 from tasks.render_shares import latest_table_html_rows
 
 TOP_BUCKETS = 6
-#: Colour-blind-safe palette (Okabe-Ito), one colour per bucket in the order of the latest shares.
-PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#999999")
-WIDTH, HEIGHT, PAD = 760, 300, 48
-
+#: One colour per view (Okabe-Ito, colour-blind-safe); the origin line is dashed as well.
+VIEW_STYLES = {
+    "uploader": ("Uploader view: who uploaded the model", "#0072B2", ""),
+    "origin": ("Origin view: who made the weights", "#D55E00", "5 3"),
+}
+#: One small chart per bucket, in SVG user units (it scales to its grid cell): plot margins for
+#: the title (top), the share ticks (left) and the date labels (bottom).
+WIDTH, HEIGHT = 440, 210
+LEFT, RIGHT, TOP, BOTTOM = 48, 14, 30, 26
+DATE_LABELS = 4  # at most, along each chart's x axis
 
 #: What the report shows of each published run.
 RUN_COLUMNS = (
@@ -142,95 +149,183 @@ def read_report_data(
 
 
 def _short(name: str, value: object) -> str:
-    """Checksums and run ids by their first 12 characters, like `hubshare runs`."""
+    """Checksums and run ids by their first 12 characters, like `hubshare runs`; counts with
+    thousands separators."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
     shown = str(value)
     return shown[:12] if name.endswith(("sha256", "run_id")) else shown
 
 
-def _move_markers(moves: tuple[CountryMove, ...], x: Callable[[date], float]) -> list[str]:
-    """A dashed vertical line on each date where namespaces changed country, labelled with the
-    first of them and, as its tooltip (<title>), all of them."""
+def nice_ticks(low: float, high: float, count: int = 4) -> list[float]:
+    """Round ticks (1, 2, 2.5 or 5 times a power of ten apart) covering [low, high] in about
+    `count` steps, never below zero; a flat series gets a little room around it."""
+    if high - low < 1e-4:
+        room = max(0.005, high * 0.1)
+        low, high = low - room, high + room
+    low = max(low, 0.0)
+    raw = (high - low) / count
+    magnitude = 10 ** math.floor(math.log10(raw))
+    step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw * (1 - 1e-9))
+    first = math.floor(low / step + 1e-9)
+    last = math.ceil(high / step - 1e-9)
+    return [round(n * step, 12) for n in range(first, last + 1)]
+
+
+def percent_labels(ticks: list[float]) -> list[str]:
+    """The ticks as percentages with the fewest decimals that tell them apart exactly."""
+    decimals = next(
+        (d for d in range(4) if all(abs(round(t * 100, d) - t * 100) < 1e-7 for t in ticks)), 4
+    )
+    return [f"{t:.{decimals}%}" for t in ticks]
+
+
+def date_ticks(dates: list[date], count: int = DATE_LABELS) -> list[date]:
+    """Up to `count` published dates spread evenly in time along the axis, first and last
+    included, so every label sits on a real snapshot."""
+    if len(dates) <= count:
+        return dates
+    span = (dates[-1] - dates[0]).days
+    targets = [dates[0] + timedelta(days=round(span * n / (count - 1))) for n in range(count)]
+
+    def nearest(target: date) -> date:
+        return min(dates, key=lambda day: abs((day - target).days))
+
+    return sorted({nearest(target) for target in targets})
+
+
+def _move_markers(
+    moves: tuple[CountryMove, ...],
+    bucket: str,
+    x: Callable[[date], float],
+) -> list[str]:
+    """A dashed vertical line on each date where namespaces changed country, all of them in its
+    tooltip (<title>); labelled in the chart of a bucket a namespace left or joined."""
     by_day: dict[date, list[CountryMove]] = {}
     for move in moves:
         by_day.setdefault(move.day, []).append(move)
     parts = []
+    middle = (LEFT + WIDTH - RIGHT) / 2
     for index, (day, found) in enumerate(sorted(by_day.items())):
         named = "; ".join(map(str, found))
-        label = str(found[0]) + (f" (+{len(found) - 1} more)" if len(found) > 1 else "")
+        here = [m for m in found if bucket in (m.country_from, m.country_to)]
+        label = ""
+        if here:
+            text = str(here[0]) + (f" (+{len(here) - 1})" if len(here) > 1 else "")
+            anchor = "end" if x(day) > middle else "start"
+            shift = -3 if anchor == "end" else 3
+            label = (
+                f'<text x="{x(day) + shift:.1f}" y="{TOP + 10 + 11 * (index % 3):.1f}" '
+                f'text-anchor="{anchor}" class="marker-label">{escape(text)}</text>'
+            )
         parts.append(
             f'<g class="mapping-change" data-date="{day}"><title>{day}: {escape(named)}</title>'
-            f'<line x1="{x(day):.1f}" x2="{x(day):.1f}" y1="{PAD:.1f}" y2="{HEIGHT - PAD:.1f}" '
-            'class="marker"/>'
-            f'<text x="{x(day) + 3:.1f}" y="{PAD + 10 + 12 * (index % 4):.1f}" '
-            f'class="marker-label">{escape(label)}</text></g>'
+            f'<line x1="{x(day):.1f}" x2="{x(day):.1f}" y1="{TOP}" y2="{HEIGHT - BOTTOM}" '
+            f'class="marker"/>{label}</g>'
         )
     return parts
 
 
-def _chart(
-    view: pl.DataFrame, buckets: list[str], title: str, moves: tuple[CountryMove, ...] = ()
+def _bucket_chart(
+    series: pl.DataFrame, bucket: str, dates: list[date], moves: tuple[CountryMove, ...] = ()
 ) -> str:
-    """An SVG line chart of each bucket's share over time, with its [low, high] band and a
+    """One bucket's share over time at its own scale (round ticks around its lines and bands):
+    a line and [low, high] band per view, dated x labels, the value of each point on hover and a
     marker on each date where a namespace's country changed."""
-    dates = sorted(view["snapshot_date"].unique().to_list())
-    highs = view.filter(pl.col("country").is_in(buckets)).select(
-        pl.max_horizontal("share", pl.col("high").fill_null(0.0)).max()
-    )
-    top = max(0.05, float(highs.item() or 0.0))
+    own = series.filter(pl.col("country") == bucket)
+    lows = own.select(pl.min_horizontal("share", pl.col("low").fill_null(pl.col("share"))).min())
+    highs = own.select(pl.max_horizontal("share", pl.col("high").fill_null(pl.col("share"))).max())
+    ticks = nice_ticks(float(lows.item()), float(highs.item()))
+    bottom_value, top_value = ticks[0], ticks[-1]
     span = max((dates[-1] - dates[0]).days, 1)
+    plot_width, plot_height = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
 
     def x(day: date) -> float:
-        return PAD + (WIDTH - 2 * PAD) * ((day - dates[0]).days / span if len(dates) > 1 else 0.5)
+        share_of_span = (day - dates[0]).days / span if len(dates) > 1 else 0.5
+        return LEFT + plot_width * share_of_span
 
     def y(value: float) -> float:
-        return HEIGHT - PAD + (2 * PAD - HEIGHT) * (value / top)
+        return TOP + plot_height * (top_value - value) / (top_value - bottom_value)
 
+    latest = own.filter(
+        (pl.col("snapshot_date") == dates[-1]) & (pl.col("attribution") == "uploader")
+    )["share"]
+    headline = f" — {latest[0]:.2%} on {dates[-1]}" if len(latest) else ""
     parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" '
-        f'role="img" aria-label="{escape(title)}">',
-        f'<text x="{PAD}" y="20" class="title">{escape(title)}</text>',
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" '
+        f'data-bucket="{escape(bucket)}" role="img" '
+        f'aria-label="{escape(bucket)}: share of downloads over time, both views">',
+        f'<text x="{LEFT}" y="18" class="title">{escape(bucket)}{headline}</text>',
+        f'<rect x="{LEFT}" y="{TOP}" width="{plot_width}" height="{plot_height}" class="plot"/>',
     ]
-    for tick in range(5):
-        value = top * tick / 4
+    for tick, label in zip(ticks, percent_labels(ticks), strict=True):
         parts.append(
-            f'<line x1="{PAD}" x2="{WIDTH - PAD}" y1="{y(value):.1f}" y2="{y(value):.1f}" '
-            'class="grid"/>'
-            f'<text x="4" y="{y(value) + 4:.1f}" class="axis">{value:.0%}</text>'
+            f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y(tick):.1f}" y2="{y(tick):.1f}" '
+            f'class="grid"/><text x="{LEFT - 5}" y="{y(tick) + 4:.1f}" text-anchor="end" '
+            f'class="axis">{label}</text>'
         )
-    bottom = HEIGHT - 10
-    parts.append(
-        f'<text x="{PAD}" y="{bottom}" class="axis">{dates[0]}</text>'
-        f'<text x="{WIDTH - PAD}" y="{bottom}" class="axis" text-anchor="end">{dates[-1]}</text>'
-    )
-    parts += _move_markers(moves, x)
-    for index, bucket in enumerate(buckets):
-        colour = PALETTE[index % len(PALETTE)]
-        series = view.filter(pl.col("country") == bucket).sort("snapshot_date")
-        rows = series.select("snapshot_date", "share", "low", "high").rows()
+    labelled = date_ticks(dates)
+    for day in labelled:
+        ends = {dates[0]: "start", dates[-1]: "end"} if len(dates) > 1 else {}
+        anchor = ends.get(day, "middle")  # the end labels stay inside the chart
+        parts.append(
+            f'<line x1="{x(day):.1f}" x2="{x(day):.1f}" y1="{TOP}" y2="{HEIGHT - BOTTOM + 4}" '
+            f'class="grid"/><text x="{x(day):.1f}" y="{HEIGHT - 8}" '
+            f'text-anchor="{anchor}" class="axis date">{day}</text>'
+        )
+    parts += _move_markers(moves, bucket, x)
+    radius = 2.5 if len(dates) <= 60 else 1.2  # a long history: dots would hide the line
+    for view, (label, colour, dashes) in VIEW_STYLES.items():
+        rows = (
+            own.filter(pl.col("attribution") == view)
+            .sort("snapshot_date")
+            .select("snapshot_date", "share", "low", "high", "downloads")
+            .rows()
+        )
         if not rows:  # a bucket of the other view only (e.g. INTL has no origin downloads)
             continue
-        band = [(d, lo, hi) for d, _, lo, hi in rows if lo is not None and hi is not None]
+        dash = f' stroke-dasharray="{dashes}"' if dashes else ""
+        band = [(d, lo, hi) for d, _, lo, hi, _ in rows if lo is not None and hi is not None]
         if band:
             upper = " ".join(f"{x(d):.1f},{y(hi):.1f}" for d, _, hi in band)
             lower = " ".join(f"{x(d):.1f},{y(lo):.1f}" for d, lo, _ in reversed(band))
             parts.append(
-                f'<polygon points="{upper} {lower}" fill="{colour}" fill-opacity="0.15" '
-                f'data-bucket="{escape(bucket)}" class="band"/>'
+                f'<polygon points="{upper} {lower}" fill="{colour}" fill-opacity="0.1" '
+                f'stroke="{colour}" stroke-opacity="0.6" stroke-width="0.8"{dash} '
+                f'data-bucket="{escape(bucket)}" data-view="{view}" class="band"/>'
             )
-        line = " ".join(f"{x(d):.1f},{y(s):.1f}" for d, s, _, _ in rows)
+        line = " ".join(f"{x(d):.1f},{y(s):.1f}" for d, s, _, _, _ in rows)
         parts.append(
-            f'<polyline points="{line}" fill="none" stroke="{colour}" stroke-width="2" '
-            f'data-bucket="{escape(bucket)}" class="line"/>'
+            f'<polyline points="{line}" fill="none" stroke="{colour}" stroke-width="2"{dash} '
+            f'data-bucket="{escape(bucket)}" data-view="{view}" class="line"/>'
         )
-        for d, s, _, _ in rows:
-            parts.append(f'<circle cx="{x(d):.1f}" cy="{y(s):.1f}" r="2.5" fill="{colour}"/>')
-        legend_x = PAD + 10 + index * 110
-        parts.append(
-            f'<rect x="{legend_x}" y="30" width="10" height="10" fill="{colour}"/>'
-            f'<text x="{legend_x + 14}" y="39" class="legend">{escape(bucket)}</text>'
-        )
+        for d, s, lo, hi, downloads in rows:
+            band_text = "" if lo is None or hi is None else f" (range {lo:.2%}–{hi:.2%})"
+            parts.append(
+                f'<circle cx="{x(d):.1f}" cy="{y(s):.1f}" r="{radius}" fill="{colour}" '
+                f'class="point"><title>{escape(bucket)}, {label.split(":")[0].lower()}, {d}: '
+                f"{s:.2%}{band_text}, {downloads:,} downloads</title></circle>"
+            )
     parts.append("</svg>")
     return "".join(parts)
+
+
+def _legend() -> str:
+    """What the colours and strokes of every chart mean, once above them."""
+    items = "".join(
+        f'<span class="key"><svg width="28" height="12" aria-hidden="true">'
+        f'<rect x="0.5" y="0.5" width="27" height="11" fill="{colour}" fill-opacity="0.1" '
+        f'stroke="{colour}" stroke-opacity="0.6"/>'
+        f'<line x1="0" x2="28" y1="6" y2="6" stroke="{colour}" stroke-width="2"'
+        + (f' stroke-dasharray="{dashes}"' if dashes else "")
+        + f"/></svg> {escape(label)}</span>"
+        for label, colour, dashes in VIEW_STYLES.values()
+    )
+    marker = (
+        '<span class="key"><svg width="12" height="14" aria-hidden="true"><line x1="6" x2="6" '
+        'y1="0" y2="14" class="marker"/></svg> a namespace changed country in the mapping</span>'
+    )
+    return f'<p class="legend" id="legend">{items}{marker}</p>'
 
 
 def _moves_html(data: ReportData) -> str:
@@ -262,27 +357,31 @@ def _moves_html(data: ReportData) -> str:
     )
 
 
-def render_report(data: ReportData, generated_at: datetime | None = None) -> str:
-    shares = data.shares
-    latest_day = cast(date, shares["snapshot_date"].max())
-    latest = shares.filter(pl.col("snapshot_date") == latest_day)
-    order = (
+def bucket_order(shares: pl.DataFrame) -> list[str]:
+    """Every bucket of the latest date, largest uploader-view share first."""
+    latest = shares.filter(pl.col("snapshot_date") == shares["snapshot_date"].max())
+    return (
         latest.filter(pl.col("attribution") == "uploader")
         .sort(["share", "country"], descending=[True, False])["country"]
         .to_list()
     )
-    buckets = [b for b in order if b != "UNKNOWN"][:TOP_BUCKETS]
+
+
+def charted_buckets(shares: pl.DataFrame) -> list[str]:
+    """The buckets the report charts: the largest TOP_BUCKETS of the latest date but UNKNOWN."""
+    return [b for b in bucket_order(shares) if b != "UNKNOWN"][:TOP_BUCKETS]
+
+
+def render_report(data: ReportData, generated_at: datetime | None = None) -> str:
+    shares = data.shares
+    latest_day = cast(date, shares["snapshot_date"].max())
+    latest = shares.filter(pl.col("snapshot_date") == latest_day)
+    order = bucket_order(shares)
+    buckets = charted_buckets(shares)
     moves = data.moves or ()
+    dates = sorted(shares["snapshot_date"].unique().to_list())
     charts = "".join(
-        f"<figure>{_chart(shares.filter(pl.col('attribution') == view), buckets, label, moves)}"
-        "<figcaption>Lines: the published share; bands: its range over the contested mapping "
-        "rows, the high end counting every UNKNOWN download as possibly the bucket's; dashed "
-        "lines: dates where a namespace's country changed in the mapping (hover for which)."
-        "</figcaption></figure>"
-        for view, label in (
-            ("uploader", "Uploader view: who uploaded the model"),
-            ("origin", "Origin view: who made the weights"),
-        )
+        f"<figure>{_bucket_chart(shares, bucket, dates, moves)}</figure>" for bucket in buckets
     )
     table_rows = latest_table_html_rows(latest, order)
     unknown = {
@@ -309,29 +408,46 @@ def render_report(data: ReportData, generated_at: datetime | None = None) -> str
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 {REPORT_MARKER}
+<meta name="viewport" content="width=device-width, initial-scale=1">
 <title>hubshare: download share by developer country, {first_day} to {latest_day}</title>
 <style>
-body {{ font: 14px/1.4 system-ui, sans-serif; margin: 2em auto; max-width: 820px; color: #222; }}
+body {{ font: 14px/1.4 system-ui, sans-serif; margin: 2em auto; padding: 0 1em;
+max-width: 940px; color: #222; }}
 h1 {{ font-size: 1.4em; }} h2 {{ font-size: 1.15em; margin-top: 1.6em; }}
-table {{ border-collapse: collapse; }} td, th {{ padding: 2px 10px; border-bottom: 1px solid #ddd;
-text-align: right; }} td:first-child, th:first-child {{ text-align: left; }}
-figure {{ margin: 1em 0; }} figcaption, .note {{ color: #555; font-size: 0.9em; }}
-.grid {{ stroke: #ddd; }} .axis, .legend {{ font-size: 11px; fill: #555; }}
-.title {{ font-size: 13px; font-weight: 600; }}
+.scroll {{ max-width: 100%; overflow-x: auto; }}
+#runs-box {{ max-height: 32em; overflow-y: auto; }} /* a year of runs scrolls in its box */
+table {{ border-collapse: collapse; font-variant-numeric: tabular-nums; }}
+td, th {{ padding: 2px 10px; border-bottom: 1px solid #ddd; text-align: right; }}
+td:first-child, th:first-child {{ text-align: left; }}
+#runs td, #runs th {{ padding: 2px 6px; font-size: 0.9em; white-space: nowrap; }}
+#runs td:last-child {{ white-space: normal; overflow-wrap: anywhere; min-width: 8em; }}
+.charts {{ display: grid; grid-template-columns: repeat(auto-fill, minmax(300px, 1fr));
+gap: 0.5em 1.5em; }}
+figure {{ margin: 0; min-width: 0; }} figure svg {{ display: block; width: 100%; height: auto; }}
+figcaption, .note {{ color: #555; font-size: 0.9em; }}
+.legend {{ display: flex; flex-wrap: wrap; gap: 0.3em 1.5em; font-size: 0.9em; }}
+.key svg {{ vertical-align: middle; }}
+.plot {{ fill: none; stroke: #ccc; }} .grid {{ stroke: #eee; }}
+.axis {{ font-size: 11px; fill: #555; }} .title {{ font-size: 13px; font-weight: 600; }}
+.point {{ stroke: transparent; stroke-width: 8; }}
 .marker {{ stroke: #444; stroke-dasharray: 4 3; }} .marker-label {{ font-size: 10px; fill: #444; }}
 </style></head><body>
 <h1>Which countries' developers do open-model downloads go to?</h1>
 <p class="note">Share of Hugging Face Hub downloads (the Hub's 30-day counter) by the developer's
-country, from {len(shares["snapshot_date"].unique())} published daily snapshots, {first_day} to
+country, from {len(dates)} published daily snapshots, {first_day} to
 {latest_day}. Generated {generated} by <code>hubshare report</code>.</p>
 <h2>Shares over time</h2>
-{charts}
+<p class="note">One chart per bucket, each at its own scale (read its axis): lines are the
+published share, bands its range over the contested mapping rows, the high end counting every
+UNKNOWN download as possibly the bucket's. Hover a point for its value.</p>
+{_legend()}
+<div class="charts" id="charts">{charts}</div>
 {moves_html}
 <h2>Latest: {latest_day}</h2>
-<table id="latest"><thead><tr><th>country</th><th>uploader view</th><th>range</th>
-<th>origin view</th><th>range</th></tr></thead><tbody>
+<div class="scroll"><table id="latest"><thead><tr><th>country</th><th>uploader view</th>
+<th>range</th><th>origin view</th><th>range</th></tr></thead><tbody>
 {table_rows}
-</tbody></table>
+</tbody></table></div>
 <h2>Coverage</h2>
 <p id="coverage">On {latest_day}, the mapping classifies {1 - unknown["uploader"]:.2%} of downloads
 in the uploader view and {1 - unknown["origin"]:.2%} in the origin view; the rest is
@@ -340,10 +456,11 @@ no source states).</p>
 <h2>Provenance</h2>
 <p class="note">Each published run, with the SHA-256 (first 12 hex digits) of its raw snapshot,
 mapping and share table; <code>hubshare reproduce RUN_ID</code> recomputes any of them.</p>
-<table id="runs"><thead><tr><th>date</th><th>version</th><th>run</th><th>models</th>
-<th>downloads</th><th>raw</th><th>mapping</th><th>shares</th><th>code</th></tr></thead><tbody>
+<div class="scroll" id="runs-box"><table id="runs"><thead><tr><th>date</th><th>version</th>
+<th>run</th><th>models</th><th>downloads</th><th>raw</th><th>mapping</th><th>shares</th><th>code</th></tr>
+</thead><tbody>
 {runs}
-</tbody></table>
+</tbody></table></div>
 </body></html>
 """
 
@@ -380,9 +497,81 @@ def write_report(
 ) -> Path:
     """Render the report into `out` (atomically: a reader never sees half a file); the data
     dir's `store` gives the country changes (none marked without it)."""
-    html = render_report(read_report_data(engine, start, end, store))
+    return save_report(read_report_data(engine, start, end, store), out)
+
+
+def save_report(data: ReportData, out: Path) -> Path:
+    """Render `data` into `out` atomically."""
+    html = render_report(data)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
     tmp.write_text(html, encoding="utf-8")
     tmp.replace(out)
     return out
+
+
+def report_headline_markdown(data: ReportData, report_key: str, top: int = 15) -> str:
+    """The report's headline for a Prefect artifact: the latest table with each bucket's change
+    since the first date shown, and coverage; the HTML file itself stays in the data dir."""
+    shares = data.shares
+    dates = sorted(shares["snapshot_date"].unique().to_list())
+    first_day, latest_day = dates[0], dates[-1]
+    order = bucket_order(shares)
+    cells: dict[tuple[str, str, date], tuple[float, float | None, float | None]] = {
+        (view, country, day): (share, low, high)
+        for view, country, day, share, low, high in shares.select(
+            "attribution", "country", "snapshot_date", "share", "low", "high"
+        ).rows()
+    }
+
+    def cell(view: str, country: str) -> tuple[str, str]:
+        now = cells.get((view, country, latest_day))
+        if now is None:
+            return "", ""
+        share, low, high = now
+        shown = f"{share:.2%}" + ("" if low is None or high is None else f" ({low:.1%}–{high:.1%})")
+        before = cells.get((view, country, first_day))
+        change = "" if before is None else f"{(share - before[0]) * 100:+.2f} pp"
+        return shown, change
+
+    lines = [
+        f"# hubshare report, {first_day} to {latest_day}",
+        "",
+        f"| country | uploader view (range) | since {first_day} | origin view (range) "
+        f"| since {first_day} |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for country in order[:top]:
+        lines.append(
+            f"| {country} | " + " | ".join(" | ".join(cell(v, country)) for v in VIEW_STYLES) + " |"
+        )
+    if len(order) > top:
+        lines.append(f"| … {len(order) - top} more | | | | |")
+    lines += [
+        "",
+        f"{len(dates)} published dates; pp: percentage points. Range: over the contested mapping "
+        "rows, the high end counting every UNKNOWN download as possibly the bucket's. The charted "
+        "series are in the run's `daily-report-series-<date>` table artifact; the HTML report is "
+        f"`{report_key}` in the data dir (`hubshare report --out PATH` writes another).",
+    ]
+    return "\n".join(lines)
+
+
+def report_series_rows(data: ReportData) -> list[dict[str, object]]:
+    """The charts' data for a Prefect table artifact: one row per charted bucket, view and
+    date, shares in percent."""
+    series = (
+        data.shares.filter(pl.col("country").is_in(charted_buckets(data.shares)))
+        .sort("country", "attribution", "snapshot_date")
+        .select(
+            pl.col("country"),
+            pl.col("attribution").alias("view"),
+            pl.col("snapshot_date").cast(pl.String).alias("date"),
+            *(
+                (pl.col(name) * 100).round(3).alias(f"{label} (%)")
+                for name, label in (("share", "share"), ("low", "low"), ("high", "high"))
+            ),
+            pl.col("downloads"),
+        )
+    )
+    return series.to_dicts()

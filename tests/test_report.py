@@ -3,6 +3,7 @@ their ranges, the latest table, coverage and provenance; and the daily run refre
 
 from __future__ import annotations
 
+import json
 from datetime import date, timedelta
 from html.parser import HTMLParser
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any
 import pytest
 
 from hubshare.fakehub import FakeHub
+from tests.browser import check_report_layout, report_page
 from tests.test_backfill import models_on
 from tests.test_cli import invoke
 
@@ -81,15 +83,13 @@ def test_the_report_is_one_offline_file_with_every_section(three_published_dates
         if tag in ("script", "link", "img", "iframe", "object") or "src" in attrs
     ]
     assert loads == []
-    # Both views, a line and a band per bucket.
-    svgs = [attrs for tag, attrs in parsed.tags if tag == "svg"]
-    assert [a["aria-label"] for a in svgs] == [
-        "Uploader view: who uploaded the model",
-        "Origin view: who made the weights",
-    ]
-    lines = [str(a["data-bucket"]) for tag, a in parsed.tags if tag == "polyline"]
-    assert lines.count("CN") == 2 and lines.count("US") == 2 and "UNKNOWN" not in lines
-    bands = [str(a["data-bucket"]) for tag, a in parsed.tags if tag == "polygon"]
+    # One chart per bucket, each with both views: a line and a band per view.
+    charts = [a["data-bucket"] for tag, a in parsed.tags if tag == "svg" and "data-bucket" in a]
+    assert charts[:2] == ["CN", "US"] and "UNKNOWN" not in charts
+    lines = [(a["data-bucket"], a["data-view"]) for tag, a in parsed.tags if tag == "polyline"]
+    assert ("CN", "uploader") in lines and ("CN", "origin") in lines and ("US", "origin") in lines
+    assert {bucket for bucket, _ in lines} == set(charts)
+    bands = [(a["data-bucket"], a["data-view"]) for tag, a in parsed.tags if tag == "polygon"]
     assert sorted(bands) == sorted(lines)
     # The latest table: the uploader view of the hand fixture (CN 1,500 of 3,010 in every week).
     latest = {row[0]: row for row in parsed.tables["latest"] if row}
@@ -101,6 +101,10 @@ def test_the_report_is_one_offline_file_with_every_section(three_published_dates
     runs = [row for row in parsed.tables["runs"] if row]
     assert [row[0] for row in runs] == [str(d) for d in DATES]
     assert all(len(row[2]) == 12 for row in runs)
+    assert runs[-1][4] == "9,030"  # downloads with thousands separators
+    # As a reader sees it: every line inside its chart, nothing wider than a 1000 px window.
+    with report_page(out) as page:
+        check_report_layout(page, tmp_path / "report-1000px.png")
 
     only_last = tmp_path / "last.html"
     assert invoke("report", "--out", str(only_last), "--from", str(DATES[-1])).returncode == 0
@@ -115,3 +119,40 @@ def test_the_daily_run_refreshes_the_report(three_published_dates):
     report = three_published_dates / "reports" / "hubshare-report.html"
     runs: list[Any] = [row for row in parse(report).tables["runs"] if row]
     assert [row[0] for row in runs] == [str(d) for d in DATES]
+
+
+def test_the_daily_run_publishes_the_report_to_prefect(three_published_dates):
+    """The Prefect UI shows the report's headline table and chart data, not a worker's path."""
+    import asyncio
+
+    from prefect import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    day = DATES[-1]
+
+    async def read() -> dict[str | None, Any]:
+        async with get_client() as client:
+            found = await client.read_artifacts(
+                artifact_filter=ArtifactFilter(
+                    key=ArtifactFilterKey(
+                        any_=[f"daily-report-{day}", f"daily-report-series-{day}"]
+                    )
+                )
+            )
+        return {artifact.key: artifact for artifact in found}
+
+    by_key = asyncio.run(read())
+    headline = by_key[f"daily-report-{day}"]
+    assert headline.type == "markdown"
+    assert f"| since {DATES[0]} |" in headline.data
+    # The hand fixture's week 3: CN's origin share moved a little, its uploader share not at all.
+    assert "| CN | 49.83% (49.8%–55.1%) | +0.00 pp | 69.88% (69.9%–69.9%) | -0.02 pp |" in (
+        headline.data
+    )
+    assert str(three_published_dates) not in headline.data  # the data dir's key, not a path
+    series = by_key[f"daily-report-series-{day}"]
+    assert series.type == "table"
+    rows = json.loads(series.data) if isinstance(series.data, str) else series.data
+    cn = [r for r in rows if r["country"] == "CN" and r["view"] == "uploader"]
+    assert [r["date"] for r in cn] == [str(d) for d in DATES]
+    assert cn[-1]["share (%)"] == pytest.approx(49.834, abs=1e-3)
