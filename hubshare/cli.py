@@ -697,12 +697,32 @@ def explain(
         str | None, typer.Option(help="One bucket: an alpha-2 code, INTL or UNKNOWN.")
     ] = None,
     format_: Annotated[ExplainFormat, typer.Option("--format")] = ExplainFormat.table,
-    top: Annotated[int, typer.Option(help="Organisations named per kind; the rest summed.")] = 5,
+    top: Annotated[
+        int,
+        typer.Option(min=1, help="Parts shown per bucket at most; the rest summed in one line."),
+    ] = 5,
+    threshold: Annotated[
+        float,
+        typer.Option(
+            min=0.0, help="Parts shown move their bucket by at least this many percentage points."
+        ),
+    ] = 0.01,
+    all_: Annotated[
+        bool, typer.Option("--all", help="Every part of every bucket (JSON always has them).")
+    ] = False,
 ) -> None:
     """Why did each bucket's share move between two published runs? Parts (organisations, new
-    models, the population total, mapping changes) that add up exactly to the change."""
+    models, the population total, mapping changes) that add up exactly to the change; by
+    default each bucket's largest parts, the rest summed."""
     from schemas.quality import known_buckets
-    from tasks.explain import change_as_json, explain_shares, rounded_parts
+    from tasks.explain import (
+        SHOWN_DECIMALS,
+        change_as_json,
+        explain_shares,
+        moves_visibly,
+        rounded_parts,
+        summarise,
+    )
 
     start, end = _parse_date(from_, "--from"), _parse_date(to, "--to")
     assert start is not None and end is not None
@@ -713,7 +733,7 @@ def explain(
             markup=False,
         )
         raise typer.Exit(code=2)
-    changes = explain_shares(start, end, get_settings(), _engine(), top=top)
+    changes = explain_shares(start, end, get_settings(), _engine())
     changes = [
         c
         for c in changes
@@ -724,17 +744,40 @@ def explain(
         payload = [change_as_json(change) for change in changes]
         sys.stdout.write(orjson.dumps(payload, option=orjson.OPT_INDENT_2).decode() + "\n")
         return
-    for change in changes:
-        share_from, share_to, delta, parts = rounded_parts(change)
+    from fractions import Fraction
+
+    threshold_pp = Fraction(str(threshold))
+    for view in dict.fromkeys(c.attribution for c in changes):
+        in_view = [c for c in changes if c.attribution == view]
+        shown = [c for c in in_view if all_ or moves_visibly(c, threshold_pp)]
         table = Table(
-            title=f"{change.country}, {change.attribution} view: {share_from:.2%} → "
-            f"{share_to:.2%} ({delta * 100:+.4f} pp), {start} → {end}",
+            title=f"Why the {view} view's shares moved, {start} → {end} "
+            + ("(every part)" if all_ else f"(parts of at least {threshold:g} pp, at most {top})"),
             title_justify="left",
         )
-        for column in ("kind", "name", "contribution (pp)"):
-            table.add_column(column, justify="right" if column.startswith("contrib") else "left")
-        for part, value in zip(change.parts, parts, strict=True):
-            table.add_row(part.kind, part.label, f"{value * 100:+.4f}")
+        for column in ("country", "from → to", "change (pp)", "kind", "part", "pp"):
+            # One line per part, so the summary's length is its parts' count (a narrow terminal
+            # shortens names instead).
+            table.add_column(column, justify="right" if "pp" in column else "left", no_wrap=True)
+        for change in shown:
+            summary = change if all_ else summarise(change, top, threshold_pp)
+            share_from, share_to, delta, parts = rounded_parts(summary, SHOWN_DECIMALS)
+            heading = [change.country, f"{share_from:.2%} → {share_to:.2%}", f"{delta * 100:+.4f}"]
+            for index, (part, value) in enumerate(zip(summary.parts, parts, strict=True)):
+                table.add_row(
+                    *(heading if index == 0 else ["", "", ""]),
+                    part.kind,
+                    part.label,
+                    f"{value * 100:+.4f}",
+                    end_section=index == len(parts) - 1,
+                )
+            if not parts:
+                table.add_row(*heading, "", "(nothing moved)", "", end_section=True)
+        if len(shown) < len(in_view):
+            table.caption = (
+                f"{len(in_view) - len(shown)} other buckets moved less than {threshold:g} pp, "
+                "each of their parts too (--all lists them)"
+            )
         stdout.print(table, markup=False)
 
 
