@@ -9,7 +9,7 @@ import logging
 import os
 import re
 import sys
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -201,6 +201,7 @@ def _storage_problem(err: OSError) -> str:
 
 DEMO_SAMPLE = reference_file("data/samples/hub-2024-09-20.jsonl.gz")
 DEMO_DATE = date(2024, 9, 20)
+DEMO_YEAR_BEFORE = DEMO_DATE - timedelta(days=365)  # the start of its 365-day window
 
 
 class Attribution(StrEnum):
@@ -1084,6 +1085,15 @@ def demo(
             "organisations and vanished namespaces (0: the real sample alone).",
         ),
     ] = 0,
+    synthetic_history: Annotated[
+        bool,
+        typer.Option(
+            "--synthetic-history",
+            help="Give the sample's models SYNTHETIC creation dates and all-time counters (the "
+            "sample has neither) and serve their state a year earlier too, so the first-year "
+            "cohort and the 365-day window (the study's view) can be shown.",
+        ),
+    ] = False,
 ) -> None:
     """Offline demo: run the daily flow against a real 2024-09-20 sample on a local fake Hub
     (with --long-tail N, beside a synthetic long tail of N models and their accounts)."""
@@ -1091,19 +1101,45 @@ def demo(
     from hubshare.progress import describe_stage_seconds
 
     models = load_models(DEMO_SAMPLE)
+    year_before: list[dict[str, Any]] = []
+    if synthetic_history:
+        from hubshare.fakehub_scenarios import with_synthetic_history
+
+        models, year_before = with_synthetic_history(
+            models, DEMO_DATE, DEMO_YEAR_BEFORE, DEMO_LONG_TAIL_SEED
+        )
+        stderr.print(
+            f"History: SYNTHETIC createdAt and downloadsAllTime (not Hub data; seed "
+            f"{DEMO_LONG_TAIL_SEED}): each model created up to 3 years before its lastModified and "
+            f"downloaded evenly since at its real 30-day rate; {len(year_before):,} of them "
+            f"served as on {DEMO_YEAR_BEFORE} too",
+            highlight=False,
+        )
     accounts: list[Account] = []
     if long_tail:
         tail_models, accounts, described = _demo_long_tail(long_tail, models)
         models += tail_models
         stderr.print(described, highlight=False)
+    os.environ["HF_TOKEN"] = ""  # never send a real token to the demo server
+    os.environ["HUBSHARE_DATA_DIR"] = str(data_dir)
+    os.environ["HUBSHARE_WAREHOUSE_URL"] = f"sqlite:///{(data_dir / 'warehouse.db').resolve()}"
+    if year_before:  # the 365-day window's start: a raw snapshot of the year-earlier state
+        from tasks.extract import extract_snapshot
+
+        with FakeHub(year_before) as hub:
+            os.environ["HF_ENDPOINT"] = hub.url
+            extract_snapshot(DEMO_YEAR_BEFORE, get_settings(), allow_backdated=True)
     with FakeHub(models, accounts=accounts) as hub:
         os.environ["HF_ENDPOINT"] = hub.url
-        os.environ["HF_TOKEN"] = ""  # never send a real token to the demo server
-        os.environ["HUBSHARE_DATA_DIR"] = str(data_dir)
-        os.environ["HUBSHARE_WAREHOUSE_URL"] = f"sqlite:///{(data_dir / 'warehouse.db').resolve()}"
         stderr.print(f"Fake Hub serving {DEMO_SAMPLE.name} at {hub.url}")
         outcome = _run_daily(DEMO_DATE, backdate=True)
     _print_both_views(DEMO_DATE)
+    if synthetic_history:
+        stderr.print(
+            f"The study's view (SYNTHETIC history): hubshare shares --window 365d --cohort "
+            f"first_year (with HUBSHARE_DATA_DIR={data_dir})",
+            highlight=False,
+        )
     if "stage_seconds" in outcome:  # absent when the run published but did not finish
         stages = describe_stage_seconds(outcome["stage_seconds"], outcome.get("stage_peak_gb"))
         stderr.print(f"Stages: {stages}", highlight=False)
