@@ -748,38 +748,30 @@ def explain(
     from fractions import Fraction
 
     threshold_pp = Fraction(str(threshold))
+    # Plain lines, one per bucket and one per part: nothing wraps or is cut short, so the
+    # summary's length is its parts' count.
     for view in dict.fromkeys(c.attribution for c in changes):
         in_view = [c for c in changes if c.attribution == view]
         shown = [c for c in in_view if all_ or moves_visibly(c, threshold_pp)]
-        table = Table(
-            title=f"Why the {view} view's shares moved, {start} → {end} "
-            + ("(every part)" if all_ else f"(parts of at least {threshold:g} pp, at most {top})"),
-            title_justify="left",
-        )
-        for column in ("country", "from → to", "change (pp)", "kind", "part", "pp"):
-            # One line per part, so the summary's length is its parts' count (a narrow terminal
-            # shortens names instead).
-            table.add_column(column, justify="right" if "pp" in column else "left", no_wrap=True)
+        limits = "every part" if all_ else f"parts of at least {threshold:g} pp, at most {top}"
+        lines = [f"Why the {view} view's shares moved, {start} → {end} ({limits}):"]
         for change in shown:
             summary = change if all_ else summarise(change, top, threshold_pp)
             share_from, share_to, delta, parts = rounded_parts(summary, SHOWN_DECIMALS)
-            heading = [change.country, f"{share_from:.2%} → {share_to:.2%}", f"{delta * 100:+.4f}"]
-            for index, (part, value) in enumerate(zip(summary.parts, parts, strict=True)):
-                table.add_row(
-                    *(heading if index == 0 else ["", "", ""]),
-                    part.kind,
-                    part.label,
-                    f"{value * 100:+.4f}",
-                    end_section=index == len(parts) - 1,
-                )
-            if not parts:
-                table.add_row(*heading, "", "(nothing moved)", "", end_section=True)
-        if len(shown) < len(in_view):
-            table.caption = (
-                f"{len(in_view) - len(shown)} other buckets moved less than {threshold:g} pp, "
-                "each of their parts too (--all lists them)"
+            lines.append(
+                f"{change.country:<8} {share_from:>7.2%} → {share_to:>7.2%}  {delta * 100:+.4f} pp"
             )
-        stdout.print(table, markup=False)
+            lines += [
+                f"    {value * 100:>+9.4f}  {part.kind:<16}  {part.label}"
+                for part, value in zip(summary.parts, parts, strict=True)
+            ]
+        if len(shown) < len(in_view):
+            quiet = len(in_view) - len(shown)
+            lines.append(
+                f"… {quiet} other {'bucket' if quiet == 1 else 'buckets'} moved less than "
+                f"{threshold:g} pp, each part too (--all lists them)"
+            )
+        stdout.print("\n".join(lines), markup=False, highlight=False)
 
 
 @app.command("serve")

@@ -410,8 +410,6 @@ def explain_markdown(
             f"{delta * 100:+.4f} | {described} |"
         )
     if quiet:
-        lines += [
-            "",
-            f"{quiet} other buckets (view × country) moved less than {float(threshold_pp):g} pp.",
-        ]
+        noun = "bucket (view × country)" if quiet == 1 else "buckets (view × country)"
+        lines += ["", f"{quiet} other {noun} moved less than {float(threshold_pp):g} pp."]
     return "\n".join(lines)
