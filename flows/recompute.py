@@ -70,6 +70,11 @@ def _window_tables(
                 "it, or a crawl without expand=downloadsAllTime): a D1..D2 window needs it on "
                 "both dates (the default 30-day counter, without --window, needs neither)"
             )
+    if cohort == "first_year" and end_snapshot["createdAt"].null_count() == end_snapshot.height:
+        raise SnapshotError(
+            f"no model in the raw snapshot of {end} has a createdAt: the first_year cohort "
+            "needs each model's creation date; use --cohort all"
+        )
     if mapping_ref is None:
         mapping = open_mapping(inputs)
     else:

@@ -9,7 +9,7 @@ import logging
 import os
 import re
 import sys
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -201,6 +201,7 @@ def _storage_problem(err: OSError) -> str:
 
 DEMO_SAMPLE = reference_file("data/samples/hub-2024-09-20.jsonl.gz")
 DEMO_DATE = date(2024, 9, 20)
+DEMO_YEAR_BEFORE = DEMO_DATE - timedelta(days=365)  # the start of its 365-day window
 
 
 class Attribution(StrEnum):
@@ -697,12 +698,32 @@ def explain(
         str | None, typer.Option(help="One bucket: an alpha-2 code, INTL or UNKNOWN.")
     ] = None,
     format_: Annotated[ExplainFormat, typer.Option("--format")] = ExplainFormat.table,
-    top: Annotated[int, typer.Option(help="Organisations named per kind; the rest summed.")] = 5,
+    top: Annotated[
+        int,
+        typer.Option(min=1, help="Parts shown per bucket at most; the rest summed in one line."),
+    ] = 5,
+    threshold: Annotated[
+        float,
+        typer.Option(
+            min=0.0, help="Parts shown move their bucket by at least this many percentage points."
+        ),
+    ] = 0.01,
+    all_: Annotated[
+        bool, typer.Option("--all", help="Every part of every bucket (JSON always has them).")
+    ] = False,
 ) -> None:
     """Why did each bucket's share move between two published runs? Parts (organisations, new
-    models, the population total, mapping changes) that add up exactly to the change."""
+    models, the population total, mapping changes) that add up exactly to the change; by
+    default each bucket's largest parts, the rest summed."""
     from schemas.quality import known_buckets
-    from tasks.explain import change_as_json, explain_shares, rounded_parts
+    from tasks.explain import (
+        SHOWN_DECIMALS,
+        change_as_json,
+        explain_shares,
+        moves_visibly,
+        rounded_parts,
+        summarise,
+    )
 
     start, end = _parse_date(from_, "--from"), _parse_date(to, "--to")
     assert start is not None and end is not None
@@ -713,7 +734,7 @@ def explain(
             markup=False,
         )
         raise typer.Exit(code=2)
-    changes = explain_shares(start, end, get_settings(), _engine(), top=top)
+    changes = explain_shares(start, end, get_settings(), _engine())
     changes = [
         c
         for c in changes
@@ -724,18 +745,33 @@ def explain(
         payload = [change_as_json(change) for change in changes]
         sys.stdout.write(orjson.dumps(payload, option=orjson.OPT_INDENT_2).decode() + "\n")
         return
-    for change in changes:
-        share_from, share_to, delta, parts = rounded_parts(change)
-        table = Table(
-            title=f"{change.country}, {change.attribution} view: {share_from:.2%} → "
-            f"{share_to:.2%} ({delta * 100:+.4f} pp), {start} → {end}",
-            title_justify="left",
-        )
-        for column in ("kind", "name", "contribution (pp)"):
-            table.add_column(column, justify="right" if column.startswith("contrib") else "left")
-        for part, value in zip(change.parts, parts, strict=True):
-            table.add_row(part.kind, part.label, f"{value * 100:+.4f}")
-        stdout.print(table, markup=False)
+    from fractions import Fraction
+
+    threshold_pp = Fraction(str(threshold))
+    # Plain lines, one per bucket and one per part: nothing wraps or is cut short, so the
+    # summary's length is its parts' count.
+    for view in dict.fromkeys(c.attribution for c in changes):
+        in_view = [c for c in changes if c.attribution == view]
+        shown = [c for c in in_view if all_ or moves_visibly(c, threshold_pp)]
+        limits = "every part" if all_ else f"parts of at least {threshold:g} pp, at most {top}"
+        lines = [f"Why the {view} view's shares moved, {start} → {end} ({limits}):"]
+        for change in shown:
+            summary = change if all_ else summarise(change, top, threshold_pp)
+            share_from, share_to, delta, parts = rounded_parts(summary, SHOWN_DECIMALS)
+            lines.append(
+                f"{change.country:<8} {share_from:>7.2%} → {share_to:>7.2%}  {delta * 100:+.4f} pp"
+            )
+            lines += [
+                f"    {value * 100:>+9.4f}  {part.kind:<16}  {part.label}"
+                for part, value in zip(summary.parts, parts, strict=True)
+            ]
+        if len(shown) < len(in_view):
+            quiet = len(in_view) - len(shown)
+            lines.append(
+                f"… {quiet} other {'bucket' if quiet == 1 else 'buckets'} moved less than "
+                f"{threshold:g} pp, each part too (--all lists them)"
+            )
+        stdout.print("\n".join(lines), markup=False, highlight=False)
 
 
 @app.command("serve")
@@ -1041,6 +1077,15 @@ def demo(
             "organisations and vanished namespaces (0: the real sample alone).",
         ),
     ] = 0,
+    synthetic_history: Annotated[
+        bool,
+        typer.Option(
+            "--synthetic-history",
+            help="Give the sample's models SYNTHETIC creation dates and all-time counters (the "
+            "sample has neither) and serve their state a year earlier too, so the first-year "
+            "cohort and the 365-day window (the study's view) can be shown.",
+        ),
+    ] = False,
 ) -> None:
     """Offline demo: run the daily flow against a real 2024-09-20 sample on a local fake Hub
     (with --long-tail N, beside a synthetic long tail of N models and their accounts)."""
@@ -1048,19 +1093,45 @@ def demo(
     from hubshare.progress import describe_stage_seconds
 
     models = load_models(DEMO_SAMPLE)
+    year_before: list[dict[str, Any]] = []
+    if synthetic_history:
+        from hubshare.fakehub_scenarios import with_synthetic_history
+
+        models, year_before = with_synthetic_history(
+            models, DEMO_DATE, DEMO_YEAR_BEFORE, DEMO_LONG_TAIL_SEED
+        )
+        stderr.print(
+            f"History: SYNTHETIC createdAt and downloadsAllTime (not Hub data; seed "
+            f"{DEMO_LONG_TAIL_SEED}): each model created up to 3 years before its lastModified and "
+            f"downloaded evenly since at its real 30-day rate; {len(year_before):,} of them "
+            f"served as on {DEMO_YEAR_BEFORE} too",
+            highlight=False,
+        )
     accounts: list[Account] = []
     if long_tail:
         tail_models, accounts, described = _demo_long_tail(long_tail, models)
         models += tail_models
         stderr.print(described, highlight=False)
+    os.environ["HF_TOKEN"] = ""  # never send a real token to the demo server
+    os.environ["HUBSHARE_DATA_DIR"] = str(data_dir)
+    os.environ["HUBSHARE_WAREHOUSE_URL"] = f"sqlite:///{(data_dir / 'warehouse.db').resolve()}"
+    if year_before:  # the 365-day window's start: a raw snapshot of the year-earlier state
+        from tasks.extract import extract_snapshot
+
+        with FakeHub(year_before) as hub:
+            os.environ["HF_ENDPOINT"] = hub.url
+            extract_snapshot(DEMO_YEAR_BEFORE, get_settings(), allow_backdated=True)
     with FakeHub(models, accounts=accounts) as hub:
         os.environ["HF_ENDPOINT"] = hub.url
-        os.environ["HF_TOKEN"] = ""  # never send a real token to the demo server
-        os.environ["HUBSHARE_DATA_DIR"] = str(data_dir)
-        os.environ["HUBSHARE_WAREHOUSE_URL"] = f"sqlite:///{(data_dir / 'warehouse.db').resolve()}"
         stderr.print(f"Fake Hub serving {DEMO_SAMPLE.name} at {hub.url}")
         outcome = _run_daily(DEMO_DATE, backdate=True)
     _print_both_views(DEMO_DATE)
+    if synthetic_history:
+        stderr.print(
+            f"The study's view (SYNTHETIC history): hubshare shares --window 365d --cohort "
+            f"first_year (with HUBSHARE_DATA_DIR={data_dir})",
+            highlight=False,
+        )
     if "stage_seconds" in outcome:  # absent when the run published but did not finish
         stages = describe_stage_seconds(outcome["stage_seconds"], outcome.get("stage_peak_gb"))
         stderr.print(f"Stages: {stages}", highlight=False)

@@ -27,7 +27,7 @@ import gzip
 import random
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final, Literal, get_args
 
@@ -447,3 +447,50 @@ def _accounts(
             )
         )
     return accounts
+
+
+#: How far before its last modification a synthetic creation date may fall.
+_SYNTHETIC_AGE_DAYS = 3 * 365
+_HUB_OPENED = datetime(2020, 1, 1, tzinfo=UTC)
+
+
+def with_synthetic_history(
+    models: Sequence[Mapping[str, Any]], day: date, start: date, seed: int
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """`models` (a sample without `createdAt` or `downloadsAllTime`) as they are on `day` and
+    as they were on `start`, with SYNTHETIC counters: each model gets a seeded creation date on
+    or before its `lastModified`, and is assumed downloaded evenly since then at the rate of its
+    real 30-day `downloads` (so `downloadsAllTime` grows with its age). On `start` only the
+    models created by then exist. The real `downloads` on `day` are kept as they are."""
+    rng = random.Random(seed)  # noqa: S311 (a reproducible scenario, not a secret)
+    at_day: list[dict[str, Any]] = []
+    at_start: list[dict[str, Any]] = []
+    day_end = datetime.combine(day, datetime.min.time(), UTC)
+    start_end = datetime.combine(start, datetime.min.time(), UTC)
+    for model in models:
+        modified = str(model.get("lastModified") or "")
+        latest = datetime.fromisoformat(modified) if modified else day_end
+        created = max(
+            _HUB_OPENED,
+            min(latest, day_end) - timedelta(seconds=rng.randrange(_SYNTHETIC_AGE_DAYS * 86_400)),
+        )
+        downloads = int(model.get("downloads") or 0)
+
+        def all_time(until: datetime, created: datetime = created, rate: int = downloads) -> int:
+            return rate * max(0, (until - created).days) // 30
+
+        at_day.append(
+            dict(model)
+            | {"createdAt": _iso(created), "downloadsAllTime": max(downloads, all_time(day_end))}
+        )
+        if created < start_end:
+            before = all_time(start_end)
+            at_start.append(
+                dict(model)
+                | {
+                    "createdAt": _iso(created),
+                    "downloads": min(downloads, before),
+                    "downloadsAllTime": before,
+                }
+            )
+    return at_day, at_start

@@ -7,10 +7,12 @@ from datetime import date
 import polars as pl
 from sqlalchemy import Engine
 
-from hubshare.errors import UsageError, WarehouseError
+from hubshare.errors import SnapshotError, UsageError, WarehouseError
 from hubshare.warehouse import (
     RUN_COLUMNS,
+    models_with_created_at,
     published_country_shares,
+    published_dates_of,
     published_review_queue,
     published_snapshot_date,
     redacted,
@@ -31,19 +33,55 @@ def published_shares(
     country, downloads, share, share_low, share_high."""
     frame = published_country_shares(engine, snapshot_date, attribution, definition, cohort)
     if frame.is_empty():
-        what = f"for {snapshot_date}" if snapshot_date else "at all"
-        extra = ""
-        if definition != "downloads_30d":
-            days = definition.removeprefix("window_").removesuffix("d")
-            extra = (
-                f" under {definition}/{cohort} (a {days}-day window needs the raw snapshot "
-                f"{days} days before the date)"
-            )
         raise WarehouseError(
-            f"no published shares {what}{extra} in {redacted(engine)}; "
-            "run `hubshare run` (or `hubshare runs` to see what was rejected)"
+            _nothing_published(engine, snapshot_date, attribution, definition, cohort)
         )
+    if cohort == "first_year" and frame["downloads"].sum() == 0:
+        raise SnapshotError(_empty_first_year(engine, frame["snapshot_date"][0], definition))
     return frame
+
+
+def _nothing_published(
+    engine: Engine, snapshot_date: date | None, attribution: str, definition: str, cohort: str
+) -> str:
+    """Why a definition has no published shares for the request, and which dates it has."""
+    latest = published_snapshot_date(engine, None) if snapshot_date is None else None
+    day = snapshot_date or latest
+    what = f"for {day}" + (" (the latest published date)" if latest else "") if day else "at all"
+    extra = ""
+    if definition != "downloads_30d":
+        days = definition.removeprefix("window_").removesuffix("d")
+        extra = (
+            f" under {definition}/{cohort} (a {days}-day window needs the raw snapshot "
+            f"{days} days before the date)"
+        )
+    dates = published_dates_of(engine, attribution, definition, cohort) if day else []
+    if dates:
+        listed = ", ".join(str(d) for d in dates[-5:])
+        more = f" (and {len(dates) - 5} earlier)" if len(dates) > 5 else ""
+        return (
+            f"no published shares {what}{extra} in {redacted(engine)}; published {definition}/"
+            f"{cohort} dates: {listed}{more}: pass --date {dates[-1]}"
+        )
+    return (
+        f"no published shares {what}{extra} in {redacted(engine)}; "
+        "run `hubshare run` (or `hubshare runs` to see what was rejected)"
+    )
+
+
+def _empty_first_year(engine: Engine, day: date, definition: str) -> str:
+    """Why a published first_year cohort counts no downloads."""
+    models, created = models_with_created_at(engine, day)
+    if created == 0:
+        return (
+            f"no model of {day}'s snapshot has a createdAt ({models:,} models): the first_year "
+            f"cohort ({definition}) needs each model's creation date; use --cohort all"
+        )
+    return (
+        f"the first_year cohort of {day} ({definition}) counts no downloads: none of the "
+        f"{created:,} models with a createdAt (of {models:,}) was downloaded within a year of "
+        "its creation; use --cohort all"
+    )
 
 
 def list_runs(engine: Engine, snapshot_date: date | None) -> pl.DataFrame:

@@ -176,7 +176,7 @@ class UtcDateTime(TypeDecorator[datetime]):
 
 def _view_column(name: str) -> Column[Any]:
     """A view column typed like the table column it shows."""
-    if name in ("started_at", "finished_at"):
+    if name in ("started_at", "finished_at", "created_at"):
         return Column(name, UtcDateTime())
     if name == "country":
         return Column(name, String())
@@ -230,6 +230,8 @@ RUN_COLUMNS = (
     "finished_at",
 )
 RUN_HISTORY = _view("run_history", *RUN_COLUMNS)
+#: Only what says whether a published date's models carry their creation date.
+PUBLISHED_MODEL_CREATED = _view("published_model_fact", "snapshot_date", "created_at")
 PUBLISHED_REVIEW_QUEUE = _view(
     "published_review_queue",
     "snapshot_date",
@@ -274,6 +276,38 @@ def published_country_shares(
         )
         .order_by(view.c.downloads.desc(), view.c.country),
     )
+
+
+def published_dates_of(
+    engine: Engine, attribution: str, definition: str, cohort: str
+) -> list[date]:
+    """The published dates that hold shares under a definition and cohort, oldest first."""
+    view = PUBLISHED_COUNTRY_SHARE
+    query = (
+        select(view.c.snapshot_date)
+        .distinct()
+        .where(
+            view.c.attribution == attribution,
+            view.c.definition == definition,
+            view.c.cohort == cohort,
+        )
+        .order_by(view.c.snapshot_date)
+    )
+    require_current(engine)
+    with engine.connect() as connection:
+        return list(connection.execute(query).scalars())
+
+
+def models_with_created_at(engine: Engine, snapshot_date: date) -> tuple[int, int]:
+    """(models, models with a createdAt) of the run published for a date."""
+    view = PUBLISHED_MODEL_CREATED
+    query = select(func.count(), func.count(view.c.created_at)).where(
+        view.c.snapshot_date == snapshot_date
+    )
+    require_current(engine)
+    with engine.connect() as connection:
+        models, created = connection.execute(query).one()
+    return int(models), int(created)
 
 
 def run_history(engine: Engine, snapshot_date: date | None) -> pl.DataFrame:

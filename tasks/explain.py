@@ -15,6 +15,10 @@ rows change country between the two dates, and names both countries when its buc
 Organisations with no country are one organisation here, as the warehouse stores them. Every part is
 an exact fraction, so the parts add up to the change exactly; they are then rounded to
 SHARE_DECIMALS places so that the rounded parts still add up exactly to the rounded change.
+
+Most of a bucket's parts are tiny (the population total moves every bucket a little), so what a
+person reads is a summary (`summarise`): the few largest parts above a threshold, the others
+summed in one `rest` part, still adding up exactly to the change.
 """
 
 from __future__ import annotations
@@ -47,16 +51,19 @@ from tasks.shares import (
 )
 from tasks.snapshot import read_snapshot, stored_snapshot
 
-#: Part kinds, in the order they are listed.
-KINDS = ("mapping", "new_models", "organisation", "population_total")
+#: Part kinds, in the order they are listed; `rest` only in a summary.
+KINDS = ("mapping", "new_models", "organisation", "population_total", "rest")
+#: A summary's defaults: at most this many parts per bucket, each moving it by at least this
+#: many percentage points (the rest summed).
+SUMMARY_PARTS = 5
+SUMMARY_THRESHOLD_PP = Fraction(1, 100)
 OTHER_ORGS = "(other organisations)"
 OTHER_MAPPING = "(other mapping effects)"
-UNIT = Fraction(1, 10**SHARE_DECIMALS)
 
 
 @dataclass(frozen=True)
 class Part:
-    kind: str  # mapping | new_models | organisation | population_total
+    kind: str  # mapping | new_models | organisation | population_total | rest
     name: str
     contribution: Fraction
     # A mapping part whose organisation changed bucket: its bucket on each side (D2's snapshot
@@ -129,13 +136,14 @@ def _exact_per_org(rows: pl.DataFrame) -> dict[str, Fraction]:
 def _top_parts(
     kind: str,
     amounts: dict[str, Fraction],
-    top: int,
+    top: int | None,
     rest: str,
     moves: dict[str, tuple[str, str]] | None = None,
 ) -> list[Part]:
-    """The `top` largest contributions by size, the others summed in one part; `moves` gives
-    the (from, to) buckets of the names that changed bucket."""
+    """The `top` largest contributions by size (None: all), the others summed in one part;
+    `moves` gives the (from, to) buckets of the names that changed bucket."""
     ranked = sorted((a for a in amounts.items() if a[1] != 0), key=lambda a: (-abs(a[1]), a[0]))
+    top = len(ranked) if top is None else top
     parts = [
         Part(kind, name, value, *(moves or {}).get(name, (None, None)))
         for name, value in ranked[:top]
@@ -147,9 +155,10 @@ def _top_parts(
 
 
 def explain_shares(
-    from_date: date, to_date: date, settings: Settings, engine: Engine, top: int = 5
+    from_date: date, to_date: date, settings: Settings, engine: Engine, top: int | None = None
 ) -> list[BucketChange]:
-    """Every bucket's headline share change from `from_date` to `to_date`, in both views."""
+    """Every bucket's headline share change from `from_date` to `to_date`, in both views, in
+    full (`top`: name only that many organisations per kind and bucket, the others summed)."""
     if from_date >= to_date:
         raise UsageError(f"--from {from_date} must precede --to {to_date}")
     require_current(engine)
@@ -214,7 +223,7 @@ def _explain_view(
     middle: pl.DataFrame,
     after: pl.DataFrame,
     new_models: dict[str, Fraction],
-    top: int,
+    top: int | None,
 ) -> list[BucketChange]:
     def table(frame: pl.DataFrame) -> dict[str, tuple[str, str, int]]:
         return {
@@ -287,26 +296,59 @@ def _explain_view(
 # Rendering: fixed decimals that still add up exactly
 
 
-def to_decimal(value: Fraction) -> Decimal:
-    """`value` rounded half-even to SHARE_DECIMALS places."""
-    units = round(value / UNIT)  # Fraction.__round__ rounds half to even
-    return Decimal(units).scaleb(-SHARE_DECIMALS)
+def to_decimal(value: Fraction, decimals: int = SHARE_DECIMALS) -> Decimal:
+    """`value` rounded half-even to `decimals` places."""
+    units = round(value * 10**decimals)  # Fraction.__round__ rounds half to even
+    return Decimal(units).scaleb(-decimals)
 
 
-def rounded_parts(change: BucketChange) -> tuple[Decimal, Decimal, Decimal, list[Decimal]]:
-    """(share_from, share_to, change, parts) rounded so that the parts sum exactly to the change
-    and the change is exactly share_to − share_from: largest remainders take the last units."""
-    share_from, share_to = to_decimal(change.share_from), to_decimal(change.share_to)
-    target = round((share_to - share_from).scaleb(SHARE_DECIMALS))
+def rounded_parts(
+    change: BucketChange, decimals: int = SHARE_DECIMALS
+) -> tuple[Decimal, Decimal, Decimal, list[Decimal]]:
+    """(share_from, share_to, change, parts) rounded to `decimals` places so that the parts sum
+    exactly to the change and the change is exactly share_to − share_from: largest remainders
+    take the last units."""
+    share_from = to_decimal(change.share_from, decimals)
+    share_to = to_decimal(change.share_to, decimals)
+    target = round((share_to - share_from).scaleb(decimals))
     if not change.parts:  # nothing moved, and the rounded shares are equal
         return share_from, share_to, share_to - share_from, []
     units = largest_remainder(
-        [part.contribution / UNIT for part in change.parts],
+        [part.contribution * 10**decimals for part in change.parts],
         target,
         [part.name for part in change.parts],
     )
-    parts = [Decimal(u).scaleb(-SHARE_DECIMALS) for u in units]
+    parts = [Decimal(u).scaleb(-decimals) for u in units]
     return share_from, share_to, share_to - share_from, parts
+
+
+def summarise(
+    change: BucketChange,
+    top: int = SUMMARY_PARTS,
+    threshold_pp: Fraction = SUMMARY_THRESHOLD_PP,
+) -> BucketChange:
+    """The bucket's change with only its `top` largest parts of at least `threshold_pp`
+    percentage points, the others summed in one `rest` part (absent when there are none): the
+    parts still add up exactly to the change."""
+    threshold = threshold_pp / 100
+    ranked = sorted(change.parts, key=lambda p: (-abs(p.contribution), KINDS.index(p.kind), p.name))
+    shown = [p for p in ranked[:top] if abs(p.contribution) >= threshold]
+    others = ranked[len(shown) :]
+    if others:
+        rest = sum((p.contribution for p in others), Fraction(0))
+        noun = "part" if len(others) == 1 else "parts"
+        shown.append(Part("rest", f"… {len(others)} other {noun}", rest))
+    return BucketChange(
+        change.country, change.attribution, change.share_from, change.share_to, tuple(shown)
+    )
+
+
+def moves_visibly(change: BucketChange, threshold_pp: Fraction = SUMMARY_THRESHOLD_PP) -> bool:
+    """Whether the bucket's change, or one of its parts, reaches the summary's threshold."""
+    threshold = threshold_pp / 100
+    return abs(change.change) >= threshold or any(
+        abs(p.contribution) >= threshold for p in change.parts
+    )
 
 
 def change_as_json(change: BucketChange) -> dict[str, Any]:
@@ -330,26 +372,44 @@ def change_as_json(change: BucketChange) -> dict[str, Any]:
     }
 
 
-def explain_markdown(changes: list[BucketChange], from_date: date, to_date: date) -> str:
-    """The daily-explain artifact: each bucket that moved, its largest parts."""
+#: Shares are shown to 4 decimals of a percentage point: 6 decimals of a share.
+SHOWN_DECIMALS = 6
+
+
+def explain_markdown(
+    changes: list[BucketChange],
+    from_date: date,
+    to_date: date,
+    top: int = SUMMARY_PARTS,
+    threshold_pp: Fraction = SUMMARY_THRESHOLD_PP,
+) -> str:
+    """The daily-explain artifact: each bucket that moved visibly, its summary (`summarise`)."""
     lines = [
         f"# Why did the shares move? {from_date} → {to_date}",
+        "",
+        f"Each bucket's largest parts of at least {float(threshold_pp):g} pp (at most {top}), "
+        "the rest summed; `hubshare explain --from … --to … --all` (or `--format json`) lists "
+        "every part.",
         "",
         "| view | country | from | to | change (pp) | largest parts (pp) |",
         "|---|---|---:|---:|---:|---|",
     ]
+    quiet = 0
     for change in changes:
-        share_from, share_to, delta, parts = rounded_parts(change)
-        if delta == 0:
+        if not moves_visibly(change, threshold_pp):
+            quiet += 1
             continue
-        largest = sorted(
-            zip(change.parts, parts, strict=True), key=lambda p: (-abs(p[1]), p[0].name)
-        )[:3]
+        summary = summarise(change, top, threshold_pp)
+        share_from, share_to, delta, parts = rounded_parts(summary, SHOWN_DECIMALS)
         described = "; ".join(
-            f"{part.label} ({part.kind}) {value * 100:+.2f}" for part, value in largest
+            f"{part.label} ({part.kind}) {value * 100:+.4f}"
+            for part, value in zip(summary.parts, parts, strict=True)
         )
         lines.append(
             f"| {change.attribution} | {change.country} | {share_from:.2%} | {share_to:.2%} | "
-            f"{delta * 100:+.2f} | {described} |"
+            f"{delta * 100:+.4f} | {described} |"
         )
+    if quiet:
+        noun = "bucket (view × country)" if quiet == 1 else "buckets (view × country)"
+        lines += ["", f"{quiet} other {noun} moved less than {float(threshold_pp):g} pp."]
     return "\n".join(lines)

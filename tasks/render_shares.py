@@ -51,9 +51,11 @@ def one_view_table(rows: pl.DataFrame, attribution: str) -> Table:
     """One view of one published run (`published_shares` columns), as `hubshare shares`
     prints it."""
     first = rows.row(0, named=True)
+    # A span computed on demand has no published version.
+    version = "computed now" if first["version"] is None else f"v{first['version']}"
     table = Table(
         title=f"Download share by developer country — {first['snapshot_date']} "
-        f"v{first['version']}, {attribution} view, {first['definition']}"
+        f"{version}, {attribution} view, {first['definition']}"
         + (f" ({first['cohort']})" if first["cohort"] != "all" else "")
     )
     table.add_column("country")

@@ -222,6 +222,62 @@ def test_demo_prints_both_views_of_the_real_sample(tmp_path):
     assert uploader > 0 and origin > 0
     assert "uploader view by default (no reviewed mapping row): UNKNOWN " in result.stdout
     assert "SYNTHETIC" not in result.stderr
+    # The sample has no createdAt: its first-year cohort is refused, not 0 % everywhere.
+    first_year = invoke("shares", "--cohort", "first_year", env=demo_env(tmp_path / "demo"))
+    assert first_year.returncode == 5, first_year.stdout
+    assert first_year.stderr.strip() == (
+        "error: no model of 2024-09-20's snapshot has a createdAt (9,715 models): the first_year "
+        "cohort (downloads_30d) needs each model's creation date; use --cohort all"
+    )
+
+
+def demo_env(data_dir: Path) -> dict[str, str]:
+    """What reads a demo's data: its data dir (and the warehouse there, as the demo sets it)."""
+    warehouse = f"sqlite:///{(data_dir / 'warehouse.db').resolve()}"
+    return {"HUBSHARE_DATA_DIR": str(data_dir), "HUBSHARE_WAREHOUSE_URL": warehouse}
+
+
+def test_demo_with_synthetic_history_shows_the_studys_view(tmp_path):
+    """The README's `hubshare demo --synthetic-history` and the study's view on its data."""
+    data_dir = tmp_path / "demo-history"
+    result = invoke("demo", "--synthetic-history", "--data-dir", str(data_dir))
+    assert result.returncode == 0, result.stderr
+    assert "History: SYNTHETIC createdAt and downloadsAllTime" in result.stderr
+    # The headline view is the real sample's, untouched by the synthetic history.
+    assert "1,368,390,199" in result.stdout
+    view = invoke(
+        "shares", "--window", "365d", "--cohort", "first_year", "--format", "json",
+        env=demo_env(data_dir),
+    )  # fmt: skip
+    assert view.returncode == 0, view.stderr
+    rows = json.loads(view.stdout)
+    assert {(r["snapshot_date"], r["definition"], r["cohort"]) for r in rows} == {
+        ("2024-09-20", "window_365d", "first_year")
+    }
+    downloads = {r["country"]: r["downloads"] for r in rows}
+    assert downloads["US"] > downloads["CN"] > 0
+    assert sum(downloads.values()) > 0
+
+
+def test_synthetic_history_keeps_the_real_counter_and_grows_with_age():
+    from datetime import datetime
+
+    from hubshare.cli import DEMO_DATE, DEMO_YEAR_BEFORE
+    from hubshare.fakehub import load_models
+    from hubshare.fakehub_scenarios import with_synthetic_history
+
+    sample = load_models(DEMO_SAMPLE)
+    at_day, at_start = with_synthetic_history(sample, DEMO_DATE, DEMO_YEAR_BEFORE, seed=1)
+    assert [m["downloads"] for m in at_day] == [m["downloads"] for m in sample]
+    assert all(m["createdAt"] <= m["lastModified"] for m in at_day if m.get("lastModified"))
+    assert all(m["downloadsAllTime"] >= m["downloads"] for m in at_day)
+    on_day = {m["_id"]: m for m in at_day}
+    start = datetime(2023, 9, 21).isoformat()
+    assert 0 < len(at_start) < len(at_day)
+    for model in at_start:  # only models created by then, with a smaller counter
+        assert model["createdAt"] < start
+        assert model["downloadsAllTime"] <= on_day[model["_id"]]["downloadsAllTime"]
+        assert model["downloads"] <= model["downloadsAllTime"]
 
 
 BY_DEFAULT_ROW = re.compile(r"│ by default\s+│\s+([\d,]+) │\s+│\s+([\d,]+) │")

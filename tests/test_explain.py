@@ -15,7 +15,7 @@ from sqlalchemy import create_engine
 
 from hubshare.fakehub import FakeHub
 from hubshare.settings import Settings
-from tasks.explain import BucketChange, explain_shares, rounded_parts
+from tasks.explain import BucketChange, Part, explain_shares, rounded_parts, summarise
 from tests.test_backfill import new_mapping
 from tests.test_cli import invoke
 
@@ -172,4 +172,73 @@ def test_the_daily_run_explains_itself_against_the_previous_date(two_published_d
 
     latest = max(asyncio.run(read()), key=lambda a: a.created)
     assert f"{D1} → {D2}" in latest.data
-    assert "| uploader | CN | 60.00% | 50.00% | -10.00 |" in latest.data
+    assert "| uploader | CN | 60.00% | 50.00% | -10.0000 |" in latest.data
+    # A summary: CN's three parts, largest first (all above the 0.01 pp threshold).
+    cn_row = next(line for line in latest.data.splitlines() if "| uploader | CN |" in line)
+    assert cn_row.endswith(
+        "| change of the population total (population_total) -10.0000; "
+        "models new since the first date (new_models) +8.3333; Qwen (organisation) -8.3333 |"
+    )
+
+
+def bucket(*contributions: Fraction) -> BucketChange:
+    """A bucket whose organisation parts are `contributions` (shares), from 10 %."""
+    parts = tuple(Part("organisation", f"org{i:02d}", c) for i, c in enumerate(contributions))
+    start = Fraction(1, 10)
+    return BucketChange("US", "uploader", start, start + sum(contributions, Fraction(0)), parts)
+
+
+def test_a_summary_keeps_the_largest_parts_and_sums_the_rest_exactly():
+    # 3 parts of at least 0.01 pp (0.0001 as a share), 40 tiny ones of -0.00001 pp each.
+    tiny = [Fraction(-1, 10**7)] * 40
+    change = bucket(Fraction(3, 1000), Fraction(-2, 10**4), Fraction(1, 10**4), *tiny)
+    summary = summarise(change)  # defaults: at most 5 parts of at least 0.01 pp
+    assert [(p.kind, p.name) for p in summary.parts] == [
+        ("organisation", "org00"),
+        ("organisation", "org01"),
+        ("organisation", "org02"),
+        ("rest", "… 40 other parts"),
+    ]
+    assert summary.parts[-1].contribution == Fraction(-40, 10**7)
+    assert sum((p.contribution for p in summary.parts), Fraction(0)) == change.change
+    # Rounded as the terminal shows them (4 decimals of a point), they still add up.
+    _, _, delta, shown = rounded_parts(summary, 6)
+    assert sum(shown, Decimal(0)) == delta
+    # At most `top` parts, even when more pass the threshold; nothing hidden: no rest line.
+    assert [p.name for p in summarise(change, top=1).parts] == ["org00", "… 42 other parts"]
+    assert len(summarise(change, top=100, threshold_pp=Fraction(0)).parts) == 43
+    assert summarise(bucket(Fraction(1, 100)), top=1).parts == (
+        Part("organisation", "org00", Fraction(1, 100)),
+    )
+
+
+def test_explain_leads_with_a_summary_and_all_shows_every_part(two_published_dates, monkeypatch):
+    monkeypatch.setenv("HUBSHARE_WAREHOUSE_URL", two_published_dates)
+    span = ("--from", str(D1), "--to", str(D2))
+    full = orjson.loads(invoke("explain", *span, "--format", "json").stdout)
+    every_part = sum(len(b["parts"]) for b in full)
+    assert every_part > len(full)  # some bucket has more than one part to summarise
+    top_one = invoke("explain", *span, "--top", "1", "--threshold", "0")
+    assert top_one.returncode == 0, top_one.stderr
+    lines = top_one.stdout.splitlines()
+    # Per view a title; per bucket a line, its one largest part, and one `rest` line when it
+    # has more.
+    bound = 2 + sum(1 + min(len(b["parts"]), 1) + (len(b["parts"]) > 1) for b in full)
+    assert len(lines) <= bound, top_one.stdout
+    assert "other part" in top_one.stdout and "Qwen" not in top_one.stdout  # CN's 3rd part
+    everything = invoke("explain", *span, "--all")
+    assert everything.returncode == 0, everything.stderr
+    assert "Qwen" in everything.stdout and "other part" not in everything.stdout
+    part_lines = [line for line in everything.stdout.splitlines() if line.startswith("    ")]
+    assert len(part_lines) == every_part
+    at = next(i for i, line in enumerate(lines) if line.startswith("CN "))
+    assert lines[at : at + 3] == [
+        "CN        60.00% →  50.00%  -10.0000 pp",
+        "     -10.0000  population_total  change of the population total",
+        "      +0.0000  rest              … 2 other parts",
+    ]
+    # A threshold above every part: each bucket shown is its change in one `rest` line, and the
+    # buckets that moved less are counted, not listed.
+    high = invoke("explain", *span, "--threshold", "15", "--attribution", "uploader")
+    assert "other buckets moved less than 15 pp" in high.stdout
+    assert "CN" not in high.stdout  # -10 pp, each part at most 10 pp

@@ -298,7 +298,7 @@ def test_a_namespace_that_changes_country_between_two_dates(across_the_change, e
 
     artifact = max(asyncio.run(read()), key=lambda a: a.created)
     assert (
-        "| uploader | US | 0.00% | 60.00% | +60.00 | sentence-transformers DE → US (mapping)"
+        "| uploader | US | 0.00% | 60.00% | +60.0000 | sentence-transformers DE → US (mapping)"
         in (artifact.data)
     )
 

@@ -113,6 +113,37 @@ def test_ten_daily_snapshots_give_hand_computed_windows(env, monkeypatch):
     span = invoke("shares", "--window", "2024-01-03..2024-01-10", "--format", "json")
     assert span.returncode == 0, span.stderr
     assert {r["country"]: r["downloads"] for r in json.loads(span.stdout)} == WINDOW_7D
+    titled = invoke("shares", "--window", "2024-01-03..2024-01-10")
+    assert "2024-01-10 computed now, uploader view" in titled.stdout
+    assert "vNone" not in titled.stdout
+
+    # A later date whose snapshot carries no createdAt, with no snapshot 7 days before it.
+    later = date(2024, 1, 20)
+    undated = [{k: v for k, v in m.items() if k != "createdAt"} for m in models_on(9)]
+    with FakeHub(undated) as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        daily(run_date=later, backdate=True)
+    # Its first_year cohort cannot be computed: said so, not 0 % everywhere (data: exit 5).
+    cohort = invoke("shares", "--cohort", "first_year")
+    assert cohort.returncode == 5, cohort.stdout
+    assert cohort.stderr.strip() == (
+        f"error: no model of {later}'s snapshot has a createdAt (4 models): the first_year "
+        "cohort (downloads_30d) needs each model's creation date; use --cohort all"
+    )
+    span = invoke("shares", "--window", f"{LAST}..{later}", "--cohort", "first_year")
+    assert (
+        span.returncode == 5 and "has a createdAt" in span.stderr and "--cohort all" in span.stderr
+    )
+    # The latest date has no 7-day window; the earlier one has: named, with what to pass.
+    window = invoke("shares", "--window", "7d")
+    assert window.returncode == 6
+    assert f"no published shares for {later} (the latest published date) under window_7d/all" in (
+        window.stderr
+    )
+    assert window.stderr.strip().endswith(
+        f"published window_7d/all dates: {LAST}: pass --date {LAST}"
+    )
+    assert invoke("shares", "--window", "7d", "--date", str(LAST)).returncode == 0
 
 
 def _report(engine: Any, outcome: dict[str, Any]) -> str:
