@@ -18,13 +18,14 @@ from uuid import UUID
 
 import orjson
 import polars as pl
-from prefect import flow, get_run_logger, task
+from prefect import flow, get_client, get_run_logger, task
 from prefect.artifacts import (
     create_markdown_artifact,
     create_progress_artifact,
     create_table_artifact,
     update_progress_artifact,
 )
+from prefect.client.schemas.actions import ArtifactCreate
 from prefect.client.schemas.objects import FlowRun, State, TaskRun
 from prefect.runtime import flow_run
 from prefect.tasks import Task
@@ -604,11 +605,17 @@ def record_and_announce(flow: Any, flow_run: FlowRun, state: State[Any]) -> None
         )
     advice = what_to_do(_error(state), day, crashed=state.is_crashed())
     try:
-        create_markdown_artifact(
-            key=f"daily-failure-{day}",
-            markdown=failure_markdown(day, status, version, flow_run, reason, advice),
-            description=f"Why the run of {day} did not publish, and what to do",
-        )
+        # Through the client, naming the flow run: a crash hook runs outside the run's context.
+        with get_client(sync_client=True) as client:
+            client.create_artifact(
+                ArtifactCreate(
+                    key=f"daily-failure-{day}",
+                    type="markdown",
+                    data=failure_markdown(day, status, version, flow_run, reason, advice),
+                    description=f"Why the run of {day} did not publish, and what to do",
+                    flow_run_id=flow_run.id,
+                )
+            )
     except Exception as err:  # noqa: BLE001 - the Prefect API gone: the alert still goes out
         logging.getLogger(__name__).warning("Could not create the failure artifact: %s", err)
     if settings.alert_webhook_url is not None:

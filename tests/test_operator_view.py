@@ -164,3 +164,15 @@ def test_an_unreachable_hub_is_not_silent(env, monkeypatch):
     assert "failed" in row and row.rstrip(" │").endswith("…")
     [full] = json.loads(run_hubshare("runs", "--format", "json").stdout)
     assert len(full["status_reason"]) > 80 and full["status_reason"][:60] in row
+
+    # A date the gate rejects: its line says failed and why; the summary counts it.
+    failed = run_hubshare(
+        "backfill", "--start", str(DATES[0]), "--end", str(DATES[0]), "--force",
+        env={"PREFECT_UI_URL": UI, "HUBSHARE_MAX_UNKNOWN_SHARE": "0.01"},
+    )  # fmt: skip
+    assert failed.returncode == 1, failed.stderr
+    [line] = [line for line in failed.stderr.splitlines() if line.startswith(f"{DATES[0]}: ")]
+    assert line.startswith(f"{DATES[0]}: failed {DATES[0]} run ") and "UNKNOWN share" in line
+    again = failed.stderr.split("Backfill flow run: ")[1].split("/runs/flow-run/")[1].split()[0]
+    [table] = [a for a in artifacts(again) if a.type == "table"]
+    assert "0 published / 1 failed / 0 skipped" in table.description
