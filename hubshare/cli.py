@@ -514,6 +514,7 @@ def runs(
 
     frame = list_runs(_engine(), _parse_date(date_))
     if format_ is RunsFormat.json:
+        frame = frame.with_columns(_in_utc(frame, name) for name in ("started_at", "finished_at"))
         sys.stdout.write(orjson.dumps(_jsonable(frame), option=orjson.OPT_INDENT_2).decode() + "\n")
         return
     table = Table(title="hubshare runs (--format json for full ids, checksums and reasons)")
@@ -536,6 +537,16 @@ def runs(
     # A script or a pipe gets the whole row; a terminal, what fits its width.
     (stdout if stdout.is_terminal else Console(width=200, soft_wrap=True)).print(table)
     stderr.print("* = the published run of its date")
+
+
+def _in_utc(frame: pl.DataFrame, name: str) -> pl.Expr:
+    """A time column in UTC with its zone, so JSON says `+00:00` (SQLite drops the zone)."""
+    dtype = frame.schema[name]
+    if isinstance(dtype, pl.Datetime) and dtype.time_zone is None:
+        return pl.col(name).dt.replace_time_zone("UTC")
+    if isinstance(dtype, pl.Datetime):
+        return pl.col(name).dt.convert_time_zone("UTC")
+    return pl.col(name)
 
 
 def _as_utc(moment: datetime) -> datetime:

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from hubshare.fakehub import FakeHub, Fault
-from tests.conftest import run_hubshare
+from tests.conftest import HAND_MAPPING, run_hubshare
 from tests.test_backfill import models_on, new_mapping
 
 pytestmark = [pytest.mark.flow, pytest.mark.usefixtures("prefect_harness")]
@@ -115,6 +115,22 @@ def test_a_backfill_shows_its_url_each_date_and_a_summary(env, tmp_path, monkeyp
     messages = log_messages(flow_run_id)
     assert f"Backfill {DATES[0]}..{end}: 2 published / 0 failed / 1 skipped" in messages
 
+    # A date the gate rejects: its line says failed and why; the summary counts it.
+    failed = run_hubshare(
+        "backfill", "--start", str(DATES[0]), "--end", str(DATES[0]), "--force",
+        env={
+            "PREFECT_UI_URL": UI,
+            "HUBSHARE_MAX_UNKNOWN_SHARE": "0.01",
+            "HUBSHARE_MAPPING": str(HAND_MAPPING),  # randomuser UNKNOWN again
+        },
+    )  # fmt: skip
+    assert failed.returncode == 1, failed.stderr
+    [line] = [line for line in failed.stderr.splitlines() if line.startswith(f"{DATES[0]}: ")]
+    assert line.startswith(f"{DATES[0]}: failed {DATES[0]} run ") and "UNKNOWN share" in line
+    again = failed.stderr.split("Backfill flow run: ")[1].split("/runs/flow-run/")[1].split()[0]
+    [table] = [a for a in artifacts(again) if a.type == "table"]
+    assert "0 published / 1 failed / 0 skipped" in table.description
+
 
 def test_without_a_ui_url_no_url_line(env, monkeypatch):
     """The temporary server of a command without PREFECT_API_URL has no UI, and ends with the
@@ -164,15 +180,4 @@ def test_an_unreachable_hub_is_not_silent(env, monkeypatch):
     assert "failed" in row and row.rstrip(" │").endswith("…")
     [full] = json.loads(run_hubshare("runs", "--format", "json").stdout)
     assert len(full["status_reason"]) > 80 and full["status_reason"][:60] in row
-
-    # A date the gate rejects: its line says failed and why; the summary counts it.
-    failed = run_hubshare(
-        "backfill", "--start", str(DATES[0]), "--end", str(DATES[0]), "--force",
-        env={"PREFECT_UI_URL": UI, "HUBSHARE_MAX_UNKNOWN_SHARE": "0.01"},
-    )  # fmt: skip
-    assert failed.returncode == 1, failed.stderr
-    [line] = [line for line in failed.stderr.splitlines() if line.startswith(f"{DATES[0]}: ")]
-    assert line.startswith(f"{DATES[0]}: failed {DATES[0]} run ") and "UNKNOWN share" in line
-    again = failed.stderr.split("Backfill flow run: ")[1].split("/runs/flow-run/")[1].split()[0]
-    [table] = [a for a in artifacts(again) if a.type == "table"]
-    assert "0 published / 1 failed / 0 skipped" in table.description
+    assert full["started_at"].endswith("+00:00") and full["finished_at"].endswith("+00:00")
