@@ -3,18 +3,29 @@ raw snapshots (the past is never crawled again), one child flow run per date."""
 
 from __future__ import annotations
 
+import logging
+from collections import Counter
 from dataclasses import dataclass
 from datetime import date, timedelta
 from itertools import islice
 from typing import TYPE_CHECKING, Any, cast
+from uuid import UUID
 
 import polars as pl
 from prefect import flow, get_run_logger, task
+from prefect.artifacts import (
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
 from prefect.futures import PrefectFuture, as_completed
+from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
+from prefect.utilities.urls import url_for
 
 from flows.daily import daily
 from hubshare.errors import HubshareError, SnapshotError
+from hubshare.progress import BACKFILL_DATE, BACKFILL_URL
 from hubshare.provenance import code_version
 from hubshare.read_warehouse import list_runs
 from hubshare.settings import Settings, get_settings
@@ -200,6 +211,9 @@ def backfill(
     # single writer), however the flow was started (CLI, deployment, `hubshare serve`); the
     # next date starts as soon as one ends, not when a whole batch has.
     run_one = submit_date if on_pool else rerun_date
+    progress = BackfillProgress(start, end, len(due))
+    for done in skipped:
+        progress.ended({"snapshot_date": done, "status": "skipped", "reason": SAME_INPUTS})
     waiting = iter(due)
     running = {run_one.submit(day) for day in islice(waiting, concurrency(settings))}
     results = []
@@ -207,12 +221,89 @@ def backfill(
         ended: PrefectFuture[dict[str, Any]] = next(as_completed(list(running)))
         running.remove(ended)
         results.append(ended.result())
+        progress.ended(results[-1])
         following = next(waiting, None)
         if following is not None:
             running.add(run_one.submit(following))
     results.sort(key=lambda result: str(result["snapshot_date"]))
     failed = [r for r in results if r["status"] != "published"]
+    progress.summarize(missing)
     return {"runs": results, "skipped": skipped, "missing": missing, "failed": len(failed)}
+
+
+#: Why a date is skipped (the `reason` of its summary row).
+SAME_INPUTS = "already done with the same inputs"
+
+
+class BackfillProgress:
+    """The backfill made visible: its flow run's URL and a line per date as it ends in the
+    logs (the CLI prints those records, hubshare.progress), a progress artifact over the due
+    dates, and a summary table artifact with the "n published / m failed / k skipped" line."""
+
+    def __init__(self, start: date, end: date, due: int) -> None:
+        self.logger = get_run_logger()
+        self.span = f"{start}..{end}"
+        self.due = due
+        self.done = 0
+        self.rows: list[dict[str, str]] = []
+        url = url_for("flow-run", obj_id=flow_run.id) if flow_run.id else None
+        if url is not None:
+            self.logger.info("Backfill flow run: %s", url, extra={BACKFILL_URL: url})
+        created = create_progress_artifact(
+            progress=0.0 if due else 100.0,
+            description=f"Backfill {self.span}: 0 of {due} due date(s) ended",
+        )
+        assert isinstance(created, UUID)
+        self.artifact_id = created
+
+    def ended(self, result: dict[str, Any]) -> None:
+        """One date ended (or was skipped): its line, and the progress of the due dates."""
+        day, status = str(result["snapshot_date"]), str(result["status"])
+        if "version" in result:
+            detail = f"v{result['version']} (run {result['run_id']})"
+        else:
+            detail = str(result.get("reason", ""))
+        self.rows.append(
+            {
+                "date": day,
+                "outcome": status,
+                "version": str(result.get("version", "")),
+                "run_id": str(result.get("run_id", "")),
+                "reason": str(result.get("reason", "")),
+            }
+        )
+        level = logging.WARNING if status not in ("published", "skipped") else logging.INFO
+        self.logger.log(level, "%s: %s %s", day, status, detail, extra={BACKFILL_DATE: day})
+        if status == "skipped":
+            return
+        self.done += 1
+        update_progress_artifact(
+            self.artifact_id,
+            progress=100.0 * self.done / self.due,
+            description=f"Backfill {self.span}: {self.done} of {self.due} due date(s) ended",
+        )
+
+    def summarize(self, missing: list[str]) -> None:
+        counts = Counter(row["outcome"] for row in self.rows)
+        published, skipped = counts["published"], counts["skipped"]
+        failed = sum(counts.values()) - published - skipped
+        line = f"{published} published / {failed} failed / {skipped} skipped"
+        rows = sorted(self.rows, key=lambda row: row["date"])
+        rows += [
+            {"date": day, "outcome": "missing", "version": "", "run_id": "", "reason": NO_RAW}
+            for day in missing
+        ]
+        create_table_artifact(
+            key="backfill-summary",
+            table=rows,
+            description=f"Backfill {self.span}: {line}"
+            + (f", {len(missing)} without a raw snapshot" if missing else ""),
+        )
+        self.logger.info("Backfill %s: %s", self.span, line)
+
+
+#: Why a date without a raw snapshot is not re-run (the past is never crawled).
+NO_RAW = "no raw snapshot"
 
 
 def concurrency(settings: Settings) -> int:

@@ -18,18 +18,28 @@ from uuid import UUID
 
 import orjson
 import polars as pl
-from prefect import flow, get_run_logger, task
+from prefect import flow, get_client, get_run_logger, task
 from prefect.artifacts import (
     create_markdown_artifact,
     create_progress_artifact,
     create_table_artifact,
     update_progress_artifact,
 )
+from prefect.client.schemas.actions import ArtifactCreate
 from prefect.client.schemas.objects import FlowRun, State, TaskRun
 from prefect.runtime import flow_run
 from prefect.tasks import Task
+from prefect.utilities.urls import url_for
 
-from hubshare.errors import GateFailedError, HubshareError, TransientExtractError
+from hubshare.errors import (
+    ExtractError,
+    GateFailedError,
+    HubshareError,
+    MappingError,
+    StorageError,
+    TransientExtractError,
+    WarehouseError,
+)
 from hubshare.progress import StageTimes
 from hubshare.provenance import code_version, public_endpoint
 from hubshare.settings import Settings, get_settings
@@ -59,6 +69,7 @@ from tasks.load import (
 from tasks.mapping import archive_mapping, contested_rows
 from tasks.migrate import upgrade_warehouse
 from tasks.quality import (
+    ROW_DROP_SETTING,
     GateThresholds,
     QualityCheck,
     QualityReport,
@@ -497,14 +508,76 @@ def _run_date_of(flow_run: FlowRun) -> date:
     return started.astimezone(UTC).date()
 
 
-def _reason(state: State[Any]) -> str:
-    """The exception that ended the run, in one line (the state message otherwise)."""
+def _error(state: State[Any]) -> BaseException | None:
+    """The exception that ended the run, when it can be read."""
     try:
         error = state.result(raise_on_failure=False)
     except Exception:  # noqa: BLE001 - a result that cannot be read still leaves the message
-        error = None
-    text = str(error) if isinstance(error, BaseException) else (state.message or "")
+        return None
+    return error if isinstance(error, BaseException) else None
+
+
+def _reason(state: State[Any]) -> str:
+    """The exception that ended the run, in one line (the state message otherwise)."""
+    error = _error(state)
+    text = str(error) if error is not None else (state.message or "")
     return (text.splitlines() or [state.name or "unknown"])[0]
+
+
+def what_to_do(error: BaseException | None, day: date, crashed: bool) -> str:
+    """What an operator does about a run that did not publish, by what ended it."""
+    again = f"`hubshare run --date {day}`"
+    if crashed:
+        return (
+            "The process ended mid-run (killed, out of memory, a worker lost). Run the date "
+            f"again ({again}); the next run records this one as crashed if it could not."
+        )
+    if isinstance(error, GateFailedError):
+        return (
+            "Nothing was published: the failed checks are listed first in the "
+            f"`daily-quality-{day}` artifact. Fix the cause (a mapping row, the Hub's data), "
+            f"or if the data is right raise the setting the check names ({ROW_DROP_SETTING}, "
+            f"HUBSHARE_MAX_UNKNOWN_SHARE) for one run: {again} gates the stored snapshot again."
+        )
+    if isinstance(error, TransientExtractError):
+        return (
+            "The Hub did not answer in time (network, HTTP 429 or 5xx beyond the retries). "
+            f"Check that HF_ENDPOINT is reachable, then {again}: the crawl resumes from its "
+            "last stored page."
+        )
+    if isinstance(error, ExtractError):
+        return (
+            "The Hub refused the crawl or sent what the crawl cannot store (the reason names "
+            f"the URL). Check HF_TOKEN and HF_ENDPOINT, then {again}."
+        )
+    if isinstance(error, MappingError):
+        return f"Fix the mapping file (`hubshare mapping check` names the row), then {again}."
+    if isinstance(error, WarehouseError):
+        return (
+            "Check that HUBSHARE_WAREHOUSE_URL's database is up and writable, then "
+            f"{again} (`hubshare runs` lists what was recorded)."
+        )
+    if isinstance(error, StorageError):
+        return (
+            "Check HUBSHARE_DATA_DIR (space, permissions, object storage credentials), then "
+            f"{again}."
+        )
+    return f"Run the date again with `hubshare --debug run --date {day}` to see the traceback."
+
+
+def failure_markdown(
+    day: date, status: str, version: int | None, flow_run: FlowRun, reason: str, advice: str
+) -> str:
+    """The `daily-failure-<date>` artifact: why the run did not publish, and what to do."""
+    what = f"version {version}" if version is not None else "not recorded in the warehouse yet"
+    return (
+        f"# Run of {day} {status}: nothing published\n\n"
+        f"**Reason:** {reason}\n\n"
+        f"**What to do:** {advice}\n\n"
+        f"Run `{flow_run.id}` ({what}) · flow run `{flow_run.name}` · "
+        "`hubshare runs --date "
+        f"{day}` lists its runs\n"
+    )
 
 
 def record_and_announce(flow: Any, flow_run: FlowRun, state: State[Any]) -> None:
@@ -514,6 +587,7 @@ def record_and_announce(flow: Any, flow_run: FlowRun, state: State[Any]) -> None
     day = _run_date_of(flow_run)
     status = CRASHED if state.is_crashed() else FAILED
     reason = _reason(state)
+    url = url_for(flow_run)
     try:
         recorded = record_unfinished_run(
             warehouse_engine(settings.resolved_warehouse_url),
@@ -542,6 +616,21 @@ def record_and_announce(flow: Any, flow_run: FlowRun, state: State[Any]) -> None
             status,
             reason,
         )
+    advice = what_to_do(_error(state), day, crashed=state.is_crashed())
+    try:
+        # Through the client, naming the flow run: a crash hook runs outside the run's context.
+        with get_client(sync_client=True) as client:
+            client.create_artifact(
+                ArtifactCreate(
+                    key=f"daily-failure-{day}",
+                    type="markdown",
+                    data=failure_markdown(day, status, version, flow_run, reason, advice),
+                    description=f"Why the run of {day} did not publish, and what to do",
+                    flow_run_id=flow_run.id,
+                )
+            )
+    except Exception as err:  # noqa: BLE001 - the Prefect API gone: the alert still goes out
+        logging.getLogger(__name__).warning("Could not create the failure artifact: %s", err)
     if settings.alert_webhook_url is not None:
         post_alert(
             settings.alert_webhook_url.get_secret_value(),
@@ -550,9 +639,11 @@ def record_and_announce(flow: Any, flow_run: FlowRun, state: State[Any]) -> None
                 "run_id": str(flow_run.id),
                 "flow_run_id": str(flow_run.id),
                 "flow_run_name": flow_run.name,
+                "flow_run_url": url,
                 "version": version,
                 "status": status,
                 "reason": reason,
+                "what_to_do": advice,
             },
         )
 

@@ -76,12 +76,16 @@ def _options(
     if not debug:
         from huggingface_hub.utils import logging as hf_logging
 
+        from hubshare.progress import print_hub_waits
+
         # huggingface_hub prints its retry warnings with a handler of its own: drop it (they
-        # still reach the run's logs in the UI through Prefect's handler).
+        # still reach the run's logs in the UI through Prefect's handler), for one line per
+        # backoff wait: a Hub that does not answer is never silent.
         library = hf_logging.get_logger()
         for handler in list(library.handlers):
             if type(handler) is logging.StreamHandler:
                 library.removeHandler(handler)
+        print_hub_waits(stderr)
 
 
 def main() -> None:
@@ -511,24 +515,71 @@ def runs(
 
     frame = list_runs(_engine(), _parse_date(date_))
     if format_ is RunsFormat.json:
+        frame = frame.with_columns(_in_utc(frame, name) for name in ("started_at", "finished_at"))
         sys.stdout.write(orjson.dumps(_jsonable(frame), option=orjson.OPT_INDENT_2).decode() + "\n")
         return
-    table = Table(title="hubshare runs (--format json for full ids and checksums)")
-    for column in ("date", "v", "status", "run", "models", "shares sha256"):
+    table = Table(title="hubshare runs (--format json for full ids, checksums and reasons)")
+    for column in ("date", "v", "status", "run", "started (UTC)", "took", "models"):
         table.add_column(column, no_wrap=True)
-    table.add_column("reason", overflow="fold")
+    table.add_column("shares sha256", no_wrap=True)
+    table.add_column("reason", no_wrap=True, overflow="ellipsis")
     for row in frame.iter_rows(named=True):
         table.add_row(
             str(row["snapshot_date"]),
             str(row["version"]),
             row["status"] + (" *" if row["published"] else ""),
             row["run_id"][:8],
+            _utc(row["started_at"]),
+            _duration(row["started_at"], row["finished_at"]),
             "—" if row["row_count"] is None else f"{row['row_count']:,}",
             (row["shares_sha256"] or "—")[:12],
-            row["status_reason"] or "",
+            _one_line(row["status_reason"] or "", 80),
         )
-    stdout.print(table)
+    # A script or a pipe gets the whole row; a terminal, what fits its width.
+    (stdout if stdout.is_terminal else Console(width=200, soft_wrap=True)).print(table)
     stderr.print("* = the published run of its date")
+
+
+def _in_utc(frame: pl.DataFrame, name: str) -> pl.Expr:
+    """A time column in UTC with its zone, so JSON says `+00:00` (SQLite drops the zone)."""
+    dtype = frame.schema[name]
+    if isinstance(dtype, pl.Datetime) and dtype.time_zone is None:
+        return pl.col(name).dt.replace_time_zone("UTC")
+    if isinstance(dtype, pl.Datetime):
+        return pl.col(name).dt.convert_time_zone("UTC")
+    return pl.col(name)
+
+
+def _as_utc(moment: datetime) -> datetime:
+    # SQLite hands back the warehouse's UTC times without their zone.
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _utc(moment: datetime | None) -> str:
+    """`2026-12-05 04:12:03Z`: a time in UTC, its zone marked."""
+    return "—" if moment is None else _as_utc(moment).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def _duration(started: datetime | None, finished: datetime | None) -> str:
+    """`3.2 s`, `4 min 05 s`, `1 h 02 min`; — for a run without an end."""
+    if started is None or finished is None:
+        return "—"
+    seconds = max((_as_utc(finished) - _as_utc(started)).total_seconds(), 0.0)
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, rest = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {rest:02d} s"
+    return f"{minutes // 60} h {minutes % 60:02d} min"
+
+
+def _one_line(text: str, width: int) -> str:
+    """The first line of `text`, cut to `width` characters (… marks a cut)."""
+    lines = text.strip().splitlines()
+    first = lines[0] if lines else ""
+    if len(first) > width or len(lines) > 1:
+        return first[: width - 1].rstrip() + "…"
+    return first
 
 
 @app.command("import")
@@ -642,13 +693,13 @@ def backfill(
                 "server whose work pool has the workers (a temporary server has none)"
             )
         from flows.backfill import backfill_with_limit
+        from hubshare.progress import backfill_lines
 
         if server is not None:
             server.wait_until_healthy()
-        summary = backfill_with_limit(first, last, force, mapping_only, on_pool)
-    for run in summary["runs"]:
-        detail = f"version {run['version']}" if "version" in run else run.get("reason", "")
-        stderr.print(f"{run['snapshot_date']}: {run['status']} {detail}", highlight=False)
+        # A line per date as it ends; the URL only of a server that outlives this command.
+        with backfill_lines(stderr, show_url=server is None):
+            summary = backfill_with_limit(first, last, force, mapping_only, on_pool)
     stderr.print(
         f"{len(summary['runs'])} date(s) re-run, {len(summary['skipped'])} already done "
         f"with the same inputs, {len(summary['missing'])} without a raw snapshot"

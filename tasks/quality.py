@@ -25,6 +25,7 @@ from __future__ import annotations
 import importlib
 import math
 import os
+import re
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -127,6 +128,9 @@ class QualityReport:
         if not failed:
             return f"all {len(self.checks)} checks passed"
         details = "; ".join(check.describe() for check in failed)
+        drops = [c for c in failed if c.expectation == ROW_COUNT and "% fewer" in c.observed]
+        if drops:
+            details += f" ({accept_row_drop(drops[0])})"
         return f"{len(failed)} of {len(self.checks)} checks failed: {details}"
 
     def to_frame(self) -> pl.DataFrame:
@@ -489,9 +493,12 @@ def _expected_text(kind: str, kwargs: Mapping[str, Any], parameters: Mapping[str
     return kind.removeprefix("expect_").replace("_", " ")
 
 
+ROW_COUNT = "expect_table_row_count_to_be_between"
+
+
 def _describe_row_floor(check: QualityCheck, thresholds: GateThresholds) -> QualityCheck:
     """Spell out where the row-count floor comes from (or that there is none)."""
-    if check.expectation != "expect_table_row_count_to_be_between":
+    if check.expectation != ROW_COUNT:
         return check
     if check.observed.startswith("error"):
         return check
@@ -506,10 +513,30 @@ def _describe_row_floor(check: QualityCheck, thresholds: GateThresholds) -> Qual
             "no floor",
         )
     drop = f"{thresholds.max_row_drop * 100:g}%"
-    expected = f"{check.expected} (previous {previous:,} - {drop})"
+    expected = f"{check.expected} (previous {previous:,} - {ROW_DROP_SETTING} {drop})"
+    observed = check.observed
+    rows = re.match(r"[\d,]+", observed)
+    if not check.success and rows is not None and previous:
+        fewer = 1 - int(rows.group().replace(",", "")) / previous
+        observed += f" ({fewer * 100:.3g}% fewer)"
     return QualityCheck(
-        check.suite, check.expectation, check.column, check.success, check.observed, expected
+        check.suite, check.expectation, check.column, check.success, observed, expected
     )
+
+
+def accept_row_drop(check: QualityCheck) -> str:
+    """How to accept a row-count drop that is genuine (the Hub removed models): the setting
+    that allows it, at the next percent above the drop."""
+    fewer = float(re.findall(r"([\d.]+)% fewer", check.observed)[-1])
+    allowed = (math.floor(fewer) + 1) / 100
+    return (
+        f"if the drop is genuine, accept it: `{ROW_DROP_SETTING}={allowed:g} hubshare run "
+        "--date <date>` gates the stored snapshot again"
+    )
+
+
+#: The setting of the gate's row-count floor, named wherever the floor is.
+ROW_DROP_SETTING = "HUBSHARE_MAX_ROW_DROP"
 
 
 def _resolve(value: Any, parameters: Mapping[str, Any]) -> Any:

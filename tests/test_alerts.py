@@ -3,6 +3,7 @@ to `HUBSHARE_ALERT_WEBHOOK_URL` (a receiver on loopback)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 from collections.abc import Iterator
@@ -51,6 +52,29 @@ def webhook(monkeypatch) -> Iterator[list[dict[str, Any]]]:
     server.server_close()
 
 
+def ui_url() -> str:
+    from prefect.settings import PREFECT_UI_URL
+
+    return str(PREFECT_UI_URL.value())
+
+
+def failure_artifact(flow_run_id: str) -> Any:
+    """The markdown artifact a run that did not publish left."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    async def read() -> list[Any]:
+        async with get_client() as client:
+            return await client.read_artifacts(
+                artifact_filter=ArtifactFilter(
+                    flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])
+                )
+            )
+
+    [found] = [a for a in asyncio.run(read()) if str(a.key).startswith("daily-failure-")]
+    return found
+
+
 def runs_json() -> list[dict[str, Any]]:
     result = invoke("runs", "--format", "json")
     assert result.returncode == 0, result.stderr
@@ -72,6 +96,14 @@ def test_a_failed_run_is_recorded_and_announced(env, webhook, warehouse_url, mon
     assert alert["status"] == "failed" and alert["snapshot_date"] == str(DAY)
     assert alert["version"] == 1 and alert["run_id"] == alert["flow_run_id"]
     assert "127.0.0.1:9" in alert["reason"] and "\n" not in alert["reason"]
+    # The flow run in the UI (derived from the harness's API), and what to do.
+    assert alert["flow_run_url"] == f"{ui_url()}/runs/flow-run/{alert['flow_run_id']}"
+    assert "HF_ENDPOINT is reachable" in alert["what_to_do"]
+    failure = failure_artifact(alert["flow_run_id"])
+    assert failure.key == f"daily-failure-{DAY}"
+    assert f"**Reason:** {alert['reason']}" in failure.data
+    assert f"**What to do:** {alert['what_to_do']}" in failure.data
+    assert f"`hubshare run --date {DAY}`: the crawl resumes" in failure.data
     [run] = runs_json()
     assert (run["run_id"], run["status"], run["version"]) == (alert["run_id"], "failed", 1)
     assert run["status_reason"] == alert["reason"]
@@ -90,6 +122,8 @@ def test_a_rejected_run_is_announced_once_with_its_version(env, webhook, hand_mo
     [alert] = webhook
     assert (alert["status"], alert["version"]) == ("rejected", 1)
     assert "UNKNOWN share" in alert["reason"]
+    assert f"`daily-quality-{DAY}` artifact" in alert["what_to_do"]
+    assert "HUBSHARE_MAX_UNKNOWN_SHARE" in failure_artifact(alert["flow_run_id"]).data
     assert [(r["status"], r["version"]) for r in runs_json()] == [("rejected", 1)]
 
 
@@ -120,6 +154,7 @@ def test_a_crashed_run_is_recorded_and_announced(env, webhook, hand_models, monk
         daily(run_date=DAY, backdate=True)
     [alert] = webhook
     assert (alert["status"], alert["version"]) == ("crashed", 1)
+    assert "The process ended mid-run" in failure_artifact(alert["flow_run_id"]).data
     [run] = runs_json()
     assert (run["status"], run["run_id"]) == ("crashed", alert["run_id"])
     assert run["raw_sha256"] is None  # it stopped before the load

@@ -293,7 +293,7 @@ def test_a_backfill_on_the_pool_fans_out_to_the_workers(
         for n, log in enumerate(logs)
     ]
     try:
-        run_cli(*scale_out(POOL_BACKFILL, start=days[0], end=days[-1]), env=pooled)
+        shown = run_cli(*scale_out(POOL_BACKFILL, start=days[0], end=days[-1]), env=pooled)
     finally:
         for worker in workers:
             worker.terminate()
@@ -302,6 +302,10 @@ def test_a_backfill_on_the_pool_fans_out_to_the_workers(
         for log in logs:
             log.close()
     assert published_shares(pooled) == expected
+    # The backfill on the pool shows its flow run in the UI and each date as it ends.
+    assert f"Backfill flow run: {pooled['PREFECT_API_URL'].removesuffix('/api')}/runs/" in shown
+    for day in days:
+        assert re.search(rf"^{day}: published v\d+ \(run ", shown, re.MULTILINE), shown
     children = flow_runs(pooled["PREFECT_API_URL"], "daily/hubshare-daily")
     # Named by the daily flow's own template on the worker; linked to the backfill's tasks.
     assert sorted(run["name"] for run in children) == [f"daily-{day}" for day in days]

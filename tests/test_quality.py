@@ -154,7 +154,10 @@ def test_clean_report_texts_are_short_and_informative(clean_report: QualityRepor
     ]
     assert [(c.success, c.observed) for c in no_unknown] == [(True, "UNKNOWN share 0")]
     rows = by_key[("model_fact", "expect_table_row_count_to_be_between", None)]
-    assert (rows.observed, rows.expected) == ("4 rows", ">= 4 (previous 4 - 5%)")
+    assert (rows.observed, rows.expected) == (
+        "4 rows",
+        ">= 4 (previous 4 - HUBSHARE_MAX_ROW_DROP 5%)",
+    )
     bucket = by_key[("model_fact", "expect_column_values_to_be_in_set", "uploader_bucket")]
     assert bucket.expected == f"in known_buckets ({len(known_buckets())} codes)"
     weight = by_key[("model_origin", "expect_column_values_to_be_between", "weight")]
@@ -294,7 +297,13 @@ def test_row_count_below_floor_fails() -> None:
     report = _run(thresholds=GateThresholds(5, 0.05, 0.5))
     assert report.success is False
     assert _failed(report) == {("model_fact", "expect_table_row_count_to_be_between", None)}
-    assert "model_fact table: 4 rows, expected >= 5 (previous 5 - 5%)" in report.summary()
+    # The drop, the setting that allows it, and how to accept a genuine one.
+    assert (
+        "model_fact table: 4 rows (20% fewer), expected >= 5 (previous 5 - "
+        "HUBSHARE_MAX_ROW_DROP 5%) (if the drop is genuine, accept it: "
+        "`HUBSHARE_MAX_ROW_DROP=0.21 hubshare run --date <date>`"
+    ) in report.summary()
+    assert GateThresholds(5, 0.21, 0.5).min_row_count == 4  # what that value lets through
 
 
 def test_bounds_are_inclusive() -> None:
