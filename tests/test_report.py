@@ -127,6 +127,7 @@ def test_the_daily_run_publishes_the_report_to_prefect(three_published_dates):
 
     from prefect import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.client.schemas.sorting import ArtifactSort
 
     day = DATES[-1]
 
@@ -137,9 +138,12 @@ def test_the_daily_run_publishes_the_report_to_prefect(three_published_dates):
                     key=ArtifactFilterKey(
                         any_=[f"daily-report-{day}", f"daily-report-series-{day}"]
                     )
-                )
+                ),
+                sort=ArtifactSort.CREATED_DESC,
             )
-        return {artifact.key: artifact for artifact in found}
+        # The Prefect server is the session's: other tests' runs of this date keep artifacts
+        # under the same keys, so the newest of each key is this fixture's last run's.
+        return {artifact.key: artifact for artifact in reversed(found)}
 
     by_key = asyncio.run(read())
     headline = by_key[f"daily-report-{day}"]
