@@ -136,7 +136,7 @@ def compute_shares(
         columns = list(dict.fromkeys(["model_oid", name, "uploader"]))
         largest = (
             metric.join(model_fact.select(columns).unique(), on="model_oid")
-            .sort("num", descending=True)
+            .sort(["num", name], descending=[True, False])  # ties: the first id, every time
             .row(0, named=True)
         )
         raise UnstorableDataError(
