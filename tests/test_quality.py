@@ -558,3 +558,83 @@ def test_a_share_outside_its_range_fails() -> None:
             "share_high, share",
         )
     }
+
+
+# --- the polars pre-check gives GX's report -----------------------------------------------------
+
+
+def _nan(frame: pl.DataFrame, column: str, row: int) -> pl.DataFrame:
+    return _set(frame, column, row, float("nan"))
+
+
+#: Frames the pre-check must not wave through wrongly: nulls, NaNs, duplicated nulls, ties,
+#: bounds met exactly, odd dtypes, missing columns and empty frames.
+PRECHECK_CASES: dict[str, dict[str, pl.DataFrame]] = {
+    "clean": {},
+    "duplicated model_oid": {"model_fact": _set(_model_fact(), "model_oid", 1, "oid1")},
+    "two null model_ids": {
+        "model_fact": _set(_set(_model_fact(), "model_id", 1, None), "model_id", 2, None)
+    },
+    "null and negative counters": {
+        "model_fact": _set(_set(_model_fact(), "downloads_30d", 0, None), "likes", 1, -1)
+    },
+    "unknown buckets": {"model_fact": _set(_model_fact(), "uploader_bucket", 0, "us")},
+    "NaN weight": {"model_origin": _nan(_model_origin(), "weight", 0)},
+    "weight 0 and 1": {"model_origin": _set(_model_origin(), "weight", 0, 0.0)},
+    "null weight_den": {"model_origin": _set(_model_origin(), "weight_den", 3, None)},
+    "float weights as text": {
+        "model_origin": _model_origin().with_columns(pl.col("weight").cast(pl.String))
+    },
+    "NaN share": {"country_share": _nan(_country_share(), "share", 0)},
+    "null share_low": {"country_share": _set(_country_share(), "share_low", 1, None)},
+    "share_high below share": {"country_share": _set(_country_share(), "share_high", 4, 0.5)},
+    "duplicated bucket": {"country_share": _set(_country_share(), "bucket", 1, "US")},
+    "missing column": {"model_fact": _model_fact().drop("uploader_bucket", "likes")},
+    "empty frames": {"model_fact": _model_fact().head(0), "model_origin": _model_origin().head(0)},
+}
+
+
+@pytest.mark.parametrize("case", PRECHECK_CASES)
+def test_the_precheck_gives_the_report_gx_gives(case: str) -> None:
+    frames = PRECHECK_CASES[case]
+    args = (
+        frames.get("model_fact", _model_fact()),
+        frames.get("model_origin", _model_origin()),
+        frames.get("country_share", _country_share()),
+        THRESHOLDS,
+    )
+    assert check_quality(*args).checks == check_quality(*args, precheck=False).checks
+
+
+def test_the_precheck_proves_every_per_row_expectation_of_clean_frames() -> None:
+    """On clean frames GX is left only the expectations on whole columns or tables."""
+    from tasks.quality import _precheck
+
+    parameters = {"known_buckets": known_buckets(), "min_row_count": 4, "max_unknown_share": 0.5}
+    shares = _country_share()
+    frames = {
+        "model_fact": _model_fact(),
+        "model_origin": _model_origin(),
+        "country_share": shares,
+        "country_share[uploader]": shares.filter(pl.col("attribution") == "uploader"),
+        "country_share[origin]": shares.filter(pl.col("attribution") == "origin"),
+    }
+
+    def per_frame(name: str) -> list[dict[str, Any]]:
+        expectations: list[dict[str, Any]] = load_suite(name.split("[")[0])["expectations"]
+        if name.startswith("country_share"):  # whole-frame checks once, the others per view
+            all_views = name == "country_share"
+            return [e for e in expectations if ("scope" in e.get("meta", {})) is all_views]
+        return expectations
+
+    left_to_gx = {
+        (name.split("[")[0], e["type"])
+        for name, frame in frames.items()
+        for e in per_frame(name)
+        if not _precheck(frame, e, parameters)
+    }
+    assert left_to_gx == {
+        ("model_fact", "expect_table_row_count_to_be_between"),
+        ("country_share", "expect_column_distinct_values_to_contain_set"),
+        ("country_share", "expect_column_sum_to_be_between"),
+    }
