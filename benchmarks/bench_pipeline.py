@@ -6,18 +6,28 @@ quality gate -> SQLite load.
 Synthetic models, 1,000 per stored page as the crawl writes them; authors drawn from the real
 mapping plus a long tail of individuals; a third declare a base (finetunes, quantized copies,
 merges of two). Prints wall time and the process's peak RSS after each step.
+
+great_expectations is imported on a thread from the start, as a run does during its crawl
+(`tasks.quality.import_gx_in_background`): the gate's step times the gate, not the import.
+
+Two costs of a run are priced apart, after the steps (lines in parentheses, not in the totals):
+the validity-dated mapping (`load_mapping` and `Mapping.on(day)`, inside "attribute uploader"),
+and account types (`tasks.account_types`) given for every namespace of the snapshot: the
+snapshot's namespaces, the run's frozen registry read and its SHA-256 checked, and both
+attributions again with the types, against the same attributions without them.
 """
 
 from __future__ import annotations
 
 import argparse
 import gzip
+import io
 import os
 import random
 import resource
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -30,13 +40,16 @@ os.environ.setdefault("_RJEM_MALLOC_CONF", POLARS_ALLOCATOR)
 import orjson  # noqa: E402
 import polars as pl  # noqa: E402
 
+from hubshare.provenance import sha256_bytes
 from hubshare.settings import DEFAULT_MAPPING, Settings
 from hubshare.warehouse import warehouse_engine
+from schemas.frames import ACCOUNT_TYPE_SCHEMA
+from tasks.account_types import account_types_bytes, snapshot_namespaces
 from tasks.enrich import attribute_origin, attribute_uploader, parse_lineage
 from tasks.extract import CrawlState
 from tasks.load import RunRecord, load_run
 from tasks.mapping import load_mapping
-from tasks.quality import GateThresholds, check_quality
+from tasks.quality import GateThresholds, check_quality, import_gx_in_background
 from tasks.shares import compute_all_shares, share_table_sha256
 from tasks.snapshot import build_snapshot, pages_key, snapshot_key
 
@@ -108,14 +121,16 @@ def main() -> None:
     steps: list[tuple[str, float, float]] = []
     clock = time.perf_counter()
 
-    def step(name: str) -> None:
+    def step(name: str) -> float:
         nonlocal clock
         now = time.perf_counter()
         rss_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
         steps.append((name, now - clock, rss_gb))
         print(f"{name:<28} {now - clock:7.2f} s   peak RSS {rss_gb:5.2f} GB", flush=True)
         clock = time.perf_counter()
+        return steps[-1][1]
 
+    import_gx_in_background()
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings(HUBSHARE_DATA_DIR=tmp)
         state = write_pages(Path(tmp), args.models)
@@ -168,11 +183,59 @@ def main() -> None:
             # The first load fills the model dimension; a following day reuses it and writes
             # model_day rows only (the steady state of a daily warehouse).
             step("load SQLite, first day" if number == 0 else "load SQLite, next day")
+        peak_gb = steps[-1][2]  # before the priced extras below
+        price_lookups(snapshot, lineage, DEFAULT_MAPPING, step)
     for label, skip in (("first day", "next day"), ("a following day", "first day")):
         total = sum(
             seconds for name, seconds, _ in steps if not name.startswith("(") and skip not in name
         )
-        print(f"{'total, ' + label:<28} {total:7.2f} s   peak RSS {steps[-1][2]:5.2f} GB")
+        print(f"{'total, ' + label:<28} {total:7.2f} s   peak RSS {peak_gb:5.2f} GB")
+
+
+def price_lookups(
+    snapshot: pl.DataFrame,
+    lineage: pl.DataFrame,
+    mapping_path: Path,
+    step: Callable[[str], float],
+) -> None:
+    """The run's lookups priced apart: the validity-dated mapping, then account types for every
+    namespace (orgs of the mapping typed `org`, the others `user`) against none."""
+    for _ in range(3):  # a small file: the best of three
+        mapping = load_mapping(mapping_path)
+        mapping.on(DAY)
+    step("(mapping: load_mapping)")
+    for _ in range(3):
+        rows = mapping.on(DAY)
+    step("(mapping: 3 x .on(day))")
+    namespaces = snapshot_namespaces(snapshot)
+    orgs = set(mapping.rows.get_column("org_lower").to_list())
+    registry = namespaces.select(
+        pl.col("namespace"),
+        pl.when(pl.col("key").is_in(list(orgs)))
+        .then(pl.lit("org"))
+        .otherwise(pl.lit("user"))
+        .alias("account_type"),
+        pl.lit(None, pl.String).alias("fullname"),
+        pl.lit(None, pl.Boolean).alias("verified"),
+        pl.lit(datetime.now(UTC)).dt.replace_time_zone("UTC").alias("checked_at"),
+    ).cast(ACCOUNT_TYPE_SCHEMA)
+    frozen = account_types_bytes(registry.sort("namespace"))
+    step(f"(setup: {registry.height:,} namespaces typed)")
+    fact = attribute_uploader(snapshot, rows, lineage)
+    attribute_origin(snapshot, fact, rows, lineage)
+    without = step("(attribute, no account types)")
+    snapshot_namespaces(snapshot)  # what freezing and a lookup step read, each run
+    sha256_bytes(frozen)  # the run's frozen registry, checked
+    account_types = pl.read_parquet(io.BytesIO(frozen))
+    fact = attribute_uploader(snapshot, rows, lineage, account_types)
+    attribute_origin(snapshot, fact, rows, lineage, account_types)
+    typed = step("(same, account types)")
+    print(
+        f"(account types for every namespace cost a run {typed - without:+.2f} s: namespaces, "
+        f"frozen registry read and checked, both attributions {typed:.2f} s against "
+        f"{without:.2f} s without)",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":
