@@ -442,6 +442,8 @@ def _precheck(
         bounds = [b for b in (low, high) if b is not None]
         if not bounds or not all(_is_real(b) for b in bounds):
             return False
+        if low is not None and high is not None and low > high:  # GX's error, even on no rows
+            return False
         values = column.drop_nulls()
         inside = pl.repeat(True, values.len(), eager=True)
         if low is not None:
