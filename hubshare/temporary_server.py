@@ -14,6 +14,7 @@ of the stack.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import signal
 import socket
@@ -36,6 +37,17 @@ SERVER_ENV = {
 }
 
 
+#: Read-only requests that reach every API router a `hubshare` run uses (`_warm_up`).
+WARM_UP_REQUESTS: tuple[tuple[str, str, dict[str, int] | None], ...] = (
+    ("GET", "/admin/version", None),
+    ("POST", "/flows/filter", {"limit": 1}),
+    ("POST", "/flow_runs/filter", {"limit": 1}),
+    ("POST", "/task_runs/filter", {"limit": 1}),
+    ("POST", "/artifacts/filter", {"limit": 1}),
+    ("POST", "/logs/filter", {"limit": 1}),
+)
+
+
 class TemporaryServerError(HubshareError):
     """The temporary Prefect server did not start."""
 
@@ -51,6 +63,8 @@ class TemporaryServer:
         self.timeout = timeout
         self.healthy = False
         self._log = log
+        self._warm = threading.Thread(target=self._warm_up, name="warm-prefect", daemon=True)
+        self._warm.start()
 
     def wait_until_healthy(self) -> None:
         """Return once the API answers (at once after the first time)."""
@@ -71,6 +85,8 @@ class TemporaryServer:
                 try:
                     if client.get(f"{self.api_url}/health").status_code == 200:
                         self.healthy = True
+                        # The warm-up's requests are the first ones: let them finish first.
+                        self._warm.join(max(0.0, deadline - time.monotonic()))
                         return
                 except httpx.TransportError:
                     pass
@@ -81,6 +97,32 @@ class TemporaryServer:
             "(PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS; or set PREFECT_API_URL to use a "
             "running Prefect server)"
         )
+
+    def _warm_up(self) -> None:
+        """Once the server answers, send it the first requests of a run (read-only), and
+        import what a flow run imports late (on this thread, while the command still imports
+        and prepares): the server builds each API router's routes on its first request to it,
+        1-2 s of work that a run would otherwise wait for after the server is healthy. Best
+        effort: any failure is left to `wait_until_healthy` and the run to meet."""
+        try:
+            import httpx
+
+            with httpx.Client(timeout=10) as client:
+                deadline = time.monotonic() + self.timeout
+                while self.process.poll() is None and time.monotonic() < deadline:
+                    try:
+                        if client.get(f"{self.api_url}/health").status_code == 200:
+                            break
+                    except httpx.TransportError:
+                        pass
+                    time.sleep(0.05)
+                else:
+                    return
+                for method, path, body in WARM_UP_REQUESTS:
+                    client.request(method, f"{self.api_url}{path}", json=body)
+            importlib.import_module("fastapi.encoders")  # a flow run's parameters need it
+        except Exception:  # noqa: BLE001, S110 - best effort, see above
+            pass
 
     def _last_log_line(self) -> str:
         self._log.seek(0)
@@ -152,7 +194,11 @@ def prefect_api() -> Iterator[TemporaryServer | None]:
     server that stops with the command. Call `wait_until_healthy` on a yielded server before the
     first flow (imports can run meanwhile)."""
     start_early()  # before importing Prefect: the server starts while we import
-    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from prefect.settings import (
+        PREFECT_API_URL,
+        PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
+        temporary_settings,
+    )
 
     server = _EARLY.pop() if _EARLY else None
     if server is None or PREFECT_API_URL.value():  # an API of the environment or a profile
@@ -161,7 +207,10 @@ def prefect_api() -> Iterator[TemporaryServer | None]:
         yield None
         return
     try:
-        with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
+        # No flow-run heartbeats: they tell a lasting server that a run's process died, but this
+        # server dies with the process; and a run's end waits up to 1 s for the heartbeat thread.
+        updates = {PREFECT_API_URL: server.api_url, PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}
+        with temporary_settings(updates=updates):
             try:
                 yield server
             finally:
