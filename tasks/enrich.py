@@ -17,6 +17,8 @@ from schemas.frames import ACCOUNT_TYPE_SCHEMA, MODEL_FACT_SCHEMA, MODEL_ORIGIN_
 #: Declared relations in `base_model:<relation>:<id>` tags.
 RELATIONS = ("adapter", "finetune", "merge", "quantized")
 MAX_DEPTH = 10
+#: Models parsed for their lineage at a time.
+LINEAGE_SLICE_ROWS = 250_000
 UNKNOWN = "UNKNOWN"
 INTL = "INTL"
 #: Nothing typed: attribution as it was before account types (every run recorded without them).
@@ -47,27 +49,44 @@ def parse_lineage(snapshot: pl.DataFrame) -> pl.DataFrame:
     base_tags = pl.element().filter(pl.element().str.starts_with("base_model:"))
     # Models are grouped by their row number, not their `_id` text: grouping by an integer
     # takes a fraction of the memory. The base tags are parsed once, for both aggregates.
+    # A slice of the snapshot at a time: the base tags are a small part of all tags, and only
+    # they are kept (the intermediate lists of every model are never all in memory).
+    pieces = []
+    for offset in range(0, snapshot.height, LINEAGE_SLICE_ROWS):
+        pieces.append(
+            snapshot.slice(offset, LINEAGE_SLICE_ROWS)
+            .lazy()
+            # Keep only base tags before exploding: a third of models have one or two, and
+            # every model has several others.
+            .select(
+                (pl.int_range(pl.len(), dtype=pl.UInt32) + offset).alias("_row"),
+                pl.col("tags").list.eval(base_tags),
+            )
+            .filter(pl.col("tags").list.len() > 0)
+            .explode("tags")
+            .with_columns(pl.col("tags").str.strip_prefix("base_model:").alias("rest"))
+            .select(
+                "_row",
+                pl.col("rest").str.extract(rel_pattern).alias("relation"),
+                pl.col("rest").str.replace(rel_pattern, "").str.strip_chars().alias("base_id"),
+            )
+            .filter(pl.col("base_id") != "")
+            .with_columns(pl.col("base_id").str.to_lowercase().alias("base_lower"))
+            .collect()
+        )
     tags = (
-        snapshot.lazy()
-        # Keep only base tags before exploding: a third of models have one or two, and every
-        # model has several others.
-        .select(
-            pl.int_range(pl.len(), dtype=pl.UInt32).alias("_row"),
-            pl.col("tags").list.eval(base_tags),
+        pl.concat(pieces)
+        if pieces
+        else pl.DataFrame(
+            schema={
+                "_row": pl.UInt32(),
+                "relation": pl.String(),
+                "base_id": pl.String(),
+                "base_lower": pl.String(),
+            }
         )
-        .filter(pl.col("tags").list.len() > 0)
-        .explode("tags")
-        .with_columns(pl.col("tags").str.strip_prefix("base_model:").alias("rest"))
-        .select(
-            "_row",
-            pl.col("rest").str.extract(rel_pattern).alias("relation"),
-            pl.col("rest").str.replace(rel_pattern, "").str.strip_chars().alias("base_id"),
-        )
-        .filter(pl.col("base_id") != "")
-        .with_columns(pl.col("base_id").str.to_lowercase().alias("base_lower"))
-        .collect()
-        .lazy()
-    )
+    ).lazy()
+    del pieces
     relations = (
         tags.filter(pl.col("relation").is_not_null())
         .group_by("_row")
@@ -163,10 +182,50 @@ def attribute_uploader(
     if lineage is None:
         lineage = parse_lineage(snapshot)
     buckets = _attribution_table(mapping, account_types)
+    lineage = lineage.select("_id", "base_relation", "base_models")
+    if lineage.get_column("_id").n_unique() < lineage.height:
+        # Only a snapshot that lists a model twice (never a stored one) gets here.
+        return _facts_by_joins(snapshot, lineage, buckets)
+    # Each namespace's bucket, looked up once per distinct spelling (not once per model).
+    authors = snapshot.select(pl.col("author").drop_nulls().unique())
+    bucket_of = authors.join(
+        buckets, left_on=pl.col("author").str.to_lowercase(), right_on="org_lower", how="left"
+    ).select("author", pl.col("bucket").fill_null(UNKNOWN))
+    del authors
+
+    def lookup(key: str, table: pl.DataFrame, value: str, default: str | None) -> pl.Expr:
+        return pl.col(key).replace_strict(
+            table.get_column(key), table.get_column(value), default=default, return_dtype=pl.String
+        )
+
+    # The facts are the snapshot's own columns renamed (not copied) and three looked up.
+    fact = snapshot.select(
+        pl.col("_id").alias("model_oid"),
+        pl.col("id").alias("model_id"),
+        pl.col("author").alias("uploader"),
+        pl.col("downloads").alias("downloads_30d"),
+        pl.col("downloadsAllTime").alias("downloads_all_time"),
+        "likes",
+        pl.col("createdAt").alias("created_at"),
+        pl.col("lastModified").alias("last_modified"),
+        "pipeline_tag",
+        "library_name",
+        "gated",
+        lookup("_id", lineage, "base_relation", None).alias("base_relation"),
+        lookup("_id", lineage, "base_models", None).alias("base_models"),
+        lookup("author", bucket_of, "bucket", UNKNOWN).fill_null(UNKNOWN).alias("uploader_bucket"),
+    ).cast(MODEL_FACT_SCHEMA)
+    # A stored snapshot is sorted by `_id` already: sorting again would copy every fact.
+    return fact if fact.get_column("model_oid").is_sorted() else fact.sort("model_oid")
+
+
+def _facts_by_joins(
+    snapshot: pl.DataFrame, lineage: pl.DataFrame, buckets: pl.DataFrame
+) -> pl.DataFrame:
+    """`attribute_uploader` of a snapshot that lists some model more than once."""
     fact = (
-        # Lazy so that only the columns kept are joined (the snapshot's tags are not copied).
         snapshot.lazy()
-        .join(lineage.lazy().drop("base_lower"), on="_id", how="left", maintain_order="left")
+        .join(lineage.lazy(), on="_id", how="left", maintain_order="left")
         .with_columns(pl.col("author").str.to_lowercase().alias("org_lower"))
         .join(buckets.lazy(), on="org_lower", how="left", maintain_order="left")
         .select(
@@ -188,8 +247,6 @@ def attribute_uploader(
         .cast(MODEL_FACT_SCHEMA)
         .collect()
     )
-    # A stored snapshot is sorted by `_id` already, and the joins keep its order: sorting
-    # again would copy every fact for nothing.
     return fact if fact.get_column("model_oid").is_sorted() else fact.sort("model_oid")
 
 
