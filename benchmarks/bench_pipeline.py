@@ -45,13 +45,20 @@ from hubshare.settings import DEFAULT_MAPPING, Settings
 from hubshare.warehouse import warehouse_engine
 from schemas.frames import ACCOUNT_TYPE_SCHEMA
 from tasks.account_types import account_types_bytes, snapshot_namespaces
-from tasks.enrich import NO_ACCOUNT_TYPES, attribute_origin, attribute_uploader, parse_lineage
+from tasks.enrich import (
+    FACT_SNAPSHOT_COLUMNS,
+    LINEAGE_SNAPSHOT_COLUMNS,
+    NO_ACCOUNT_TYPES,
+    attribute_origin,
+    attribute_uploader,
+    parse_lineage,
+)
 from tasks.extract import CrawlState
 from tasks.load import RunRecord, load_run
 from tasks.mapping import load_mapping
 from tasks.quality import GateThresholds, check_quality, import_gx_in_background
 from tasks.shares import compute_all_shares, share_table_sha256
-from tasks.snapshot import build_snapshot, pages_key, snapshot_key
+from tasks.snapshot import build_snapshot, pages_key, read_snapshot
 
 DAY = date(2026, 11, 29)
 
@@ -137,10 +144,11 @@ def main() -> None:
         step(f"(setup: {args.models:,} models)")
         manifest = build_snapshot(DAY, settings, state).manifest
         step("build snapshot")
-        snapshot = pl.read_parquet(Path(tmp) / snapshot_key(DAY))
         mapping = load_mapping(DEFAULT_MAPPING)
         rows = mapping.on(DAY)  # the rows valid on the snapshot's date, as a run reads them
-        lineage = parse_lineage(snapshot)
+        # As the flow reads it: the lineage from the ids and tags, the facts from the rest.
+        lineage = parse_lineage(read_snapshot(DAY, settings, list(LINEAGE_SNAPSHOT_COLUMNS)))
+        snapshot = read_snapshot(DAY, settings, list(FACT_SNAPSHOT_COLUMNS))
         fact = attribute_uploader(snapshot, rows, lineage)
         step("attribute uploader")
         origin, _ = attribute_origin(snapshot, fact, rows, lineage)

@@ -54,7 +54,13 @@ from schemas.run import RunInputs
 from schemas.warehouse import FACT_TABLES
 from tasks.account_types import AccountLookups, open_account_types, update_account_types
 from tasks.alert import post_alert
-from tasks.enrich import LineageReport, attribute_models
+from tasks.enrich import (
+    FACT_SNAPSHOT_COLUMNS,
+    LINEAGE_SNAPSHOT_COLUMNS,
+    LineageReport,
+    attribute_models,
+    parse_lineage,
+)
 from tasks.explain import explain_markdown, explain_shares
 from tasks.extract import CrawlState, extract_snapshot
 from tasks.inputs import open_mapping, read_window_starts, resolve_run_inputs
@@ -255,9 +261,18 @@ def enrich_task(run_id: str, inputs: RunInputs) -> LineageReport:
     archive_mapping(mapping, settings.store)  # so `hubshare mapping diff` can find it again
     account_types = open_account_types(settings, inputs)  # checked against its SHA-256
     rows = mapping.on(inputs.snapshot_date)  # a snapshot is attributed by the rows of its date
-    model_fact, model_origin, lineage = attribute_models(
-        read_snapshot(inputs.snapshot_date, settings), rows, account_types
+    # The lineage first, from the ids and tags alone; then the facts, from every column but
+    # the tags: the day's largest column is never in memory with the facts.
+    parsed = parse_lineage(
+        read_snapshot(inputs.snapshot_date, settings, columns=list(LINEAGE_SNAPSHOT_COLUMNS))
     )
+    model_fact, model_origin, lineage = attribute_models(
+        read_snapshot(inputs.snapshot_date, settings, columns=list(FACT_SNAPSHOT_COLUMNS)),
+        rows,
+        account_types,
+        parsed,
+    )
+    del parsed
     folder = run_dir(settings, run_id)
     _write(model_fact, folder, "model_fact")
     _write(model_origin, folder, "model_origin")

@@ -12,7 +12,12 @@ from fractions import Fraction
 
 import polars as pl
 
-from schemas.frames import ACCOUNT_TYPE_SCHEMA, MODEL_FACT_SCHEMA, MODEL_ORIGIN_SCHEMA
+from schemas.frames import (
+    ACCOUNT_TYPE_SCHEMA,
+    MODEL_FACT_SCHEMA,
+    MODEL_ORIGIN_SCHEMA,
+    SNAPSHOT_SCHEMA,
+)
 
 #: Declared relations in `base_model:<relation>:<id>` tags.
 RELATIONS = ("adapter", "finetune", "merge", "quantized")
@@ -21,6 +26,12 @@ MAX_DEPTH = 10
 LINEAGE_SLICE_ROWS = 250_000
 UNKNOWN = "UNKNOWN"
 INTL = "INTL"
+#: What the lineage is parsed from, and what the facts take, of a raw snapshot: reading each
+#: apart keeps the tags (the largest column) out of memory once their base tags are parsed.
+LINEAGE_SNAPSHOT_COLUMNS = ("_id", "tags")
+FACT_SNAPSHOT_COLUMNS = tuple(
+    name for name in SNAPSHOT_SCHEMA.names() if name not in ("tags", "private")
+)
 #: Nothing typed: attribution as it was before account types (every run recorded without them).
 NO_ACCOUNT_TYPES = pl.DataFrame(schema=ACCOUNT_TYPE_SCHEMA)
 
@@ -149,13 +160,19 @@ def _attribution_table(mapping: pl.DataFrame, account_types: pl.DataFrame) -> pl
 
 
 def attribute_models(
-    snapshot: pl.DataFrame, mapping: pl.DataFrame, account_types: pl.DataFrame
+    snapshot: pl.DataFrame,
+    mapping: pl.DataFrame,
+    account_types: pl.DataFrame,
+    lineage: pl.DataFrame | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame, LineageReport]:
     """Both views for a snapshot: (model facts, model origins, lineage report), with the
     lineage tags parsed once. `account_types` (at least `namespace`, `account_type`) decides the
     namespaces without a reviewed row; empty (NO_ACCOUNT_TYPES), every such namespace is
-    UNKNOWN. Pass the snapshot without keeping a reference to free it early."""
-    lineage = parse_lineage(snapshot)
+    UNKNOWN. `lineage` is `parse_lineage` of the snapshot if the caller has it (then the
+    snapshot needs only FACT_SNAPSHOT_COLUMNS). Pass the snapshot without keeping a reference
+    to free it early."""
+    if lineage is None:
+        lineage = parse_lineage(snapshot)
     fact = attribute_uploader(snapshot, mapping, lineage, account_types)
     # The origin walk needs only each model's ids and uploader, which the facts hold: the
     # snapshot is let go here (a caller that passed it without keeping it frees it now).
@@ -183,23 +200,26 @@ def attribute_uploader(
         lineage = parse_lineage(snapshot)
     buckets = _attribution_table(mapping, account_types)
     lineage = lineage.select("_id", "base_relation", "base_models")
-    if lineage.get_column("_id").n_unique() < lineage.height:
-        # Only a snapshot that lists a model twice (never a stored one) gets here.
-        return _facts_by_joins(snapshot, lineage, buckets)
     # Each namespace's bucket, looked up once per distinct spelling (not once per model).
     authors = snapshot.select(pl.col("author").drop_nulls().unique())
     bucket_of = authors.join(
         buckets, left_on=pl.col("author").str.to_lowercase(), right_on="org_lower", how="left"
-    ).select("author", pl.col("bucket").fill_null(UNKNOWN))
+    ).select("author", pl.col("bucket").fill_null(UNKNOWN).alias("uploader_bucket"))
     del authors
-
-    def lookup(key: str, table: pl.DataFrame, value: str, default: str | None) -> pl.Expr:
-        return pl.col(key).replace_strict(
-            table.get_column(key), table.get_column(value), default=default, return_dtype=pl.String
-        )
-
-    # The facts are the snapshot's own columns renamed (not copied) and three looked up.
-    fact = snapshot.select(
+    # Only the looked-up columns are joined; the facts are the snapshot's own columns renamed
+    # (not copied) beside them.
+    looked_up = (
+        snapshot.lazy()
+        .select("_id", "author")
+        .join(lineage.lazy(), on="_id", how="left", maintain_order="left")
+        .join(bucket_of.lazy(), on="author", how="left", maintain_order="left")
+        .select("base_relation", "base_models", pl.col("uploader_bucket").fill_null(UNKNOWN))
+        .collect()
+    )
+    if looked_up.height != snapshot.height:
+        # Only a snapshot that lists a model twice (never a stored one) gets here.
+        return _facts_by_joins(snapshot, lineage, buckets)
+    renamed = snapshot.select(
         pl.col("_id").alias("model_oid"),
         pl.col("id").alias("model_id"),
         pl.col("author").alias("uploader"),
@@ -211,10 +231,9 @@ def attribute_uploader(
         "pipeline_tag",
         "library_name",
         "gated",
-        lookup("_id", lineage, "base_relation", None).alias("base_relation"),
-        lookup("_id", lineage, "base_models", None).alias("base_models"),
-        lookup("author", bucket_of, "bucket", UNKNOWN).fill_null(UNKNOWN).alias("uploader_bucket"),
-    ).cast(MODEL_FACT_SCHEMA)
+    )
+    fact = pl.concat([renamed, looked_up], how="horizontal").cast(MODEL_FACT_SCHEMA)
+    del renamed, looked_up
     # A stored snapshot is sorted by `_id` already: sorting again would copy every fact.
     return fact if fact.get_column("model_oid").is_sorted() else fact.sort("model_oid")
 
@@ -434,24 +453,42 @@ def attribute_origin(
     report.models_with_base = with_base.height
     report.quantized = int((with_base["base_relation"] == "quantized").sum())
     report.merges = int((with_base["base_lower"].list.len() > 1).sum())
-    direct = model_fact.join(lineage_origin.select("model_oid"), on="model_oid", how="anti").select(
+    # Every model without a lineage row is its uploader's own: taken in the facts' order.
+    direct = model_fact.filter(
+        ~pl.col("model_oid").is_in(lineage_origin.get_column("model_oid").implode())
+    ).select(
         "model_oid",
         pl.col("uploader").alias("origin_org"),
         pl.lit(1, pl.Int64).alias("weight_num"),
         pl.lit(1, pl.Int64).alias("weight_den"),
     )
+    lineage_origin = lineage_origin.sort("model_oid", "origin_org")
+    if direct.get_column("model_oid").is_sorted():
+        # The two share no model: merging them is sorting them all, without the copies.
+        combined = direct.merge_sorted(lineage_origin, key="model_oid")
+    else:
+        combined = pl.concat([direct, lineage_origin]).sort("model_oid", "origin_org")
+    del direct, lineage_origin
+    # Each organisation's bucket, looked up once per distinct spelling.
+    orgs = combined.select(pl.col("origin_org").drop_nulls().unique())
+    bucket_of = orgs.join(
+        _attribution_table(mapping, account_types),
+        left_on=pl.col("origin_org").str.to_lowercase(),
+        right_on="org_lower",
+        how="left",
+    ).select("origin_org", pl.col("bucket").fill_null(UNKNOWN).alias("origin_bucket"))
+    del orgs
     origin = (
-        pl.concat([direct, lineage_origin])
-        .with_columns(pl.col("origin_org").str.to_lowercase().alias("org_lower"))
-        .join(_attribution_table(mapping, account_types), on="org_lower", how="left")
+        combined.lazy()
+        .join(bucket_of.lazy(), on="origin_org", how="left", maintain_order="left")
         .select(
             "model_oid",
             "origin_org",
-            pl.col("bucket").fill_null(UNKNOWN).alias("origin_bucket"),
+            pl.col("origin_bucket").fill_null(UNKNOWN),
             (pl.col("weight_num") / pl.col("weight_den")).alias("weight"),
             "weight_num",
             "weight_den",
         )
-        .sort("model_oid", "origin_org")
+        .collect()
     )
     return origin.cast(MODEL_ORIGIN_SCHEMA), report
