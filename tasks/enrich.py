@@ -274,7 +274,8 @@ def _walk_lineage(
 ) -> tuple[pl.DataFrame, LineageReport]:
     """Walk every declared lineage up to its origin organisations, all models at once: one
     polars step per generation of bases (at most MAX_DEPTH). Returns (model_oid, origin_org,
-    weight_num, weight_den) with exact weights, and what the walk met."""
+    weight_num, weight_den) with exact weights, and what the walk met. `ids` holds every
+    model's `id` and `author`."""
     nodes = with_base.select(
         pl.col("id_lower").alias("cur"),
         pl.col("author").alias("cur_uploader"),
@@ -286,8 +287,14 @@ def _walk_lineage(
     # Only ids that some model names as a base can be met on the walk: joining each step with
     # those alone keeps the hash tables to a third of the snapshot.
     bases = with_base.select(pl.col("base_lower").explode().unique()).to_series()
-    listed = ids.filter(pl.col("id_lower").is_in(bases.implode())).select(
-        pl.col("id_lower").alias("cur"), pl.col("author").alias("listed_uploader")
+    listed = (
+        ids.lazy()
+        .select(
+            pl.col("id").str.to_lowercase().alias("cur"), pl.col("author").alias("listed_uploader")
+        )
+        .filter(pl.col("cur").is_in(bases.implode()))
+        # A morsel at a time: the lower-cased ids of every model are never all in memory.
+        .collect(engine="streaming")
     )
     roots = with_base.join(nodes, left_on="id_lower", right_on="cur")
     # Rule 2 (developer organisations keep their models) unless rule 1 (quantized) applies.
@@ -431,12 +438,15 @@ def attribute_origin(
     if lineage is None:
         lineage = parse_lineage(snapshot)
     buckets = _bucket_table(mapping)
-    ids = snapshot.select(
-        "_id", pl.col("id").str.to_lowercase().alias("id_lower"), pl.col("author")
-    )
+    # Ids are lower-cased for the models with a base only (the walk looks the others up as it
+    # meets them), not for every model.
     with_base = (
-        lineage.join(ids, on="_id")
-        .with_columns(pl.col("author").str.to_lowercase().alias("org_lower"))
+        lineage.join(snapshot.select("_id", "id", "author"), on="_id")
+        .with_columns(
+            pl.col("id").str.to_lowercase().alias("id_lower"),
+            pl.col("author").str.to_lowercase().alias("org_lower"),
+        )
+        .drop("id")
         .join(buckets, on="org_lower", how="left")
         .with_columns(pl.col("is_developer").fill_null(False))
     )
@@ -444,12 +454,15 @@ def attribute_origin(
     spelled = buckets.select(
         pl.col("org_lower").alias("k"), pl.col("mapped_org").alias("canonical")
     )
-    authors = ids.select(
-        pl.col("author").str.to_lowercase().alias("k"), pl.col("author").alias("canonical")
-    ).unique("k", keep="first")
+    # Distinct spellings first (in order, so "first" is the same model's), then lower-cased.
+    authors = (
+        snapshot.select(pl.col("author").unique(maintain_order=True))
+        .select(pl.col("author").str.to_lowercase().alias("k"), pl.col("author").alias("canonical"))
+        .unique("k", keep="first")
+    )
     canonical = pl.concat([spelled, authors.join(spelled, on="k", how="anti")])
 
-    lineage_origin, report = _walk_lineage(with_base, ids, canonical)
+    lineage_origin, report = _walk_lineage(with_base, snapshot, canonical)
     report.models_with_base = with_base.height
     report.quantized = int((with_base["base_relation"] == "quantized").sum())
     report.merges = int((with_base["base_lower"].list.len() > 1).sum())
