@@ -606,7 +606,7 @@ LOAD_ERRORS: tuple[type[Exception], ...] = (
 STAGE_MIN_ROWS = 20_000
 
 #: Rows per Arrow batch written to a stage (bounds the copy of the frame held at once).
-STAGE_CHUNK_ROWS = 250_000
+STAGE_CHUNK_ROWS = 100_000
 
 #: The schema name of an attached stage (a number follows it).
 _STAGE_ALIAS = "hubshare_stage_"
@@ -635,12 +635,6 @@ def bulk_insert(connection: Connection, table: Table, frame: pl.DataFrame) -> No
             for chunk in frame.iter_slices(COPY_CHUNK_ROWS):
                 copy.write(chunk.write_csv(include_header=False))
     elif connection.dialect.name == "sqlite":
-        # The text SQLAlchemy's SQLite DateTime and Date read back (UTC here): what the typed
-        # columns turn into datetimes and dates again.
-        frame = frame.with_columns(
-            pl.col(pl.Datetime).dt.convert_time_zone("UTC").dt.strftime("%Y-%m-%d %H:%M:%S%.6f"),
-            pl.col(pl.Date).dt.strftime("%Y-%m-%d"),
-        )
         if frame.height >= STAGE_MIN_ROWS:
             # The rows go to a stage file from Arrow (in C, no Python object per value), then
             # into the table in one statement of this transaction: about twice as fast.
@@ -651,13 +645,22 @@ def bulk_insert(connection: Connection, table: Table, frame: pl.DataFrame) -> No
             return
         insert = table.insert().compile(connection, column_keys=columns)
         positions = insert.positiontup or []  # the order of its `?` placeholders
-        raw.cursor().executemany(str(insert), frame.select(positions).iter_rows())
+        raw.cursor().executemany(str(insert), _sqlite_values(frame.select(positions)).iter_rows())
     else:  # any other SQLAlchemy dialect: Core executemany
         connection.execute(table.insert(), frame.to_dicts())
 
 
+def _sqlite_values(frame: pl.DataFrame) -> pl.DataFrame:
+    """`frame` with its dates and timestamps as the text SQLAlchemy's SQLite Date and DateTime
+    read back (UTC here): what the typed columns turn into dates and datetimes again."""
+    return frame.with_columns(
+        pl.col(pl.Datetime).dt.convert_time_zone("UTC").dt.strftime("%Y-%m-%d %H:%M:%S%.6f"),
+        pl.col(pl.Date).dt.strftime("%Y-%m-%d"),
+    )
+
+
 def _stage(connection: Connection, frame: pl.DataFrame) -> str:
-    """Write `frame` (its values as SQLite stores them) to table `stage` of a new file, through
+    """Write `frame` (`_sqlite_values`, a batch at a time) to table `stage` of a new file, through
     ADBC's SQLite driver, and attach it to `connection`: the schema name to read it by. The
     stage is a scratch copy (no journal, no sync) whose file is gone once it is detached
     (`detach_stages`); nothing of the warehouse is written until the caller copies it in."""
@@ -688,7 +691,7 @@ def _stage(connection: Connection, frame: pl.DataFrame) -> str:
                 for number, chunk in enumerate(frame.iter_slices(STAGE_CHUNK_ROWS)):
                     cursor.adbc_ingest(
                         "stage",
-                        chunk.to_arrow(compat_level=pl.CompatLevel.oldest()),
+                        _sqlite_values(chunk).to_arrow(compat_level=pl.CompatLevel.oldest()),
                         mode="append" if number else "create",
                     )
         except adbc_driver_manager.Error as err:  # as the warehouse's own driver would say it
