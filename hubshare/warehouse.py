@@ -703,7 +703,7 @@ def _stage(connection: Connection, frame: pl.DataFrame) -> str:
 
 def detach_stages(connection: Connection) -> None:
     """Detach the stages a load attached (`_stage`), once its transaction has ended."""
-    if connection.dialect.name != "sqlite":
+    if connection.dialect.name != "sqlite" or connection.invalidated:
         return
     raw: Any = connection.connection.driver_connection
     for row in raw.execute("PRAGMA database_list").fetchall():

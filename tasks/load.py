@@ -1,6 +1,8 @@
 """Load: one transaction per run writes the run row, its quality results and, when the gate
 passed, its facts and shares, and moves the published pointer. Facts go in bulk (COPY on
-PostgreSQL, the driver's executemany on SQLite), never row by row through the ORM.
+PostgreSQL; on SQLite, large frames through an Arrow-written stage file copied in by one
+INSERT ... SELECT, small ones through the driver's executemany), never row by row through the
+ORM.
 
 Per-model facts are stored as a dimension and a narrow daily fact (docs/warehouse.md): a model
 whose content did not change since an earlier day reuses its `model_dim` row, and `model_day`
