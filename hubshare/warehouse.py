@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -593,7 +594,22 @@ COPY_CHUNK_ROWS = 200_000
 
 #: Errors of the database drivers themselves: the bulk path writes through the raw driver
 #: connection, so a full disk or a rejected value surfaces as these, not as SQLAlchemy's.
-LOAD_ERRORS: tuple[type[Exception], ...] = (SQLAlchemyError, sqlite3.Error, psycopg.Error)
+LOAD_ERRORS: tuple[type[Exception], ...] = (
+    SQLAlchemyError,
+    sqlite3.Error,
+    psycopg.Error,
+    OSError,  # the stage file of a SQLite load (a full disk)
+)
+
+#: SQLite: frames of at least this many rows are staged (`_stage`) and copied in one statement;
+#: smaller ones go through the driver's executemany.
+STAGE_MIN_ROWS = 20_000
+
+#: Rows per Arrow batch written to a stage (bounds the copy of the frame held at once).
+STAGE_CHUNK_ROWS = 100_000
+
+#: The schema name of an attached stage (a number follows it).
+_STAGE_ALIAS = "hubshare_stage_"
 
 #: Attempts at allocating a run's version when another writer of the same date got there first.
 VERSION_ATTEMPTS = 8
@@ -619,17 +635,80 @@ def bulk_insert(connection: Connection, table: Table, frame: pl.DataFrame) -> No
             for chunk in frame.iter_slices(COPY_CHUNK_ROWS):
                 copy.write(chunk.write_csv(include_header=False))
     elif connection.dialect.name == "sqlite":
-        # The text SQLAlchemy's SQLite DateTime and Date read back (UTC here): what the typed
-        # columns turn into datetimes and dates again.
-        frame = frame.with_columns(
-            pl.col(pl.Datetime).dt.convert_time_zone("UTC").dt.strftime("%Y-%m-%d %H:%M:%S%.6f"),
-            pl.col(pl.Date).dt.strftime("%Y-%m-%d"),
-        )
+        if frame.height >= STAGE_MIN_ROWS:
+            # The rows go to a stage file from Arrow (in C, no Python object per value), then
+            # into the table in one statement of this transaction: about twice as fast.
+            stage = _stage(connection, frame)
+            raw.execute(
+                f"INSERT INTO main.{table.name} ({names}) SELECT {names} FROM {stage}.stage"
+            )
+            return
         insert = table.insert().compile(connection, column_keys=columns)
         positions = insert.positiontup or []  # the order of its `?` placeholders
-        raw.cursor().executemany(str(insert), frame.select(positions).iter_rows())
+        raw.cursor().executemany(str(insert), _sqlite_values(frame.select(positions)).iter_rows())
     else:  # any other SQLAlchemy dialect: Core executemany
         connection.execute(table.insert(), frame.to_dicts())
+
+
+def _sqlite_values(frame: pl.DataFrame) -> pl.DataFrame:
+    """`frame` with its dates and timestamps as the text SQLAlchemy's SQLite Date and DateTime
+    read back (UTC here): what the typed columns turn into dates and datetimes again."""
+    return frame.with_columns(
+        pl.col(pl.Datetime).dt.convert_time_zone("UTC").dt.strftime("%Y-%m-%d %H:%M:%S%.6f"),
+        pl.col(pl.Date).dt.strftime("%Y-%m-%d"),
+    )
+
+
+def _stage(connection: Connection, frame: pl.DataFrame) -> str:
+    """Write `frame` (`_sqlite_values`, a batch at a time) to table `stage` of a new file, through
+    ADBC's SQLite driver, and attach it to `connection`: the schema name to read it by. The
+    stage is a scratch copy (no journal, no sync) whose file is gone once it is detached
+    (`detach_stages`); nothing of the warehouse is written until the caller copies it in."""
+    # Imported here, when a load first needs it: pyarrow's import is not for every command.
+    import adbc_driver_manager
+    import adbc_driver_sqlite.dbapi
+
+    raw: Any = connection.connection.driver_connection
+    attached = {row[1] for row in raw.execute("PRAGMA database_list")}
+    alias = next(
+        f"{_STAGE_ALIAS}{n}"
+        for n in range(len(attached) + 1)
+        if f"{_STAGE_ALIAS}{n}" not in attached
+    )
+    database = connection.engine.url.database
+    on_disk = database not in (None, "", ":memory:") and not str(database).startswith("file:")
+    folder = Path(str(database)).resolve().parent if on_disk else None
+    with tempfile.TemporaryDirectory(prefix=".hubshare-stage-", dir=folder) as scratch:
+        path = str(Path(scratch) / "stage.sqlite")
+        try:
+            with (
+                adbc_driver_sqlite.dbapi.connect(path, autocommit=True) as stage,
+                stage.cursor() as cursor,
+            ):
+                cursor.execute("PRAGMA journal_mode=OFF")
+                cursor.fetchall()
+                cursor.execute("PRAGMA synchronous=OFF")
+                for number, chunk in enumerate(frame.iter_slices(STAGE_CHUNK_ROWS)):
+                    cursor.adbc_ingest(
+                        "stage",
+                        _sqlite_values(chunk).to_arrow(compat_level=pl.CompatLevel.oldest()),
+                        mode="append" if number else "create",
+                    )
+        except adbc_driver_manager.Error as err:  # as the warehouse's own driver would say it
+            raise sqlite3.OperationalError(f"staging rows: {first_line(err)}") from None
+        # SQLite holds the file open from here: removing it leaves it readable until detached.
+        raw.execute(f"ATTACH DATABASE ? AS {alias}", (path,))
+    return alias
+
+
+def detach_stages(connection: Connection) -> None:
+    """Detach the stages a load attached (`_stage`), once its transaction has ended."""
+    if connection.dialect.name != "sqlite" or connection.invalidated:
+        return
+    raw: Any = connection.connection.driver_connection
+    for row in raw.execute("PRAGMA database_list").fetchall():
+        if str(row[1]).startswith(_STAGE_ALIAS):
+            raw.execute(f"DETACH DATABASE {row[1]}")
 
 
 def read_frame(connection: Connection, query: Select[Any], schema: dict[str, Any]) -> pl.DataFrame:
@@ -743,20 +822,26 @@ def record_next_version(
     attempt = 0
     while True:
         try:
-            with engine.begin() as connection:
-                existing = connection.execute(
-                    select(ETL_RUN.c.version, ETL_RUN.c.status).where(ETL_RUN.c.run_id == run_id)
-                ).first()
-                if existing is not None:
-                    return StoredVersion(existing.version, existing.status, existed=True)
-                advisory_lock(connection, _DATE_LOCK + snapshot_date.toordinal())
-                last = connection.execute(
-                    select(func.max(ETL_RUN.c.version)).where(
-                        ETL_RUN.c.snapshot_date == snapshot_date
-                    )
-                ).scalar()
-                version = int(last or 0) + 1
-                write(connection, version)
+            with engine.connect() as connection:
+                try:
+                    with connection.begin():
+                        existing = connection.execute(
+                            select(ETL_RUN.c.version, ETL_RUN.c.status).where(
+                                ETL_RUN.c.run_id == run_id
+                            )
+                        ).first()
+                        if existing is not None:
+                            return StoredVersion(existing.version, existing.status, existed=True)
+                        advisory_lock(connection, _DATE_LOCK + snapshot_date.toordinal())
+                        last = connection.execute(
+                            select(func.max(ETL_RUN.c.version)).where(
+                                ETL_RUN.c.snapshot_date == snapshot_date
+                            )
+                        ).scalar()
+                        version = int(last or 0) + 1
+                        write(connection, version)
+                finally:  # committed or rolled back: a stage can be let go
+                    detach_stages(connection)
             return StoredVersion(version, status, existed=False)
         except LOAD_ERRORS as err:
             if isinstance(err, SQLAlchemyError) and _lost_version_race(attempt, err):

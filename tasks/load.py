@@ -1,6 +1,8 @@
 """Load: one transaction per run writes the run row, its quality results and, when the gate
 passed, its facts and shares, and moves the published pointer. Facts go in bulk (COPY on
-PostgreSQL, the driver's executemany on SQLite), never row by row through the ORM.
+PostgreSQL; on SQLite, large frames through an Arrow-written stage file copied in by one
+INSERT ... SELECT, small ones through the driver's executemany), never row by row through the
+ORM.
 
 Per-model facts are stored as a dimension and a narrow daily fact (docs/warehouse.md): a model
 whose content did not change since an earlier day reuses its `model_dim` row, and `model_day`
@@ -313,7 +315,10 @@ def storable_model_frames(
 def unstorable(table: Table, frame: pl.DataFrame) -> str | None:
     """What in `frame` the warehouse cannot store in `table`, checked before loading: text longer
     than its column or a NUL character. None when all of it fits."""
-    for column, rule, broken in storage_rules(table, frame):
+    rules = storage_rules(table, frame)
+    if not rules or not frame.select(pl.any_horizontal(r[2] for r in rules).any()).item():
+        return None  # one pass over the frame; the rule broken first is looked for only then
+    for column, rule, broken in rules:
         bad = frame.filter(broken).get_column(column.split(".")[1])
         if not bad.is_empty():
             value = bad[0]
@@ -343,6 +348,8 @@ def load_run(
             )
         facts = facts | {"model_fact": fact, "model_origin": origin}
     for name, frame in facts.items():
+        if name in MODEL_FRAME_TABLES and "model_fact" in facts:
+            continue  # storable_model_frames checked these with the same rules
         problem = unstorable(TABLES[FACT_TABLE_OF_FRAME.get(name, name)], frame)
         if problem is not None:
             raise UnstorableDataError(

@@ -6,14 +6,21 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 
+import polars as pl
 import pytest
-from sqlalchemy import inspect
+from sqlalchemy import Engine, create_engine, inspect
+from sqlalchemy.engine import Connection
 
+from hubshare import warehouse
 from hubshare.errors import WarehouseError
 from hubshare.read_warehouse import list_runs
 from hubshare.warehouse import (
+    MODEL_DAY,
+    TABLES,
+    bulk_insert,
     previous_published_date,
     previous_row_count,
+    record_next_version,
     run_row,
     warehouse_engine,
 )
@@ -70,3 +77,99 @@ def test_dates_and_timestamps_read_the_same_on_both_backends(warehouse_url):
     assert row is not None and row["snapshot_date"] == DAY
     assert previous_row_count(engine, DAY) is None
     assert previous_published_date(engine, date.max) is None
+
+
+# --- the bulk path of SQLite: large frames go through a stage file ------------------------------
+
+MODEL_DIM_ROWS = pl.DataFrame(
+    {
+        "model_key": [1, 2, 3],
+        "model_oid": ["a" * 24, "b" * 24, "c" * 24],
+        "content_digest": [-(2**63), 2**63 - 1, 0],
+        "model_id": ["org/m", 'O\'Neil/"quoted", comma', "ünï/cødé ✓"],
+        "uploader": ["org", "O'Neil", "ünï"],
+        "created_at": [datetime(2024, 1, 2, 3, 4, 5, 678901, tzinfo=UTC), None, None],
+        "last_modified": [None, datetime(2023, 12, 31, 23, 59, tzinfo=UTC), None],
+        "pipeline_tag": [None, "text-generation", ""],
+        "library_name": ["transformers", None, None],
+        "gated": ["false", "auto", None],
+        "base_relation": [None, "merge", None],
+        "base_models": [None, "x/y,z/w", None],
+        "uploader_bucket": ["CN", "US", "UNKNOWN"],
+    },
+    schema_overrides={"created_at": pl.Datetime("us", "UTC"), "last_modified": pl.Datetime("us")},
+)
+MODEL_ORIGIN_ROWS = pl.DataFrame(
+    {
+        "model_key": [1, 2, 2, 3],
+        "origin_org": ["org", "a", "b", "ünï"],
+        "origin_bucket": ["CN", "US", "INTL", "UNKNOWN"],
+        "weight": [1.0, 1 / 3, 2 / 3, 1.0],
+        "weight_num": [1, 1, 2, 1],
+        "weight_den": [1, 3, 3, 1],
+    }
+)
+MODEL_DAY_ROWS = pl.DataFrame(
+    {
+        "snapshot_date": [DAY, DAY, DAY],
+        "model_key": [1, 2, 3],
+        "downloads_30d": [0, 2**62, 7],
+        "downloads_all_time": [None, 2**62, 9],
+        "likes": [3, None, 0],
+    }
+)
+FRAMES = {
+    "model_dim": MODEL_DIM_ROWS,
+    "model_origin": MODEL_ORIGIN_ROWS,
+    "model_day": MODEL_DAY_ROWS,
+}
+
+
+def stored_rows(engine: Engine, table: str) -> list[tuple[object, ...]]:
+    """Every row of `table` as SQLite holds it: each value and its storage class."""
+    columns = ", ".join(f"{c.name}, typeof({c.name})" for c in TABLES[table].columns)
+    with engine.connect() as connection:
+        return [tuple(row) for row in connection.exec_driver_sql(f"SELECT {columns} FROM {table}")]
+
+
+def write_frames(connection: Connection, version: int) -> None:
+    for name, frame in FRAMES.items():
+        bulk_insert(connection, TABLES[name], frame)
+
+
+def test_a_staged_sqlite_load_stores_what_executemany_stores(tmp_path, monkeypatch):
+    stored = {}
+    for staged in (False, True):
+        monkeypatch.setattr(warehouse, "STAGE_MIN_ROWS", 1 if staged else 10**9)
+        name = "staged" if staged else "executemany"
+        engine = warehouse_engine(f"sqlite:///{tmp_path / name}.db")
+        upgrade_warehouse(engine)
+        record_next_version(engine, "run-1", DAY, "published", write_frames, failure="loading")
+        stored[staged] = {table: stored_rows(engine, table) for table in FRAMES}
+    assert stored[True] == stored[False]
+    assert [len(rows) for rows in stored[True].values()] == [3, 4, 3]
+    assert not [path for path in tmp_path.iterdir() if "hubshare-stage" in path.name]
+
+
+def test_a_failed_staged_load_writes_nothing_and_lets_its_stages_go(monkeypatch):
+    """A load that fails after its staged rows went in rolls all of them back, says why, and
+    detaches its stages from a connection the pool keeps."""
+    monkeypatch.setattr(warehouse, "STAGE_MIN_ROWS", 1)
+    engine = create_engine("sqlite://")  # one pooled connection, kept between loads
+    upgrade_warehouse(engine)
+
+    def write_twice(connection: Connection, version: int) -> None:
+        write_frames(connection, version)
+        bulk_insert(connection, MODEL_DAY, MODEL_DAY_ROWS)
+
+    for attempt in range(12):  # more than SQLite's 10 attached databases
+        with pytest.raises(WarehouseError, match=r"loading failed.*UNIQUE constraint failed"):
+            record_next_version(
+                engine, f"r{attempt}", DAY, "published", write_twice, "loading failed"
+            )
+    assert all(stored_rows(engine, name) == [] for name in FRAMES)
+    record_next_version(engine, "run-1", DAY, "published", write_frames, failure="loading")
+    assert len(stored_rows(engine, "model_origin")) == 4
+    with engine.connect() as connection:
+        attached = [row[1] for row in connection.exec_driver_sql("PRAGMA database_list")]
+    assert "main" in attached and not [name for name in attached if "stage" in name]
