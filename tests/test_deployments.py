@@ -44,6 +44,9 @@ SERVER, POOL, DEPLOY, WORKER, POOL_BACKFILL = range(len(SCALE_OUT_COMMANDS))
 QUICK_POLLING = {"PREFECT_WORKER_QUERY_SECONDS": "1", "PREFECT_RUNNER_POLL_FREQUENCY": "1"}
 #: How often the tests here look at the server for what they wait for.
 POLL = 0.2
+#: A hang guard for a server, `serve` or a port to come up, not a speed check: the suite runs in
+#: parallel, and several Prefect servers starting at once on a busy 2-core machine took over 90 s.
+START_TIMEOUT = 300
 
 
 def scale_out(n: int, **values: str) -> list[str]:
@@ -88,7 +91,7 @@ def server(tmp_path) -> Iterator[dict[str, str]]:
         stderr=subprocess.STDOUT,
     )
     try:
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             try:
                 if httpx.get(f"{env['PREFECT_API_URL']}/health", timeout=2).status_code == 200:
@@ -209,7 +212,7 @@ def test_hubshare_serve_runs_both_deployments_in_one_process(server, tmp_path, h
             stderr=subprocess.STDOUT,
         )
         try:
-            deadline = time.monotonic() + 90
+            deadline = time.monotonic() + START_TIMEOUT
             while time.monotonic() < deadline:
                 names = {
                     d["name"]
@@ -376,7 +379,7 @@ def test_serve_and_the_pool_deployments_leave_each_other_alone(server, tmp_path,
         stderr=subprocess.STDOUT,
     )
     try:
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + START_TIMEOUT
         while not names <= set(deployments_by_name(api)) and time.monotonic() < deadline:
             time.sleep(POLL)
         # The team deploys to the pool while `serve` still runs: the names become the pool's.
@@ -438,7 +441,9 @@ def trial_lines() -> list[str]:
     return [line for line in block.group(1).splitlines() if line.strip()]
 
 
-def wait_for_port(port: int, process: subprocess.Popen[bytes], seconds: float = 90) -> None:
+def wait_for_port(
+    port: int, process: subprocess.Popen[bytes], seconds: float = START_TIMEOUT
+) -> None:
     import socket
 
     deadline = time.monotonic() + seconds
