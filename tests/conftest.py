@@ -110,7 +110,8 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def prefect_harness() -> Iterator[None]:
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness(server_startup_timeout=120):
+    # A hang guard: each parallel worker starts its own, maybe while others start servers too.
+    with prefect_test_harness(server_startup_timeout=300):
         yield
 
 
