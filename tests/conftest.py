@@ -22,6 +22,46 @@ HAND_MAPPING = FIXTURES / "org_country.csv"
 PG_ADMIN_URL = os.environ.get("HUBSHARE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 
 
+#: Test files by how long their slowest tests take (measured on the 2-core CI machine), longest
+#: first (or whose tests, kept on one worker below, take longest together): the suite runs in
+#: parallel (pytest-xdist, pyproject.toml), and a long test started last would leave the other
+#: workers idle while it runs. Files not named here follow, as collected.
+SLOWEST_FIRST = (
+    "test_deployments.py",
+    "test_long_tail.py",
+    "test_benchmarks.py",
+    "test_cli.py",
+    "test_exit_contract.py",
+    "test_object_store.py",
+    "test_backfill.py",
+    "test_hostile_hub.py",
+    "test_operator_view.py",
+    "test_hostile_warehouse.py",
+    "test_account_types.py",
+    "test_windows.py",
+    "test_faults.py",
+)
+#: Files whose module-scoped fixtures are expensive (a published run, a built wheel): each runs
+#: on one worker, so the fixture is made once, as in a serial run.
+ONE_WORKER = (
+    "test_cli.py",
+    "test_exit_contract.py",
+    "test_hostile_hub.py",
+    "test_package.py",
+    "test_quality.py",
+    "test_fakehub.py",
+)
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: n for n, name in enumerate(SLOWEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: files stay whole
+    for item in items:
+        if item.path.name in ONE_WORKER:
+            item.add_marker(pytest.mark.xdist_group(item.path.stem))
+
+
 def run_hubshare(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """The real `hubshare` command in its own process, with this process's environment (and the
     session's Prefect server, when the harness runs, so flows need no server of their own)."""
@@ -70,7 +110,8 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def prefect_harness() -> Iterator[None]:
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness(server_startup_timeout=120):
+    # A hang guard: each parallel worker starts its own, maybe while others start servers too.
+    with prefect_test_harness(server_startup_timeout=300):
         yield
 
 

@@ -39,6 +39,16 @@ SCALE_OUT_COMMANDS = (
 SERVER, POOL, DEPLOY, WORKER, POOL_BACKFILL = range(len(SCALE_OUT_COMMANDS))
 
 
+#: Workers and `serve` look for scheduled runs every second instead of Prefect's 10 s: the same
+#: runs, picked up sooner (how often they poll is no part of what the tests here check).
+QUICK_POLLING = {"PREFECT_WORKER_QUERY_SECONDS": "1", "PREFECT_RUNNER_POLL_FREQUENCY": "1"}
+#: How often the tests here look at the server for what they wait for.
+POLL = 0.2
+#: A hang guard for a server, `serve` or a port to come up, not a speed check: the suite runs in
+#: parallel, and several Prefect servers starting at once on a busy 2-core machine took over 90 s.
+START_TIMEOUT = 300
+
+
 def scale_out(n: int, **values: str) -> list[str]:
     """Command `n` of SCALE_OUT_COMMANDS, filled in, without `uv run` and the program's name."""
     return shlex.split(SCALE_OUT_COMMANDS[n].format(**values))[3:]
@@ -71,6 +81,7 @@ def server(tmp_path) -> Iterator[dict[str, str]]:
         "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "DO_NOT_TRACK": "1",
+        **QUICK_POLLING,
     }
     log = (tmp_path / "server.log").open("w")
     process = subprocess.Popen(  # noqa: S603
@@ -80,14 +91,14 @@ def server(tmp_path) -> Iterator[dict[str, str]]:
         stderr=subprocess.STDOUT,
     )
     try:
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             try:
                 if httpx.get(f"{env['PREFECT_API_URL']}/health", timeout=2).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass
-            time.sleep(0.5)
+            time.sleep(POLL)
         else:
             pytest.fail(f"prefect server did not start: {(tmp_path / 'server.log').read_text()}")
         yield env
@@ -119,7 +130,7 @@ def wait_for(api: str, deployment: str, seconds: float = 240) -> dict[str, Any]:
         runs = flow_runs(api, deployment)
         if runs and runs[0]["state_type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
             return runs[0]
-        time.sleep(1)
+        time.sleep(POLL)
     pytest.fail(f"{deployment} did not finish within {seconds} s: {flow_runs(api, deployment)}")
 
 
@@ -201,7 +212,7 @@ def test_hubshare_serve_runs_both_deployments_in_one_process(server, tmp_path, h
             stderr=subprocess.STDOUT,
         )
         try:
-            deadline = time.monotonic() + 90
+            deadline = time.monotonic() + START_TIMEOUT
             while time.monotonic() < deadline:
                 names = {
                     d["name"]
@@ -209,7 +220,7 @@ def test_hubshare_serve_runs_both_deployments_in_one_process(server, tmp_path, h
                 }
                 if {"hubshare-daily", "hubshare-backfill"} <= names:
                     break
-                time.sleep(1)
+                time.sleep(POLL)
             daily, backfill = run_both_deployments(env)
         finally:
             serving.terminate()
@@ -368,9 +379,9 @@ def test_serve_and_the_pool_deployments_leave_each_other_alone(server, tmp_path,
         stderr=subprocess.STDOUT,
     )
     try:
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + START_TIMEOUT
         while not names <= set(deployments_by_name(api)) and time.monotonic() < deadline:
-            time.sleep(1)
+            time.sleep(POLL)
         # The team deploys to the pool while `serve` still runs: the names become the pool's.
         prefect(*scale_out(POOL), env=env)
         prefect(*scale_out(DEPLOY), env=env)
@@ -430,7 +441,9 @@ def trial_lines() -> list[str]:
     return [line for line in block.group(1).splitlines() if line.strip()]
 
 
-def wait_for_port(port: int, process: subprocess.Popen[bytes], seconds: float = 90) -> None:
+def wait_for_port(
+    port: int, process: subprocess.Popen[bytes], seconds: float = START_TIMEOUT
+) -> None:
     import socket
 
     deadline = time.monotonic() + seconds
@@ -439,7 +452,7 @@ def wait_for_port(port: int, process: subprocess.Popen[bytes], seconds: float = 
         with socket.socket() as sock:
             if sock.connect_ex(("127.0.0.1", port)) == 0:
                 return
-        time.sleep(0.3)
+        time.sleep(POLL)
     pytest.fail(f"nothing listens on port {port} after {seconds} s")
 
 
@@ -468,7 +481,7 @@ def test_the_one_laptop_trial_runs_as_documented(tmp_path):
         key: value
         for key, value in os.environ.items()
         if not key.startswith(("PREFECT_", "HUBSHARE_", "HF_", "AWS_"))
-    } | {"PREFECT_HOME": str(tmp_path / "prefect-home")}
+    } | {"PREFECT_HOME": str(tmp_path / "prefect-home"), **QUICK_POLLING}
     background: list[tuple[subprocess.Popen[bytes], Any]] = []
     shares = ""
     try:
