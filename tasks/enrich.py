@@ -219,7 +219,16 @@ def attribute_uploader(
     if looked_up.height != snapshot.height:
         # Only a snapshot that lists a model twice (never a stored one) gets here.
         return _facts_by_joins(snapshot, lineage, buckets)
-    renamed = snapshot.select(
+    renamed = snapshot.select(*_fact_columns())
+    fact = pl.concat([renamed, looked_up], how="horizontal").cast(MODEL_FACT_SCHEMA)
+    del renamed, looked_up
+    # A stored snapshot is sorted by `_id` already: sorting again would copy every fact.
+    return fact if fact.get_column("model_oid").is_sorted() else fact.sort("model_oid")
+
+
+def _fact_columns() -> list[pl.Expr | str]:
+    """The snapshot's columns under their fact names, in the fact's order."""
+    return [
         pl.col("_id").alias("model_oid"),
         pl.col("id").alias("model_id"),
         pl.col("author").alias("uploader"),
@@ -231,11 +240,7 @@ def attribute_uploader(
         "pipeline_tag",
         "library_name",
         "gated",
-    )
-    fact = pl.concat([renamed, looked_up], how="horizontal").cast(MODEL_FACT_SCHEMA)
-    del renamed, looked_up
-    # A stored snapshot is sorted by `_id` already: sorting again would copy every fact.
-    return fact if fact.get_column("model_oid").is_sorted() else fact.sort("model_oid")
+    ]
 
 
 def _facts_by_joins(
@@ -248,17 +253,7 @@ def _facts_by_joins(
         .with_columns(pl.col("author").str.to_lowercase().alias("org_lower"))
         .join(buckets.lazy(), on="org_lower", how="left", maintain_order="left")
         .select(
-            pl.col("_id").alias("model_oid"),
-            pl.col("id").alias("model_id"),
-            pl.col("author").alias("uploader"),
-            pl.col("downloads").alias("downloads_30d"),
-            pl.col("downloadsAllTime").alias("downloads_all_time"),
-            "likes",
-            pl.col("createdAt").alias("created_at"),
-            pl.col("lastModified").alias("last_modified"),
-            "pipeline_tag",
-            "library_name",
-            "gated",
+            *_fact_columns(),
             "base_relation",
             "base_models",
             pl.col("bucket").fill_null(UNKNOWN).alias("uploader_bucket"),
