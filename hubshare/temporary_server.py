@@ -25,9 +25,12 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from hubshare.errors import HubshareError
+
+if TYPE_CHECKING:
+    import httpx  # imported when first needed: the server starts before anything heavy
 
 #: What Prefect's own temporary server sets: no UI, only the services a run needs.
 SERVER_ENV = {
@@ -82,14 +85,11 @@ class TemporaryServer:
                         f" before it answered: {self._last_log_line()} (set PREFECT_API_URL to "
                         "use a running Prefect server instead)"
                     )
-                try:
-                    if client.get(f"{self.api_url}/health").status_code == 200:
-                        self.healthy = True
-                        # The warm-up's requests are the first ones: let them finish first.
-                        self._warm.join(max(0.0, deadline - time.monotonic()))
-                        return
-                except httpx.TransportError:
-                    pass
+                if self._answers(client):
+                    self.healthy = True
+                    # The warm-up's requests are the first ones: let them finish first.
+                    self._warm.join(max(0.0, deadline - time.monotonic()))
+                    return
                 time.sleep(0.05)
         self.stop()
         raise TemporaryServerError(
@@ -97,6 +97,15 @@ class TemporaryServer:
             "(PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS; or set PREFECT_API_URL to use a "
             "running Prefect server)"
         )
+
+    def _answers(self, client: httpx.Client) -> bool:
+        """Whether the server's health endpoint answers yet."""
+        import httpx
+
+        try:
+            return client.get(f"{self.api_url}/health").status_code == 200
+        except httpx.TransportError:
+            return False
 
     def _warm_up(self) -> None:
         """Once the server answers, send it the first requests of a run (read-only), and
@@ -110,11 +119,8 @@ class TemporaryServer:
             with httpx.Client(timeout=10) as client:
                 deadline = time.monotonic() + self.timeout
                 while self.process.poll() is None and time.monotonic() < deadline:
-                    try:
-                        if client.get(f"{self.api_url}/health").status_code == 200:
-                            break
-                    except httpx.TransportError:
-                        pass
+                    if self._answers(client):
+                        break
                     time.sleep(0.05)
                 else:
                     return
