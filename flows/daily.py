@@ -80,7 +80,6 @@ from tasks.quality import (
     QualityCheck,
     QualityReport,
     check_quality,
-    import_gx_in_background,
     storage_checks,
 )
 from tasks.render_shares import concentration_markdown, share_table_markdown
@@ -736,7 +735,6 @@ def _run(
     logger = get_run_logger()
     logger.info("Run %s for %s against %s", run_id, day, public_endpoint(settings.hf_endpoint))
 
-    import_gx_in_background()  # the gate's library loads while the crawl waits on the Hub
     times = StageTimes()
     with times.stage("crawl"):
         stored = extract_task.with_options(

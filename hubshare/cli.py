@@ -359,9 +359,6 @@ def _run_daily(run_date: date | None, backdate: bool) -> dict[str, Any]:
     from hubshare.temporary_server import prefect_api
 
     with prefect_api() as server:
-        from tasks.quality import import_gx_in_background
-
-        import_gx_in_background()  # these imports overlap with a temporary server's start
         from flows.daily import PUBLISHED_IN_THIS_PROCESS, daily
 
         if server is not None:

@@ -17,20 +17,18 @@ Validated frames:
   in the frame for the others (reported as `country_share[uploader]`, `country_share[origin]`).
   A missing view is reported by the `country_share` check; its per-view checks are not run.
 
-Per-row expectations (not null, unique, in set, between, column pairs) are first checked in polars
-on the frames in memory (`_precheck`): one proven to pass is reported passed without GX, the others
-(and the table-level ones: row count, views present, share sums) go to GX. Only the columns the
-GX-bound expectations name are converted to pandas (none for the row count alone), so a clean run
-copies no large column; a failing check is still counted, described and exemplified by GX.
+Every expectation of the suites is first checked in polars on the frames in memory
+(`_precheck`): one proven to pass is reported passed, with the value GX would observe, without GX.
+The others go to GX, which then says how they fail, with its own counts and examples. Only the
+columns the GX-bound expectations name are converted to pandas. A clean run neither imports GX
+(seconds of CPU and ~150 MB) nor copies a column.
 """
 
 from __future__ import annotations
 
-import importlib
 import math
 import os
 import re
-import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -171,17 +169,10 @@ def check_quality(
         "min_row_count": thresholds.min_row_count,
         "max_unknown_share": thresholds.max_unknown_share,
     }
-    context = _ephemeral_context()
-    batch_definition = (
-        context.data_sources.add_pandas("hubshare")
-        .add_dataframe_asset("frame")
-        .add_batch_definition_whole_dataframe("whole_frame")
-    )
+    gx = _GxValidator()
 
     def validate(label: str, frame: pl.DataFrame, suite: Mapping[str, Any]) -> list[QualityCheck]:
-        return _validate(
-            context, batch_definition, label, frame, suite, parameters, precheck=precheck
-        )
+        return _validate(gx, label, frame, suite, parameters, precheck=precheck)
 
     checks = [
         _describe_row_floor(check, thresholds)
@@ -250,15 +241,23 @@ def storage_checks(
 # --- GX plumbing -------------------------------------------------------------------------------
 
 
-def import_gx_in_background() -> threading.Thread:
-    """Start importing great_expectations (2 s byte-compiled, more on a busy machine) on a
-    thread, so that it overlaps with work that waits: the temporary server's start, the crawl.
-    The gate's own import then finds it loaded (or waits for the rest of it)."""
-    thread = threading.Thread(
-        target=importlib.import_module, args=("great_expectations",), name="import-gx", daemon=True
-    )
-    thread.start()
-    return thread
+class _GxValidator:
+    """One ephemeral GX context and pandas batch definition per gate, made when the first
+    expectation the pre-check cannot prove needs them (a clean gate never imports GX)."""
+
+    def __init__(self) -> None:
+        self._made: tuple[EphemeralDataContext, BatchDefinition[Any]] | None = None
+
+    def parts(self) -> tuple[EphemeralDataContext, BatchDefinition[Any]]:
+        if self._made is None:
+            context = _ephemeral_context()
+            batch_definition = (
+                context.data_sources.add_pandas("hubshare")
+                .add_dataframe_asset("frame")
+                .add_batch_definition_whole_dataframe("whole_frame")
+            )
+            self._made = (context, batch_definition)
+        return self._made
 
 
 def _ephemeral_context() -> EphemeralDataContext:
@@ -295,8 +294,7 @@ def _subsuite(suite: Mapping[str, Any], *, all_views: bool) -> dict[str, Any]:
 
 
 def _validate(
-    context: EphemeralDataContext,
-    batch_definition: BatchDefinition[Any],
+    gx: _GxValidator,
     label: str,
     frame: pl.DataFrame,
     suite_dict: Mapping[str, Any],
@@ -304,44 +302,34 @@ def _validate(
     *,
     precheck: bool,
 ) -> list[QualityCheck]:
-    from great_expectations.core.expectation_suite import ExpectationSuite
-    from great_expectations.core.validation_definition import ValidationDefinition
-
     configs: list[dict[str, Any]] = [
         {**e, "meta": {**e.get("meta", {}), _INDEX_KEY: i}}
         for i, e in enumerate(suite_dict["expectations"])
     ]
-    suite = ExpectationSuite(
-        name=label, expectations=configs, meta=dict(suite_dict.get("meta", {}))
-    )
-    # ExpectationSuite() logs and drops expectations it cannot parse: a suite file must not
-    # lose checks silently.
-    if len(suite.expectations) != len(configs):
-        raise ValueError(
-            f"suite {suite_dict['name']!r}: {len(configs) - len(suite.expectations)} "
-            "expectation(s) are not valid GX 1.x configurations (see the log)"
-        )
-
     checks: dict[int, QualityCheck] = {}
     if precheck:
         for index, spec in enumerate(configs):
-            if _precheck(frame, spec, parameters):
+            proven = _precheck(frame, spec, parameters)
+            if proven is not None:
                 checks[index] = _to_check(
-                    label,
-                    spec,
-                    success=True,
-                    result={"unexpected_count": 0},
-                    exception={},
-                    parameters=parameters,
+                    label, spec, success=True, result=proven, exception={}, parameters=parameters
                 )
-    if checks:
-        if len(checks) == len(configs):
-            return [checks[i] for i in sorted(checks)]
-        left = [spec for index, spec in enumerate(configs) if index not in checks]
-        suite = ExpectationSuite(name=label, expectations=left, meta=suite.meta)
-    else:
-        left = configs
+    if len(checks) == len(configs):
+        return [checks[i] for i in sorted(checks)]
+    left = [spec for index, spec in enumerate(configs) if index not in checks]
 
+    context, batch_definition = gx.parts()  # an ExpectationSuite needs a current context
+    from great_expectations.core.expectation_suite import ExpectationSuite
+    from great_expectations.core.validation_definition import ValidationDefinition
+
+    suite = ExpectationSuite(name=label, expectations=left, meta=dict(suite_dict.get("meta", {})))
+    # ExpectationSuite() logs and drops expectations it cannot parse: a suite file must not
+    # lose checks silently.
+    if len(suite.expectations) != len(left):
+        raise ValueError(
+            f"suite {suite_dict['name']!r}: {len(left) - len(suite.expectations)} "
+            "expectation(s) are not valid GX 1.x configurations (see the log)"
+        )
     wanted = _referenced_columns(left)
     # A ValidationDefinition fetches the batch once; `Batch.validate` would fetch it a second time,
     # and every fetch of a pandas batch hashes the whole frame (GX's batch fingerprint).
@@ -391,28 +379,51 @@ def _pandas_columns(frame: pl.DataFrame, wanted: set[str]) -> Any:
 # --- The polars pre-check ----------------------------------------------------------------------
 #
 # GX on pandas cost 3 s and 0.4 GB at a million models (a pandas copy of every column, an arrow
-# factorize per uniqueness check, pydantic work per metric), while per-row expectations almost
-# always pass.
-# `_precheck` proves in polars that a per-row expectation passes; one it cannot prove passes (a
-# failing row, a null or NaN where one might matter, a missing column, a dtype or an argument it
-# does not know) goes to GX as before, which then says how it fails, with GX's own counts, examples
-# and errors. A proven pass reports what GX reports for a pass ("no nulls", "all in range", ...),
-# so the report is the same either way (`tests/test_quality.py` compares the two).
+# factorize per uniqueness check, pydantic work per metric), and importing it costs 2 s of CPU
+# and ~150 MB, while expectations almost always pass.
+# `_precheck` proves in polars that an expectation passes, and gives the result GX would give
+# for it. One it cannot prove passes (a failing row, a null or NaN where one might matter, a
+# missing column, a dtype, an argument or a row condition it does not know) goes to GX as
+# before, which then says how it fails, with GX's own counts, examples and errors. A proven
+# pass reports what GX reports for a pass ("no nulls", "all in range", the observed sum or row
+# count), so the report is the same either way (`tests/test_quality.py` compares the two).
+
+#: The result GX gives for a per-row expectation that passes.
+_NONE_UNEXPECTED: dict[str, Any] = {"unexpected_count": 0}
 
 
 def _precheck(
     frame: pl.DataFrame, config: Mapping[str, Any], parameters: Mapping[str, Any]
-) -> bool:
-    """True if `config`'s expectation certainly passes on `frame` as GX evaluates it on pandas."""
+) -> dict[str, Any] | None:
+    """The result GX would give if `config`'s expectation certainly passes on `frame` as GX
+    evaluates it on pandas, else None (GX must decide)."""
     kind = config["type"]
     kwargs: Mapping[str, Any] = config.get("kwargs", {})
     allowed = _PRECHECKED.get(kind)
     if allowed is None or not set(kwargs) <= allowed:
-        return False
+        return None
+    if kind == "expect_table_row_count_to_be_between":
+        bounds = _real_bounds(kwargs, parameters)
+        if bounds is None:
+            return None
+        low, high = bounds
+        rows = frame.height
+        inside = (low is None or rows >= low) and (high is None or rows <= high)
+        return {"observed_value": rows} if inside else None
     names = [kwargs[k] for k in ("column", "column_A", "column_B") if k in kwargs]
     if not names or not all(isinstance(n, str) and n in frame.columns for n in names):
-        return False
+        return None
     columns = [frame.get_column(n) for n in names]
+    if kind == "expect_column_sum_to_be_between":
+        return _precheck_sum(frame, columns[0], kwargs, parameters)
+    proven = _precheck_rows(kind, columns, kwargs, parameters)
+    return _NONE_UNEXPECTED if proven else None
+
+
+def _precheck_rows(
+    kind: str, columns: list[pl.Series], kwargs: Mapping[str, Any], parameters: Mapping[str, Any]
+) -> bool:
+    """True if the per-row (or distinct-values) expectation `kind` certainly passes."""
     if kind == "expect_column_values_to_not_be_null":
         (column,) = columns
         return column.null_count() == 0 and not _has_nan(column)
@@ -425,25 +436,27 @@ def _precheck(
         # than strings.
         values = column.drop_nulls()
         return bool(values.hash().n_unique() == values.len())
-    if kind == "expect_column_values_to_be_in_set":
+    if kind in (
+        "expect_column_values_to_be_in_set",
+        "expect_column_distinct_values_to_contain_set",
+    ):
         (column,) = columns
         value_set = _resolve(kwargs.get("value_set"), parameters)
         if column.dtype != pl.String or not isinstance(value_set, list):
             return False
         if not all(isinstance(v, str) for v in value_set):
             return False
+        if kind == "expect_column_distinct_values_to_contain_set":
+            return set(value_set) <= set(column.drop_nulls().unique().to_list())
         return bool(column.drop_nulls().is_in(value_set).all())
     if kind == "expect_column_values_to_be_between":
         (column,) = columns
-        low = _resolve(kwargs.get("min_value"), parameters)
-        high = _resolve(kwargs.get("max_value"), parameters)
         if not column.dtype.is_numeric() or _has_nan(column):
             return False
-        bounds = [b for b in (low, high) if b is not None]
-        if not bounds or not all(_is_real(b) for b in bounds):
+        bounds = _real_bounds(kwargs, parameters)
+        if bounds is None:
             return False
-        if low is not None and high is not None and low > high:  # GX's error, even on no rows
-            return False
+        low, high = bounds
         values = column.drop_nulls()
         inside = pl.repeat(True, values.len(), eager=True)
         if low is not None:
@@ -458,10 +471,82 @@ def _precheck(
         if any(c.null_count() or _has_nan(c) for c in columns):  # GX decides what a gap means
             return False
         return bool((a >= b if kwargs.get("or_equal") else a > b).all())
-    return False  # pragma: no cover - every kind of `_PRECHECKED` is handled above
+    return False  # pragma: no cover - every kind of `_PRECHECKED` is handled
 
 
-#: The per-row expectations `_precheck` knows, with the arguments it honours.
+def _precheck_sum(
+    frame: pl.DataFrame,
+    column: pl.Series,
+    kwargs: Mapping[str, Any],
+    parameters: Mapping[str, Any],
+) -> dict[str, Any] | None:
+    """GX's result for a column sum that is certainly within its bounds, with its observed
+    value summed as pandas sums (numpy's pairwise sum of the float64 values, in row order)."""
+    if column.dtype != pl.Float64 or column.null_count() or _has_nan(column):
+        return None
+    bounds = _real_bounds(kwargs, parameters)
+    if bounds is None:
+        return None
+    if "row_condition" in kwargs:
+        rows = _condition_rows(frame, kwargs["row_condition"])
+        if rows is None:
+            return None
+        column = column.filter(rows)  # no rows left: GX, like pandas, observes a sum of 0
+    import numpy as np  # polars' own dependency for `to_numpy`: cheap, unlike pandas and GX
+
+    total = np.sum(column.to_numpy())
+    low, high = bounds
+    if not math.isfinite(total):
+        return None
+    inside = (low is None or total >= low) and (high is None or total <= high)
+    return {"observed_value": total} if inside else None
+
+
+def _condition_rows(frame: pl.DataFrame, condition: Any) -> pl.Series | None:
+    """The rows a GX 1.x comparison row condition `{"type": "comparison", "column": {"name":
+    c}, "operator": "==", "parameter": v}` keeps (a text column without nulls equal to the text
+    `v`); None for any other condition."""
+    if not isinstance(condition, Mapping) or set(condition) != {
+        "type",
+        "column",
+        "operator",
+        "parameter",
+    }:
+        return None
+    column, value = condition["column"], condition["parameter"]
+    if condition["type"] != "comparison" or condition["operator"] != "==":
+        return None
+    if not isinstance(column, Mapping) or set(column) != {"name"} or not isinstance(value, str):
+        return None
+    name = column["name"]
+    if name not in frame.columns or frame.schema[name] != pl.String:
+        return None
+    values = frame.get_column(name)
+    return None if values.null_count() else values == value
+
+
+def _real_bounds(
+    kwargs: Mapping[str, Any], parameters: Mapping[str, Any]
+) -> tuple[float | None, float | None] | None:
+    """(min, max) of a `*_to_be_between` expectation, resolved; None unless at least one is
+    given, each given one is a finite number, and min <= max (else GX decides: it may error)."""
+    low = _resolve(kwargs.get("min_value"), parameters)
+    high = _resolve(kwargs.get("max_value"), parameters)
+    given = [
+        value
+        for key, value in (("min_value", low), ("max_value", high))
+        if kwargs.get(key) is not None
+    ]
+    if not given or not all(_is_real(b) for b in given):
+        return None
+    if low is not None and high is not None and low > high:  # GX's error, even on no rows
+        return None
+    return low, high
+
+
+_IN_SET = ("expect_column_values_to_be_in_set", "expect_column_distinct_values_to_contain_set")
+
+#: The expectations `_precheck` knows, with the arguments it honours.
 _PRECHECKED: dict[str, frozenset[str]] = {
     "expect_column_values_to_not_be_null": frozenset({"column"}),
     "expect_column_values_to_be_unique": frozenset({"column"}),
@@ -472,6 +557,11 @@ _PRECHECKED: dict[str, frozenset[str]] = {
     "expect_column_pair_values_a_to_be_greater_than_b": frozenset(
         {"column_A", "column_B", "or_equal", "ignore_row_if"}
     ),
+    "expect_column_distinct_values_to_contain_set": frozenset({"column", "value_set"}),
+    "expect_column_sum_to_be_between": frozenset(
+        {"column", "min_value", "max_value", "row_condition"}
+    ),
+    "expect_table_row_count_to_be_between": frozenset({"min_value", "max_value"}),
 }
 
 

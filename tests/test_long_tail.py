@@ -195,7 +195,8 @@ def test_a_long_tail_is_typed_within_budgets_and_counted_exactly(hub, scenario, 
     }
     expected = expected_shares(scenario)
     total = sum(int(m["downloads"]) for m in scenario.models)
-    users = sum(scenario.downloads_by_namespace()[name] for name in scenario.users)
+    by_namespace = scenario.downloads_by_namespace()
+    users = sum(by_namespace[name] for name in scenario.users)
     assert expected["uploader"]["INTL"][1] == users
     for view in ("uploader", "origin"):
         shares = published(view, DAYS[1])

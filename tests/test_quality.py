@@ -567,6 +567,26 @@ def _nan(frame: pl.DataFrame, column: str, row: int) -> pl.DataFrame:
     return _set(frame, column, row, float("nan"))
 
 
+def _many_buckets(n: int) -> pl.DataFrame:
+    """Both views with `n` country buckets each of uneven shares: a sum whose float rounding
+    depends on the order of its additions (numpy's pairwise sum, as pandas and so GX add)."""
+    codes = [b for b in known_buckets() if b not in ("INTL", "UNKNOWN")][: n - 1] + ["UNKNOWN"]
+    downloads = [(7919 * i) % 1013 + 1 for i in range(n)]
+    total = sum(downloads)
+    shares = [d / total for d in downloads]
+    return pl.DataFrame(
+        {
+            "attribution": ["uploader"] * n + ["origin"] * n,
+            "bucket": codes * 2,
+            "downloads": downloads * 2,
+            "share": shares * 2,
+            "share_low": shares * 2,
+            "share_high": shares * 2,
+        },
+        schema=VIEW_SHARE_SCHEMA,
+    )
+
+
 #: Frames the pre-check must not wave through wrongly: nulls, NaNs, duplicated nulls, ties,
 #: bounds met exactly, odd dtypes, missing columns and empty frames.
 PRECHECK_CASES: dict[str, dict[str, pl.DataFrame]] = {
@@ -591,6 +611,17 @@ PRECHECK_CASES: dict[str, dict[str, pl.DataFrame]] = {
     "duplicated bucket": {"country_share": _set(_country_share(), "bucket", 1, "US")},
     "missing column": {"model_fact": _model_fact().drop("uploader_bucket", "likes")},
     "empty frames": {"model_fact": _model_fact().head(0), "model_origin": _model_origin().head(0)},
+    "fewer rows than the floor": {"model_fact": _model_fact().head(3)},
+    "a view missing": {"country_share": _country_share().filter(pl.col("attribution") == "origin")},
+    "shares summing past one": {"country_share": _set(_country_share(), "share", 5, 0.35)},
+    "UNKNOWN above its ceiling": {"country_share": _set(_country_share(), "share", 2, 0.51)},
+    "a null bucket": {"country_share": _set(_country_share(), "bucket", 2, None)},
+    "integer shares": {
+        "country_share": _country_share().with_columns(
+            pl.col("share").round(0).cast(pl.Int64).cast(pl.Float64).alias("share_low")
+        )
+    },
+    "200 buckets": {"country_share": _many_buckets(200)},
 }
 
 
@@ -606,8 +637,8 @@ def test_the_precheck_gives_the_report_gx_gives(case: str) -> None:
     assert check_quality(*args).checks == check_quality(*args, precheck=False).checks
 
 
-def test_the_precheck_proves_every_per_row_expectation_of_clean_frames() -> None:
-    """On clean frames GX is left only the expectations on whole columns or tables."""
+def test_the_precheck_proves_every_expectation_of_clean_frames() -> None:
+    """On clean frames nothing is left to GX."""
     from tasks.quality import _precheck
 
     parameters = {"known_buckets": known_buckets(), "min_row_count": 4, "max_unknown_share": 0.5}
@@ -631,10 +662,19 @@ def test_the_precheck_proves_every_per_row_expectation_of_clean_frames() -> None
         (name.split("[")[0], e["type"])
         for name, frame in frames.items()
         for e in per_frame(name)
-        if not _precheck(frame, e, parameters)
+        if _precheck(frame, e, parameters) is None
     }
-    assert left_to_gx == {
-        ("model_fact", "expect_table_row_count_to_be_between"),
-        ("country_share", "expect_column_distinct_values_to_contain_set"),
-        ("country_share", "expect_column_sum_to_be_between"),
-    }
+    assert left_to_gx == set()
+
+
+def test_a_clean_gate_does_not_import_gx_and_a_failing_one_does() -> None:
+    """great_expectations costs seconds to import: only a check the pre-check cannot prove
+    passed loads it (the report is GX's either way, as the tests above compare)."""
+    code = (
+        "import sys; sys.path.insert(0, 'tests'); "
+        "from test_quality import _run, _set, _model_fact; "
+        "assert _run().success; assert 'great_expectations' not in sys.modules; "
+        "assert not _run(_set(_model_fact(), 'likes', 0, -1)).success; "
+        "assert 'great_expectations' in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[1])
