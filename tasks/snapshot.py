@@ -234,19 +234,33 @@ def normalised_with_order(wire: pl.DataFrame) -> pl.DataFrame:
 def write_snapshot(models: pl.DataFrame, path: Path) -> tuple[int, int, int, int]:
     """`models` (`ORDERED_SNAPSHOT_SCHEMA`) -> the snapshot file at `path`, sorted by `_id`, one
     row per `_id` (its last observation), public models only. Returns (listed, duplicates,
-    private, rows). One sort does both the order and the deduplication, and copies are made only
-    when rows are dropped: the frame is held about twice, not five times."""
+    private, rows). Only the keys are sorted; the kept rows are then gathered one column at a
+    time, each listed column let go as its sorted copy is made: the frame is held about once
+    (and its largest column twice), not twice. Pass `models` without keeping a reference."""
     n_listed = models.height
-    ordered = models.sort("_id", "_order")
-    last = ordered.select(
-        (pl.col("_id") != pl.col("_id").shift(-1)).fill_null(value=True)
-    ).to_series()
-    n_unique = int(last.sum())
-    deduped = ordered if n_unique == n_listed else ordered.filter(last)
-    del ordered
-    n_private = int(deduped["private"].sum())
-    snapshot = (deduped.filter(~pl.col("private")) if n_private else deduped).drop("_order")
-    del deduped
+    keys = (
+        models.select("_id", "_order", "private")
+        .with_row_index("_row")
+        .sort("_id", "_order")
+        .select(
+            "_row",
+            (pl.col("_id") != pl.col("_id").shift(-1)).fill_null(value=True).alias("last"),
+            "private",
+        )
+    )
+    n_unique = int(keys.get_column("last").sum())
+    kept = keys.filter("last")
+    del keys
+    n_private = int(kept.get_column("private").sum())
+    rows = kept.filter(~pl.col("private")).get_column("_row")
+    del kept
+    columns = []
+    for name in SNAPSHOT_SCHEMA.names():
+        columns.append(models.get_column(name).gather(rows))
+        models = models.drop(name)  # this function's frame: the caller's is not kept
+    del models
+    snapshot = pl.DataFrame(columns)
+    del columns
     # Fixed writer settings so the same rows always give the same bytes (and SHA-256).
     snapshot.write_parquet(
         path, compression="zstd", compression_level=3, statistics=False, row_group_size=256_000
@@ -269,9 +283,12 @@ def store_snapshot(
     comes last, so a manifest always has its snapshot. A writer that finds the snapshot already
     created uses the first writer's snapshot and manifest, and says so."""
     written: dict[str, Any] = {}
+    # Handed on, not kept: `write_snapshot` lets each listed column go as it sorts it.
+    listed = [models]
+    del models
 
     def write(tmp: Path) -> None:
-        written["counts"] = write_snapshot(models, tmp)
+        written["counts"] = write_snapshot(listed.pop(), tmp)
         written["sha256"] = sha256_file(tmp)
 
     created = store.write_file(snapshot_key(snapshot_date), write, create=True)
@@ -347,18 +364,23 @@ def build_snapshot(
             parts.append(parsed.pop(page_no))
         else:
             parts.append(parse_page(_read_stored(store, key), page_no, store.where(key)))
-    models = (
-        pl.concat(parts, rechunk=False) if parts else pl.DataFrame(schema=ORDERED_SNAPSHOT_SCHEMA)
-    )
-    del parts
     return store_snapshot(
-        models,
+        _concatenated(parts),  # held by nothing here: `write_snapshot` lets it go as it sorts
         store,
         snapshot_date,
         lambda counts, sha: describe_snapshot(
             snapshot_date, sha, counts, "crawl", state.endpoint, state
         ),
     )
+
+
+def _concatenated(parts: list[pl.DataFrame]) -> pl.DataFrame:
+    """The parsed pages as one frame (their chunks, not copied), emptying `parts`."""
+    models = (
+        pl.concat(parts, rechunk=False) if parts else pl.DataFrame(schema=ORDERED_SNAPSHOT_SCHEMA)
+    )
+    parts.clear()
+    return models
 
 
 def stored_snapshot(snapshot_date: date, settings: Settings) -> SnapshotManifest | None:

@@ -210,3 +210,49 @@ def test_a_page_check_names_the_item_and_field(change, named):
 def test_a_page_that_is_not_a_list_of_objects_is_named(body, named):
     with pytest.raises(MalformedPageError, match=named):
         _check_page(body, 1, "http://127.0.0.1:1/api/models")
+
+
+def test_the_snapshot_keeps_each_models_last_public_observation_sorted_by_id(tmp_path):
+    """`write_snapshot` on pages listed out of order (several chunks, as the crawl parses
+    them): one row per `_id`, its highest `_order`, private models dropped (also a model whose
+    last observation is private, not one that turned public), sorted by `_id`; the same bytes
+    as that frame written with the snapshot's writer settings."""
+    import polars as pl
+
+    from tasks.snapshot import ORDERED_SNAPSHOT_SCHEMA, write_snapshot
+
+    def page(rows: list[tuple[str, int, int, bool]]) -> pl.DataFrame:
+        return pl.DataFrame(
+            [
+                {"_id": oid, "id": f"org/{oid}", "author": "org", "downloads": downloads}
+                | {"private": private, "tags": ["x"], "_order": order}
+                for oid, order, downloads, private in rows
+            ],
+            schema=ORDERED_SNAPSHOT_SCHEMA,
+        )
+
+    listed = pl.concat(
+        [
+            page([("c", 7, 30, False), ("a", 1, 10, False), ("d", 2, 40, False)]),
+            page([("a", 5, 11, False), ("b", 3, 20, True), ("e", 4, 50, True)]),
+            page([("d", 6, 41, True), ("b", 8, 21, False), ("f", 0, 60, False)]),
+        ],
+        rechunk=False,
+    )
+    assert listed.n_chunks() == 3
+    counts = write_snapshot(listed, tmp_path / "snapshot.parquet")
+    assert counts == (9, 3, 2, 4)  # listed, duplicates, private, rows
+    stored = pl.read_parquet(tmp_path / "snapshot.parquet")
+    assert stored.select("_id", "downloads").rows() == [("a", 11), ("b", 21), ("c", 30), ("f", 60)]
+    expected = page([("a", 5, 11, False), ("b", 8, 21, False), ("c", 7, 30, False)])
+    expected = pl.concat([expected, page([("f", 0, 60, False)])]).drop("_order")
+    expected.write_parquet(
+        tmp_path / "expected.parquet",
+        compression="zstd",
+        compression_level=3,
+        statistics=False,
+        row_group_size=256_000,
+    )
+    assert (tmp_path / "snapshot.parquet").read_bytes() == (
+        tmp_path / "expected.parquet"
+    ).read_bytes()
