@@ -158,7 +158,7 @@ def main() -> None:
             (pl.col("definition") == "downloads_30d") & (pl.col("cohort") == "all")
         ).drop("definition", "cohort")
         report = check_quality(fact, origin, headline, GateThresholds(None, 0.05, 1.0))
-        step("quality gate (GX)")
+        step("quality gate")
         facts = {
             "model_fact": fact,
             "model_origin": origin,
