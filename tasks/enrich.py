@@ -291,11 +291,14 @@ def _walk_lineage(
         # A morsel at a time: the lower-cased ids of every model are never all in memory.
         .collect(engine="streaming")
     )
-    roots = with_base.join(nodes, left_on="id_lower", right_on="cur")
+    # Walked rows carry the model's row number in `with_base` (`m`), not its id and root as
+    # text: the frontier of each generation is copied by two joins, and at 3M models the two
+    # strings were most of it. Ids come back by position at the end.
+    roots = with_base.with_row_index("m").join(nodes, left_on="id_lower", right_on="cur")
     # Rule 2 (developer organisations keep their models) unless rule 1 (quantized) applies.
     terminals = [
         roots.filter(~pl.col("cur_follows")).select(
-            pl.col("_id").alias("model_oid"),
+            "m",
             pl.col("author").alias("org"),
             pl.lit(1, pl.Int64).alias("num"),
             pl.lit(1, pl.Int64).alias("den"),
@@ -304,8 +307,7 @@ def _walk_lineage(
     frontier = (
         roots.filter("cur_follows")
         .select(
-            pl.col("_id").alias("model_oid"),
-            pl.col("id_lower").alias("root"),
+            "m",
             pl.col("base_lower").alias("cur"),
             pl.col("author").alias("parent_uploader"),
             pl.lit(1, pl.Int64).alias("num"),
@@ -316,8 +318,8 @@ def _walk_lineage(
         .explode("cur")
     )
     seen: dict[str, set[str]] = {"listed": set(), "namespace": set(), "unresolvable": set()}
-    capped: set[str] = set()
-    cycled: set[str] = set()
+    capped: set[int] = set()
+    cycled: set[int] = set()
     while frontier.height:
         step = frontier.join(nodes, on="cur", how="left").join(listed, on="cur", how="left")
         cycle = pl.col("path").list.contains(pl.col("cur"))
@@ -343,11 +345,11 @@ def _walk_lineage(
         for name in ("listed", "namespace", "unresolvable"):
             seen[name].update(step.filter(kind == name)["cur"].to_list())
         seen["listed"].update(step.filter(kind.is_in(["capped", "expand"]))["cur"].to_list())
-        capped.update(step.filter(kind == "capped")["root"].to_list())
-        cycled.update(step.filter(kind == "cycle")["root"].to_list())
+        capped.update(step.filter(kind == "capped")["m"].to_list())
+        cycled.update(step.filter(kind == "cycle")["m"].to_list())
         terminals.append(
             step.filter(kind != "expand").select(
-                "model_oid",
+                "m",
                 pl.when(kind == "listed")
                 .then(pl.col("listed_uploader"))
                 .when(kind == "capped")
@@ -365,8 +367,7 @@ def _walk_lineage(
         frontier = (
             step.filter(kind == "expand")
             .select(
-                "model_oid",
-                "root",
+                "m",
                 pl.col("cur_bases").alias("next"),
                 pl.col("cur_uploader").alias("parent_uploader"),
                 "num",
@@ -381,10 +382,12 @@ def _walk_lineage(
         pl.concat(terminals)
         .with_columns(pl.col("org").str.to_lowercase().alias("k"))
         .join(canonical, on="k", how="left")
-        .select("model_oid", pl.coalesce("canonical", "org").alias("origin_org"), "num", "den")
+        .select("m", pl.coalesce("canonical", "org").alias("origin_org"), "num", "den")
     )
     # Several paths to one organisation (merges): add their exact fractions.
-    parts = reached.group_by("model_oid", "origin_org").agg("num", "den")
+    parts = reached.group_by("m", "origin_org").agg("num", "den")
+    model_oid = with_base.get_column("_id").gather(parts.get_column("m")).alias("model_oid")
+    parts = parts.select(model_oid, pl.exclude("m"))
     single = parts.filter(pl.col("num").list.len() == 1).select(
         "model_oid",
         "origin_org",
@@ -406,16 +409,22 @@ def _walk_lineage(
     lineage_origin = pl.concat(
         [single.cast(schema), pl.DataFrame(summed, schema=schema, orient="row")]
     )
+    capped_roots, cycle_roots = _roots(with_base, capped), _roots(with_base, cycled)
     report = LineageReport(
         bases_in_snapshot=len(seen["listed"]),
         bases_by_namespace=len(seen["namespace"]),
         bases_unresolvable=len(seen["unresolvable"]),
-        depth_capped=len(capped),
-        cycles=len(cycled),
-        capped_examples=sorted(capped)[:5],
-        cycle_examples=sorted(cycled)[:5],
+        depth_capped=len(capped_roots),
+        cycles=len(cycle_roots),
+        capped_examples=sorted(capped_roots)[:5],
+        cycle_examples=sorted(cycle_roots)[:5],
     )
     return lineage_origin, report
+
+
+def _roots(with_base: pl.DataFrame, rows: set[int]) -> set[str]:
+    """The lower-cased ids of the models at `rows` of `with_base`."""
+    return set(with_base.get_column("id_lower").gather(sorted(rows)).to_list()) if rows else set()
 
 
 def attribute_origin(
