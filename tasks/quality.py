@@ -160,9 +160,9 @@ def check_quality(
     The row-count floor of `model_fact` is `thresholds.min_row_count`; the UNKNOWN ceiling of each
     `country_share` view is `thresholds.max_unknown_share`.
 
-    With `precheck` (the default), the per-row expectations a polars pass finds clean are reported
-    passed without GX (see `_precheck`); `precheck=False` runs every expectation through GX (the
-    same report, slower: kept to compare the two).
+    With `precheck` (the default), the expectations a polars pass proves are reported passed
+    without GX, which is imported only for the others (see `_precheck`); `precheck=False` runs
+    every expectation through GX (the same report, slower: kept to compare the two).
     """
     parameters: dict[str, Any] = {
         "known_buckets": known_buckets(),
