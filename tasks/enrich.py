@@ -271,17 +271,42 @@ def _walk_lineage(
     polars step per generation of bases (at most MAX_DEPTH). Returns (model_oid, origin_org,
     weight_num, weight_den) with exact weights, and what the walk met. `ids` holds every
     model's `id` and `author`."""
-    nodes = with_base.select(
-        pl.col("id_lower").alias("cur"),
-        pl.col("author").alias("cur_uploader"),
+    # The walk moves integers, not text: each lower-cased id it can meet (a model with a base,
+    # or a base) has a number (`numbered`), each walked row carries its model's row in
+    # `with_base` (`m`), and an organisation is named by where it is read (`src`, `ref`) until
+    # the walk ends. At 3M models the ids, uploaders and paths as text were most of its memory.
+    keys = pl.concat(
+        [with_base.get_column("id_lower"), with_base.get_column("base_lower").explode()]
+    ).unique()
+    numbered = pl.DataFrame(
+        {"key": keys, "code": pl.int_range(keys.len(), dtype=pl.UInt32, eager=True)}
+    )
+
+    def code(ids: pl.Series) -> pl.Series:
+        return (
+            ids.to_frame("key")
+            .join(numbered, on="key", how="left", maintain_order="left")
+            .get_column("code")
+        )
+
+    # Each model's bases, one row each, as (m, base): a generation's next ids come by a join.
+    edges = with_base.select(
+        pl.int_range(pl.len(), dtype=pl.UInt32).alias("m"), pl.col("base_lower").alias("base")
+    ).explode("base")
+    edges = edges.with_columns(code(edges.get_column("base")).alias("base"))
+    walked = with_base.select(
+        pl.int_range(pl.len(), dtype=pl.UInt32).alias("m"),
+        code(with_base.get_column("id_lower")).alias("cur"),
         ((pl.col("base_relation") == "quantized").fill_null(False) | ~pl.col("is_developer")).alias(
             "cur_follows"
         ),
-        pl.col("base_lower").alias("cur_bases"),
-    ).unique("cur", keep="first")
+        pl.col("base_lower").list.len().cast(pl.Int64).alias("n_bases"),
+    )
+    # A node is the first model with its lower-cased id; its uploader is read at row `node`.
+    nodes = walked.unique("cur", keep="first").rename({"m": "node"})
     # Only ids that some model names as a base can be met on the walk: joining each step with
     # those alone keeps the hash tables to a third of the snapshot.
-    bases = with_base.select(pl.col("base_lower").explode().unique()).to_series()
+    bases = keys.gather(edges.get_column("base").unique())
     listed = (
         ids.lazy()
         .select(
@@ -291,15 +316,30 @@ def _walk_lineage(
         # A morsel at a time: the lower-cased ids of every model are never all in memory.
         .collect(engine="streaming")
     )
-    # Walked rows carry the model's row number in `with_base` (`m`), not its id and root as
-    # text: the frontier of each generation is copied by two joins, and at 3M models the two
-    # strings were most of it. Ids come back by position at the end.
-    roots = with_base.with_row_index("m").join(nodes, left_on="id_lower", right_on="cur")
+    del bases
+    listed_uploader = listed.get_column("listed_uploader")
+    # A listed model's row in `listed_uploader` (none where the Hub gave it no author).
+    listed = listed.select(
+        pl.lit(code(listed.get_column("cur"))).alias("cur"),
+        pl.when(pl.col("listed_uploader").is_not_null())
+        .then(pl.int_range(pl.len(), dtype=pl.UInt32))
+        .alias("listed"),
+    )
+    # Whether each id has a namespace (its kind when it is neither a node nor listed).
+    slashed = keys.str.contains("/", literal=True)
+    # Rule 1 (quantized) and rule 2 (developer organisations) as the node of the model's id has
+    # them; the model's own bases.
+    roots = walked.drop("cur_follows").join(nodes.select("cur", "cur_follows"), on="cur")
+    del walked
+    # Where a terminal's organisation is read: the uploader of `with_base` row `ref`, the
+    # listed model `ref`'s uploader, or the namespace of id `ref`.
+    uploader, listed_model, namespace = 0, 1, 2
     # Rule 2 (developer organisations keep their models) unless rule 1 (quantized) applies.
     terminals = [
         roots.filter(~pl.col("cur_follows")).select(
             "m",
-            pl.col("author").alias("org"),
+            pl.lit(uploader, pl.UInt8).alias("src"),
+            pl.col("m").alias("ref"),
             pl.lit(1, pl.Int64).alias("num"),
             pl.lit(1, pl.Int64).alias("den"),
         )
@@ -308,25 +348,25 @@ def _walk_lineage(
         roots.filter("cur_follows")
         .select(
             "m",
-            pl.col("base_lower").alias("cur"),
-            pl.col("author").alias("parent_uploader"),
+            pl.col("m").alias("parent"),
             pl.lit(1, pl.Int64).alias("num"),
-            pl.col("base_lower").list.len().cast(pl.Int64).alias("den"),
-            pl.lit(1, pl.Int64).alias("depth"),
-            pl.concat_list(pl.col("id_lower")).alias("path"),
+            pl.col("n_bases").alias("den"),
+            pl.lit(1, pl.UInt8).alias("depth"),
+            pl.concat_list("cur").alias("path"),
         )
-        .explode("cur")
+        .join(edges, on="m")
+        .rename({"base": "cur"})
     )
-    seen: dict[str, set[str]] = {"listed": set(), "namespace": set(), "unresolvable": set()}
-    capped: set[int] = set()
-    cycled: set[int] = set()
+    del roots
+    met: dict[str, list[pl.Series]] = {"listed": [], "namespace": [], "unresolvable": []}
+    capped: list[pl.Series] = []
+    cycled: list[pl.Series] = []
     while frontier.height:
         step = frontier.join(nodes, on="cur", how="left").join(listed, on="cur", how="left")
+        step = step.with_columns(slashed.gather(step.get_column("cur")).alias("slashed"))
         cycle = pl.col("path").list.contains(pl.col("cur"))
-        node = pl.col("cur_follows").is_not_null()
-        follows = node & pl.col("cur_follows")
+        follows = pl.col("cur_follows").fill_null(False)
         at_cap = follows & (pl.col("depth") >= MAX_DEPTH)
-        absent = pl.col("listed_uploader").is_null()
         step = step.with_columns(
             pl.when(cycle)
             .then(pl.lit("cycle"))
@@ -334,32 +374,39 @@ def _walk_lineage(
             .then(pl.lit("capped"))
             .when(follows)
             .then(pl.lit("expand"))
-            .when(~absent)
+            .when(pl.col("listed").is_not_null())
             .then(pl.lit("listed"))
-            .when(pl.col("cur").str.contains("/", literal=True))
+            .when("slashed")
             .then(pl.lit("namespace"))
             .otherwise(pl.lit("unresolvable"))
+            .cast(pl.Categorical)
             .alias("kind")
         )
         kind = pl.col("kind")
         for name in ("listed", "namespace", "unresolvable"):
-            seen[name].update(step.filter(kind == name)["cur"].to_list())
-        seen["listed"].update(step.filter(kind.is_in(["capped", "expand"]))["cur"].to_list())
-        capped.update(step.filter(kind == "capped")["m"].to_list())
-        cycled.update(step.filter(kind == "cycle")["m"].to_list())
+            met[name].append(step.filter(kind == name).get_column("cur"))
+        met["listed"].append(step.filter(kind.is_in(["capped", "expand"])).get_column("cur"))
+        capped.append(step.filter(kind == "capped").get_column("m"))
+        cycled.append(step.filter(kind == "cycle").get_column("m"))
         terminals.append(
             step.filter(kind != "expand").select(
                 "m",
                 pl.when(kind == "listed")
-                .then(pl.col("listed_uploader"))
-                .when(kind == "capped")
-                .then(pl.col("cur_uploader"))
+                .then(pl.lit(listed_model, pl.UInt8))
                 .when(kind == "namespace")
-                .then(pl.col("cur").str.split("/").list.first())
+                .then(pl.lit(namespace, pl.UInt8))
+                .otherwise(pl.lit(uploader, pl.UInt8))
+                .alias("src"),
+                pl.when(kind == "listed")
+                .then(pl.col("listed"))
+                .when(kind == "capped")
+                .then(pl.col("node"))
+                .when(kind == "namespace")
+                .then(pl.col("cur"))
                 # A cycle ends at the model where it closes, and a bare id that is not listed
                 # cannot be resolved: either way that model keeps its uploader.
-                .otherwise(pl.col("parent_uploader"))
-                .alias("org"),
+                .otherwise(pl.col("parent"))
+                .alias("ref"),
                 "num",
                 "den",
             )
@@ -368,18 +415,33 @@ def _walk_lineage(
             step.filter(kind == "expand")
             .select(
                 "m",
-                pl.col("cur_bases").alias("next"),
-                pl.col("cur_uploader").alias("parent_uploader"),
+                pl.col("node").alias("parent"),
                 "num",
-                (pl.col("den") * pl.col("cur_bases").list.len()).alias("den"),
+                (pl.col("den") * pl.col("n_bases")).alias("den"),
                 (pl.col("depth") + 1).alias("depth"),
                 pl.concat_list("path", "cur").alias("path"),
             )
-            .explode("next")
-            .rename({"next": "cur"})
+            .join(edges, left_on="parent", right_on="m")
+            .rename({"base": "cur"})
         )
+        del step
+    del nodes, listed, frontier
+    ended = pl.concat(terminals)
+    del terminals
+    named = []
+    for source in (uploader, listed_model, namespace):
+        part = ended.filter(pl.col("src") == source)
+        refs = part.get_column("ref")
+        if source == uploader:
+            org = with_base.get_column("author").gather(refs)
+        elif source == listed_model:
+            org = listed_uploader.gather(refs)
+        else:
+            org = keys.gather(refs).str.split("/").list.first()
+        named.append(part.select("m", org.alias("org"), "num", "den"))
+    del ended
     reached = (
-        pl.concat(terminals)
+        pl.concat(named)
         .with_columns(pl.col("org").str.to_lowercase().alias("k"))
         .join(canonical, on="k", how="left")
         .select("m", pl.coalesce("canonical", "org").alias("origin_org"), "num", "den")
@@ -411,9 +473,9 @@ def _walk_lineage(
     )
     capped_roots, cycle_roots = _roots(with_base, capped), _roots(with_base, cycled)
     report = LineageReport(
-        bases_in_snapshot=len(seen["listed"]),
-        bases_by_namespace=len(seen["namespace"]),
-        bases_unresolvable=len(seen["unresolvable"]),
+        bases_in_snapshot=_distinct(met["listed"]),
+        bases_by_namespace=_distinct(met["namespace"]),
+        bases_unresolvable=_distinct(met["unresolvable"]),
         depth_capped=len(capped_roots),
         cycles=len(cycle_roots),
         capped_examples=sorted(capped_roots)[:5],
@@ -422,9 +484,16 @@ def _walk_lineage(
     return lineage_origin, report
 
 
-def _roots(with_base: pl.DataFrame, rows: set[int]) -> set[str]:
+def _distinct(parts: list[pl.Series]) -> int:
+    """How many distinct values the parts hold together."""
+    return pl.concat(parts).n_unique() if parts else 0
+
+
+def _roots(with_base: pl.DataFrame, rows: list[pl.Series]) -> set[str]:
     """The lower-cased ids of the models at `rows` of `with_base`."""
-    return set(with_base.get_column("id_lower").gather(sorted(rows)).to_list()) if rows else set()
+    if not rows:
+        return set()
+    return set(with_base.get_column("id_lower").gather(pl.concat(rows).unique()).to_list())
 
 
 def attribute_origin(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import random
 from datetime import date
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -285,3 +287,108 @@ def test_share_ranges_by_hand(hand_models, tmp_path):
     assert without.drop("share_low", "share_high").equals(
         countries.filter(pl.col("bucket") != "GB").drop("share_low", "share_high")
     )
+
+
+def walk_by_hand(models: list[dict[str, Any]], developers: set[str]) -> dict[str, Any]:
+    """The origin rules of methodology.md one model and one path at a time, in plain Python:
+    what the polars walk must give. Ids here are unique whatever their case."""
+    by_lower = {m["id"].lower(): m for m in models}
+    spelling = {m["author"].lower(): m["author"] for m in models}
+    mapped = [line.split(",")[0] for line in HAND_MAPPING.read_text().splitlines()[1:]]
+    spelling |= {org.lower(): org for org in mapped}  # the mapping's spelling first
+
+    def bases(m: dict[str, Any]) -> list[str]:
+        tags = [t.removeprefix("base_model:") for t in m["tags"] if t.startswith("base_model:")]
+        return sorted({t.split(":")[-1].lower() for t in tags})
+
+    def follows(m: dict[str, Any]) -> bool:
+        quantized = any(t.startswith("base_model:quantized:") for t in m["tags"])
+        return quantized or m["author"].lower() not in {d.lower() for d in developers}
+
+    met: dict[str, set[str]] = {"listed": set(), "namespace": set(), "unresolvable": set()}
+    capped: set[str] = set()
+    cycles: set[str] = set()
+    origins: dict[str, dict[str, Fraction]] = {}
+    for m in models:
+        weights: dict[str, Fraction] = {}
+
+        def add(org: str, weight: Fraction, weights: dict[str, Fraction] = weights) -> None:
+            org = spelling.get(org.lower(), org)
+            weights[org] = weights.get(org, Fraction(0)) + weight
+
+        def visit(cur: str, parent: str, path: list[str], depth: int, weight: Fraction) -> None:
+            node = by_lower.get(cur)
+            if cur in path:
+                cycles.add(path[0])
+                add(parent, weight)
+            elif node is not None and bases(node) and follows(node) and depth >= MAX_DEPTH:
+                met["listed"].add(cur)
+                capped.add(path[0])
+                add(node["author"], weight)
+            elif node is not None and bases(node) and follows(node):
+                met["listed"].add(cur)
+                for base in bases(node):
+                    visit(base, node["author"], [*path, cur], depth + 1, weight / len(bases(node)))
+            elif node is not None:
+                met["listed"].add(cur)
+                add(node["author"], weight)
+            elif "/" in cur:
+                met["namespace"].add(cur)
+                add(cur.split("/")[0], weight)
+            else:
+                met["unresolvable"].add(cur)
+                add(parent, weight)
+
+        if bases(m) and follows(m):
+            for base in bases(m):
+                visit(base, m["author"], [m["id"].lower()], 1, Fraction(1, len(bases(m))))
+        else:
+            add(m["author"], Fraction(1))
+        origins[m["_id"]] = weights
+    return {"origins": origins, "met": met, "capped": capped, "cycles": cycles}
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_the_walk_gives_what_the_rules_give_by_hand(tmp_path, seed):
+    """Random lineages (merges, quantized copies, cycles, chains past the depth cap, bases
+    absent with and without a namespace, ids in another case) walked by polars and by hand."""
+    rng = random.Random(seed)
+    # The hand mapping's developer organisations (companies and academia with a country).
+    developers = {"Qwen", "meta-llama", "deepseek-ai", "mistralai", "cmu-lti"}
+    namespaces = ["Qwen", "meta-llama", "TheBloke", "bartowski", *(f"u{n}" for n in range(8))]
+    ids = [f"{rng.choice(namespaces)}/m{n}" for n in range(300)]
+    ids += [f"chain/c{n}" for n in range(MAX_DEPTH + 3)] + ["loop/a", "loop/b"]
+    elsewhere = ["ghost/gone", "Qwen/deleted", "bert-base", "gpt2"]
+    models = []
+    for n, mid in enumerate(ids):
+        tags = ["transformers"]
+        if mid.startswith("loop/"):
+            tags.append("base_model:finetune:" + ("loop/b" if mid == "loop/a" else "LOOP/A"))
+        elif mid.startswith("chain/"):
+            below = int(mid.removeprefix("chain/c")) - 1
+            tags.append(
+                f"base_model:finetune:chain/c{below}" if below >= 0 else "base_model:Qwen/x"
+            )
+        elif rng.random() < 0.6:
+            relation = rng.choice(["", "finetune:", "quantized:", "adapter:", "merge:"])
+            for _ in range(2 if relation == "merge:" else 1):
+                base = rng.choice(ids if rng.random() < 0.85 else elsewhere)
+                base = base.upper() if rng.random() < 0.2 else base
+                tags.append(f"base_model:{relation}{base}")
+        models.append(model(n, mid, n % 7, tags))
+    expected = walk_by_hand(models, developers)
+    _, origin, report = attribute(models, tmp_path)
+    got: dict[str, dict[str, Fraction]] = {}
+    for oid, org, num, den in origin.select(
+        "model_oid", "origin_org", "weight_num", "weight_den"
+    ).iter_rows():
+        got.setdefault(oid, {})[org] = Fraction(num, den)
+    assert got == expected["origins"]
+    assert report.bases_in_snapshot == len(expected["met"]["listed"])
+    assert report.bases_by_namespace == len(expected["met"]["namespace"])
+    assert report.bases_unresolvable == len(expected["met"]["unresolvable"])
+    assert (report.depth_capped, report.cycles) == (
+        len(expected["capped"]),
+        len(expected["cycles"]),
+    )
+    assert report.depth_capped and report.cycles and report.bases_unresolvable
