@@ -56,12 +56,15 @@ def _org_totals(rows: pl.DataFrame, total: int) -> pl.DataFrame:
     cohort proration) go through exact fractions; the downloads still missing from `total` go, one
     each, to the largest remainders (ties broken by organisation name)."""
     grouped = (
-        rows.group_by("org", "den")
+        rows.lazy()
+        .group_by("org", "den")
         .agg(pl.col("num").cast(pl.Int128).sum(), pl.col("bucket").first())
         .with_columns(
             (pl.col("num") // pl.col("den")).alias("whole"),
             (pl.col("num") % pl.col("den")).alias("rem"),
         )
+        # A morsel of rows at a time: only each organisation's sums are held, not the rows'.
+        .collect(engine="streaming")
     )
     orgs = grouped.group_by("org").agg(pl.col("whole").sum(), pl.col("bucket").first())
     remainders: dict[str, Fraction] = {}
@@ -94,18 +97,52 @@ def attribution_rows(
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(uploader view, origin view) rows (org, bucket, num, den): each model's exact metric
     `num / den` credited to its organisations, before any rounding."""
-    uploader_rows = metric.join(
-        model_fact.select("model_oid", "uploader", "uploader_bucket"), on="model_oid"
-    ).select(
-        pl.col("uploader").alias("org"), pl.col("uploader_bucket").alias("bucket"), "num", "den"
-    )
-    origin_rows = metric.join(model_origin, on="model_oid").select(
-        pl.col("origin_org").alias("org"),
-        pl.col("origin_bucket").alias("bucket"),
-        (pl.col("num") * pl.col("weight_num")).alias("num"),
-        (pl.col("den") * pl.col("weight_den")).alias("den"),
-    )
+    num, den = metric.get_column("num"), metric.get_column("den")
+    # A run's frames list the same models in the same order (by model_oid): then each row's
+    # metric is found by position, not by joining 3M ids (a hash table of them, and a copy).
+    ids = metric.get_column("model_oid")
+    in_order = _strictly_increasing(ids)
+    if in_order and ids.equals(model_fact.get_column("model_oid")):
+        uploader_rows = model_fact.select(
+            pl.col("uploader").alias("org"),
+            pl.col("uploader_bucket").alias("bucket"),
+            num.alias("num"),
+            den.alias("den"),
+        )
+    else:
+        uploader_rows = metric.join(
+            model_fact.select("model_oid", "uploader", "uploader_bucket"), on="model_oid"
+        ).select(
+            pl.col("uploader").alias("org"),
+            pl.col("uploader_bucket").alias("bucket"),
+            "num",
+            "den",
+        )
+    origin_ids = model_origin.get_column("model_oid")
+    # Each origin row's model, numbered in order: the metric's row, if the origins are sorted
+    # by model_oid and name exactly the metric's models.
+    starts = origin_ids.ne_missing(origin_ids.shift(1))
+    if in_order and origin_ids.filter(starts).equals(ids):
+        position = starts.cast(pl.UInt32).cum_sum() - 1
+        origin_rows = model_origin.select(
+            pl.col("origin_org").alias("org"),
+            pl.col("origin_bucket").alias("bucket"),
+            (num.gather(position) * pl.col("weight_num")).alias("num"),
+            (den.gather(position) * pl.col("weight_den")).alias("den"),
+        )
+    else:
+        origin_rows = metric.join(model_origin, on="model_oid").select(
+            pl.col("origin_org").alias("org"),
+            pl.col("origin_bucket").alias("bucket"),
+            (pl.col("num") * pl.col("weight_num")).alias("num"),
+            (pl.col("den") * pl.col("weight_den")).alias("den"),
+        )
     return uploader_rows, origin_rows
+
+
+def _strictly_increasing(ids: pl.Series) -> bool:
+    """Whether every id is greater than the one before (sorted, none twice)."""
+    return ids.is_sorted() and not (ids.slice(1) == ids.slice(0, max(ids.len() - 1, 0))).any()
 
 
 def compute_shares(

@@ -15,7 +15,12 @@ from hubshare.storage import DataStore
 from schemas.frames import WIRE_SCHEMA
 from tasks.enrich import MAX_DEPTH, attribute_origin, attribute_uploader, parse_lineage
 from tasks.mapping import load_mapping
-from tasks.shares import compute_all_shares, compute_shares, render_share_table
+from tasks.shares import (
+    compute_all_shares,
+    compute_shares,
+    headline_metric,
+    render_share_table,
+)
 from tasks.snapshot import describe_snapshot, finalise_snapshot, snapshot_key
 from tests.conftest import HAND_MAPPING
 
@@ -80,6 +85,22 @@ def test_hand_fixture_shares_both_views(hand_models, tmp_path):
         assert rows["share"].sum() == pytest.approx(1.0, abs=1e-12)
     cn_origin = countries.filter((pl.col("attribution") == "origin") & (pl.col("bucket") == "CN"))
     assert cn_origin["share"][0] == pytest.approx(2104 / 3010)
+
+
+def test_shares_are_the_same_whatever_order_the_frames_come_in(hand_models, tmp_path):
+    """A run's frames in model order are matched by position, others by joins: both agree
+    (merges included), and so do models the metric does not list."""
+    fact, origin, _ = attribute(hand_models, tmp_path)
+    in_order = compute_shares(fact, origin)
+    shuffled = [frame.sample(fraction=1.0, shuffle=True, seed=3) for frame in (fact, origin)]
+    assert fact["model_oid"].to_list() != shuffled[0]["model_oid"].to_list()
+    for got, expected in zip(compute_shares(*shuffled), in_order, strict=True):
+        assert got.equals(expected)
+    fewer = headline_metric(fact).slice(1)  # a metric without the first model
+    dropped = fact.slice(0, 1).select("model_oid")
+    by_joins = compute_shares(fact.slice(1), origin.join(dropped, on="model_oid", how="anti"))
+    for got, expected in zip(compute_shares(fact, origin, fewer), by_joins, strict=True):
+        assert got.equals(expected)
 
 
 def test_share_table_text_is_canonical(hand_models, tmp_path):
