@@ -166,9 +166,11 @@ def s3_server() -> Iterator[str]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = int(sock.getsockname()[1])
-    moto = Path(sys.executable).parent / "moto_server"
+    # moto with S3's atomic create-if-absent (tests/atomic_moto.py): plain moto let two
+    # racing writers both create one key, once in a CI run of the snapshot race test.
     process = subprocess.Popen(  # noqa: S603 - the test venv's moto
-        [str(moto), "-H", "127.0.0.1", "-p", str(port)],
+        [sys.executable, "-m", "tests.atomic_moto", "-H", "127.0.0.1", "-p", str(port)],
+        cwd=Path(__file__).parent.parent,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
