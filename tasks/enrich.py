@@ -555,13 +555,13 @@ def attribute_origin(
     report.quantized = int((with_base["base_relation"] == "quantized").sum())
     report.merges = int((with_base["base_lower"].list.len() > 1).sum())
     # Every model without a lineage row is its uploader's own: taken in the facts' order.
-    direct = model_fact.filter(
-        ~pl.col("model_oid").is_in(lineage_origin.get_column("model_oid").implode())
-    ).select(
-        "model_oid",
-        pl.col("uploader").alias("origin_org"),
-        pl.lit(1, pl.Int64).alias("weight_num"),
-        pl.lit(1, pl.Int64).alias("weight_den"),
+    # The two columns first, then the filter: filtering the facts first copied all of them.
+    direct = (
+        model_fact.select("model_oid", pl.col("uploader").alias("origin_org"))
+        .filter(~pl.col("model_oid").is_in(lineage.get_column("_id").implode()))
+        .with_columns(
+            pl.lit(1, pl.Int64).alias("weight_num"), pl.lit(1, pl.Int64).alias("weight_den")
+        )
     )
     lineage_origin = lineage_origin.sort("model_oid", "origin_org")
     if direct.get_column("model_oid").is_sorted():
@@ -579,17 +579,22 @@ def attribute_origin(
         how="left",
     ).select("origin_org", pl.col("bucket").fill_null(UNKNOWN).alias("origin_bucket"))
     del orgs
-    origin = (
+    # Only the bucket is joined; the other columns are combined's own beside it (not copied).
+    looked_up = (
         combined.lazy()
+        .select("origin_org")
         .join(bucket_of.lazy(), on="origin_org", how="left", maintain_order="left")
-        .select(
-            "model_oid",
-            "origin_org",
-            pl.col("origin_bucket").fill_null(UNKNOWN),
-            (pl.col("weight_num") / pl.col("weight_den")).alias("weight"),
-            "weight_num",
-            "weight_den",
-        )
+        .select(pl.col("origin_bucket").fill_null(UNKNOWN))
         .collect()
     )
+    looked_up = _chunked_as(looked_up, combined.get_column("model_oid"))
+    origin = pl.concat([combined, looked_up], how="horizontal").select(
+        "model_oid",
+        "origin_org",
+        "origin_bucket",
+        (pl.col("weight_num") / pl.col("weight_den")).alias("weight"),
+        "weight_num",
+        "weight_den",
+    )
+    del combined, looked_up
     return origin.cast(MODEL_ORIGIN_SCHEMA), report
