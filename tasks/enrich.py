@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from fractions import Fraction
-from itertools import accumulate, pairwise
 
 import polars as pl
 
@@ -19,6 +18,7 @@ from schemas.frames import (
     MODEL_ORIGIN_SCHEMA,
     SNAPSHOT_SCHEMA,
 )
+from tasks.chunks import in_chunks_of
 
 #: Declared relations in `base_model:<relation>:<id>` tags.
 RELATIONS = ("adapter", "finetune", "merge", "quantized")
@@ -221,24 +221,11 @@ def attribute_uploader(
         # Only a snapshot that lists a model twice (never a stored one) gets here.
         return _facts_by_joins(snapshot, lineage, buckets)
     renamed = snapshot.select(*_fact_columns())
-    looked_up = _chunked_as(looked_up, renamed.get_column("model_oid"))
+    looked_up = in_chunks_of(looked_up, renamed.get_column("model_oid"))
     fact = pl.concat([renamed, looked_up], how="horizontal").cast(MODEL_FACT_SCHEMA)
     del renamed, looked_up
     # A stored snapshot is sorted by `_id` already: sorting again would copy every fact.
     return fact if fact.get_column("model_oid").is_sorted() else fact.sort("model_oid")
-
-
-def _chunked_as(frame: pl.DataFrame, like: pl.Series) -> pl.DataFrame:
-    """`frame` in chunks of the lengths of `like`'s (the same height). Columns side by side in
-    chunks of other lengths are all copied by the next operation on the frame (at 3M models,
-    the facts' 550 MB copied once more by the cast to their schema)."""
-    frame = frame.rechunk()
-    offsets = [0, *accumulate(like.chunk_lengths())]
-    if len(offsets) <= 2:  # `like` is one chunk (or none), as `frame` now is
-        return frame
-    return pl.concat(
-        [frame.slice(start, end - start) for start, end in pairwise(offsets)], rechunk=False
-    )
 
 
 def _fact_columns() -> list[pl.Expr | str]:
@@ -587,7 +574,7 @@ def attribute_origin(
         .select(pl.col("origin_bucket").fill_null(UNKNOWN))
         .collect()
     )
-    looked_up = _chunked_as(looked_up, combined.get_column("model_oid"))
+    looked_up = in_chunks_of(looked_up, combined.get_column("model_oid"))
     origin = pl.concat([combined, looked_up], how="horizontal").select(
         "model_oid",
         "origin_org",

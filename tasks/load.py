@@ -37,6 +37,7 @@ from hubshare.warehouse import (
     record_next_version,
     replace_model_day,
 )
+from tasks.chunks import in_chunks_of
 from tasks.shares import fold_unknown_orgs
 
 log = logging.getLogger(__name__)
@@ -143,27 +144,43 @@ def model_dimension(fact: pl.DataFrame, origin: pl.DataFrame) -> pl.DataFrame:
         .collect(engine="streaming")
         .to_series()
     )
-    return fact.select(DIMENSION_COLUMNS).with_columns(digest)
+    return pl.concat(
+        [
+            fact.select(DIMENSION_COLUMNS),
+            in_chunks_of(digest.to_frame(), fact.get_column("model_oid")),
+        ],
+        how="horizontal",
+    )
 
 
 def _digest_by_position(
     fact: pl.DataFrame, origin: pl.DataFrame, row_hash: pl.Expr
 ) -> pl.Series | None:
-    """The per-model sum of `row_hash` in fact's row order, without a join: when origin's rows
-    come in runs of one model each, in the order of fact's models (as attribution writes them),
-    the runs are the models. None when they do not, for the join to do it."""
-    oid = origin.get_column("model_oid")
-    starts = (oid != oid.shift(1)).fill_null(value=True)
-    if int(starts.sum()) != fact.height or not oid.filter(starts).equals(fact["model_oid"]):
+    """The per-model sum of `row_hash` in fact's row order, without a join (see
+    `fact_row_of_origin`); None when origin's rows are not in fact's order, for the join to
+    do it."""
+    row = fact_row_of_origin(fact, origin)
+    if row is None:
         return None
     return (
         origin.lazy()
-        .select(starts.cum_sum().alias("run"), row_hash)
+        .select(row.alias("run"), row_hash)
         .group_by("run", maintain_order=True)
         .agg(pl.col("origin_digest").sum())
         .collect()
         .get_column("origin_digest")
     )
+
+
+def fact_row_of_origin(fact: pl.DataFrame, origin: pl.DataFrame) -> pl.Series | None:
+    """Each origin row's row number in fact, without a join: when origin's rows come in runs
+    of one model each, in the order of fact's models (as attribution writes them), the runs
+    are the models. None when they do not."""
+    oid = origin.get_column("model_oid")
+    starts = (oid != oid.shift(1)).fill_null(value=True)
+    if int(starts.sum()) != fact.height or not oid.filter(starts).equals(fact["model_oid"]):
+        return None
+    return starts.cast(pl.UInt32).cum_sum() - 1
 
 
 def facts_sha256(model_day: pl.DataFrame) -> str:
@@ -214,7 +231,9 @@ def store_model_facts(
         .to_series()
         .cast(pl.Int64)
     )
-    dims = dims.with_columns(keys)
+    dims = pl.concat(
+        [dims, in_chunks_of(keys.to_frame(), dims.get_column("model_oid"))], how="horizontal"
+    )
     new = dims if missing.all() else dims.filter(missing)
     del dims
     bulk_insert(
@@ -222,13 +241,19 @@ def store_model_facts(
         TABLES["model_dim"],
         new.select([column.name for column in TABLES["model_dim"].columns]),
     )
-    bulk_insert(
-        connection,
-        TABLES["model_origin"],
-        origin.join(new.select("model_oid", "model_key"), on="model_oid").select(
-            [column.name for column in TABLES["model_origin"].columns]
-        ),
-    )
+    origin_columns = [column.name for column in TABLES["model_origin"].columns]
+    row = fact_row_of_origin(fact, origin)
+    if row is None:
+        new_origin = origin.join(new.select("model_oid", "model_key"), on="model_oid")
+    else:
+        # Each origin row's key by its model's position: no join of 3M ids, no copy of origin.
+        looked_up = pl.DataFrame([keys.gather(row), missing.gather(row).alias("new")])
+        new_origin = pl.concat(
+            [origin, in_chunks_of(looked_up, origin.get_column("model_oid"))], how="horizontal"
+        )
+        new_origin = new_origin if missing.all() else new_origin.filter("new")
+    bulk_insert(connection, TABLES["model_origin"], new_origin.select(origin_columns))
+    del new_origin
     del new
     rows = fact.select(
         pl.lit(day).alias("snapshot_date"),

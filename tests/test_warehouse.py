@@ -173,3 +173,38 @@ def test_a_failed_staged_load_writes_nothing_and_lets_its_stages_go(monkeypatch)
     with engine.connect() as connection:
         attached = [row[1] for row in connection.exec_driver_sql("PRAGMA database_list")]
     assert "main" in attached and not [name for name in attached if "stage" in name]
+
+
+def test_model_facts_in_order_store_what_shuffled_ones_store(tmp_path, hand_models):
+    """A run's origins come in the facts' model order and get their keys by position; in any
+    other order they are joined: two days (the second with one model's content changed, a merge
+    among them) store the same rows either way."""
+    from tasks.load import store_model_facts
+    from tests.test_attribution import attribute
+
+    fact, origin, _ = attribute(hand_models, tmp_path / "one")
+    assert origin["model_oid"].n_unique() < origin.height  # a merge: one model, several rows
+    changed = fact.with_columns(
+        pl.when(pl.int_range(pl.len()) == 2)
+        .then(pl.lit("text-classification"))
+        .otherwise(pl.col("pipeline_tag"))
+        .alias("pipeline_tag")
+    )
+    stored = {}
+    for shuffled in (False, True):
+        engine = warehouse_engine(f"sqlite:///{tmp_path / str(shuffled)}.db")
+        upgrade_warehouse(engine)
+        for day, frame in ((DAY, fact), (DAY + timedelta(days=1), changed)):
+            ordered = origin.sample(fraction=1.0, shuffle=True, seed=5) if shuffled else origin
+            with engine.begin() as connection:
+                store_model_facts(connection, day, frame, ordered)
+        stored[shuffled] = {
+            table: sorted(stored_rows(engine, table), key=str)
+            for table in ("model_dim", "model_origin", "model_day")
+        }
+    assert stored[True] == stored[False]
+    assert [len(rows) for rows in stored[True].values()] == [
+        fact.height + 1,
+        origin.height + origin.filter(pl.col("model_oid") == fact["model_oid"][2]).height,
+        2 * fact.height,
+    ]
