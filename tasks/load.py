@@ -194,6 +194,34 @@ def facts_sha256(model_day: pl.DataFrame) -> str:
     return digest.hexdigest()
 
 
+def _known_keys(dims: pl.DataFrame, known: pl.DataFrame) -> pl.Series:
+    """Each of the day's contents' model_key in `known` (model_dim's keys), null if new; in
+    dims' row order. Joined on the 64-bit digest alone, the model's id then compared, when no
+    digest is known twice: a join on the id and the digest together encodes both keys of every
+    row first (+0.26 GB at 3M models)."""
+    if known.get_column("content_digest").is_duplicated().any():
+        return (
+            dims.lazy()
+            .select("model_oid", "content_digest")
+            .join(
+                known.lazy(), on=["model_oid", "content_digest"], how="left", maintain_order="left"
+            )
+            .select("model_key")
+            .collect(engine="streaming")
+            .to_series()
+        )
+    matched = (
+        dims.lazy()
+        .select("content_digest", pl.col("model_oid").alias("day_oid"))
+        .join(known.lazy(), on="content_digest", how="left", maintain_order="left")
+        # The same digest for another model (a 64-bit collision) is not this content.
+        .select(pl.when(pl.col("model_oid") == pl.col("day_oid")).then(pl.col("model_key")))
+        .collect(engine="streaming")
+        .to_series()
+    )
+    return matched.alias("model_key")
+
+
 def store_model_facts(
     connection: Connection, day: date, fact: pl.DataFrame, origin: pl.DataFrame
 ) -> str:
@@ -203,14 +231,7 @@ def store_model_facts(
     lock_model_dimension(connection)
     dims = model_dimension(fact, origin)  # in fact's row order
     known = model_dimension_keys(connection)
-    found = (
-        dims.lazy()
-        .select("model_oid", "content_digest")
-        .join(known.lazy(), on=["model_oid", "content_digest"], how="left", maintain_order="left")
-        .select("model_key")
-        .collect(engine="streaming")
-        .to_series()
-    )
+    found = _known_keys(dims, known)
     del known
     if found.len() != dims.height:
         raise WarehouseError(

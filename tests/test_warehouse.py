@@ -208,3 +208,49 @@ def test_model_facts_in_order_store_what_shuffled_ones_store(tmp_path, hand_mode
         origin.height + origin.filter(pl.col("model_oid") == fact["model_oid"][2]).height,
         2 * fact.height,
     ]
+
+
+def test_a_known_digest_is_reused_only_for_its_own_model(tmp_path, hand_models):
+    """Keys are found by the 64-bit digest and then the model's id: a row of another model with
+    the same digest (a collision, made here by hand) is never reused, whether that digest is
+    known once or twice; a content stored twice (an edit outside hubshare) stops the load,
+    naming the fix."""
+    from tasks.load import store_model_facts
+    from tests.test_attribution import attribute
+
+    fact, origin, _ = attribute(hand_models, tmp_path / "one")
+    engine = warehouse_engine(f"sqlite:///{tmp_path / 'w.db'}")
+    upgrade_warehouse(engine)
+    n = fact.height
+
+    def store(days: int) -> list[int]:
+        day = DAY + timedelta(days=days)
+        with engine.begin() as connection:
+            store_model_facts(connection, day, fact, origin)
+            rows = connection.exec_driver_sql(
+                "SELECT model_key FROM model_day WHERE snapshot_date = ? ORDER BY model_key",
+                (str(day),),
+            ).fetchall()
+        return [key for (key,) in rows]
+
+    def sql(statement: str, oid: str) -> None:
+        with engine.begin() as connection:
+            connection.exec_driver_sql(statement, {"oid": oid})
+
+    copy = "INSERT INTO model_dim SELECT model_key + {add}, {oid}, content_digest, model_id, " + (
+        "uploader, created_at, last_modified, pipeline_tag, library_name, gated, base_relation, "
+        "base_models, uploader_bucket FROM model_dim WHERE model_oid = :oid"
+    )
+    assert store(0) == list(range(1, n + 1))
+    # The second model's only row now belongs to another model: that content is new again.
+    sql(
+        "UPDATE model_dim SET model_oid = 'eeeeeeeeeeeeeeeeeeeeeeee' WHERE model_oid = :oid",
+        fact["model_oid"][1],
+    )
+    assert store(1) == [1, *range(3, n + 2)]
+    # The first model's digest, known twice: once for it, once for another model.
+    sql(copy.format(add=100, oid="'ffffffffffffffffffffffff'"), fact["model_oid"][0])
+    assert store(2) == [1, *range(3, n + 2)]
+    sql(copy.format(add=200, oid=":oid"), fact["model_oid"][0])  # its content, stored twice
+    with pytest.raises(WarehouseError, match="delete the duplicate with the higher model_key"):
+        store(3)
