@@ -18,7 +18,7 @@ from schemas.frames import (
     MODEL_ORIGIN_SCHEMA,
     SNAPSHOT_SCHEMA,
 )
-from tasks.chunks import in_chunks_of
+from tasks.alignment import in_chunks_of
 
 #: Declared relations in `base_model:<relation>:<id>` tags.
 RELATIONS = ("adapter", "finetune", "merge", "quantized")

@@ -21,6 +21,7 @@ import polars as pl
 from hubshare.errors import UnstorableDataError
 from hubshare.provenance import sha256_bytes
 from schemas.frames import CONCENTRATION_SCHEMA, COUNTRY_SHARE_SCHEMA, ORG_SHARE_SCHEMA
+from tasks.alignment import model_row_of
 from tasks.windows import COHORTS, HEADLINE, STANDARD_WINDOWS, Definition, model_metric
 
 #: The metric of the daily headline: the Hub's trailing-30-day counter at the snapshot.
@@ -118,12 +119,10 @@ def attribution_rows(
             "num",
             "den",
         )
-    origin_ids = model_origin.get_column("model_oid")
-    # Each origin row's model, numbered in order: the metric's row, if the origins are sorted
-    # by model_oid and name exactly the metric's models.
-    starts = origin_ids.ne_missing(origin_ids.shift(1))
-    if in_order and origin_ids.filter(starts).equals(ids):
-        position = starts.cast(pl.UInt32).cum_sum() - 1
+    # Each origin row's model by position: the metric's row, if the origins name exactly the
+    # metric's models, in its order.
+    position = model_row_of(model_origin.get_column("model_oid"), ids) if in_order else None
+    if position is not None:
         origin_rows = model_origin.select(
             pl.col("origin_org").alias("org"),
             pl.col("origin_bucket").alias("bucket"),

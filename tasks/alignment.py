@@ -1,4 +1,8 @@
-"""Columns set beside a frame's own in the same chunks.
+"""A run's frames lined up by position instead of joined on 3M ids.
+
+A run's model frames (snapshot, facts, origins, metrics) list the same models in model_oid
+order, so a model's row in one is found by position in another (`model_row_of`); a join would
+hash every id and copy the rows it matches, the frames' largest cost at Hub scale.
 
 polars keeps a frame's columns in chunks; a column computed apart (a join's or a streaming
 query's result) usually comes in chunks of other lengths. Put beside the frame's columns as it
@@ -23,3 +27,13 @@ def in_chunks_of(frame: pl.DataFrame, like: pl.Series) -> pl.DataFrame:
     return pl.concat(
         [frame.slice(start, end - start) for start, end in pairwise(offsets)], rechunk=False
     )
+
+
+def model_row_of(ids: pl.Series, models: pl.Series) -> pl.Series | None:
+    """Each of `ids`' row in `models`, without a join: when `ids` come in runs of one model
+    each, in the order of `models` (as attribution writes origins beside facts), the runs are
+    the models. None when they do not, for a join to do it."""
+    starts = ids.ne_missing(ids.shift(1))
+    if not ids.filter(starts).equals(models):
+        return None
+    return starts.cast(pl.UInt32).cum_sum() - 1
