@@ -9,7 +9,8 @@
    the same stored snapshot.
 2. The crawl's own time unchanged: whole `hubshare run` processes (fresh data dir and SQLite
    warehouse each) with lookups off (budget 0) and on (the default 2000), alternating; their
-   `crawl` and `accounts` stage seconds, from the run's own `Stages:` line.
+   `crawl` and `accounts` stage seconds, from the run's own `Stages:` line. They share one
+   temporary Prefect server, started here.
 
 Prints both as markdown tables (benchmarks/README.md).
 """
@@ -26,6 +27,8 @@ import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+
+from hubshare.temporary_server import serving_several_commands
 
 HERE = Path(__file__).resolve().parent
 PROJECT = HERE.parent
@@ -51,9 +54,10 @@ def serve_long_tail(n_models: int, seed: int) -> tuple[subprocess.Popen[str], st
     raise SystemExit("the fake Hub did not start")
 
 
-def hubshare_run(url: str, data_dir: Path, budget: int) -> dict[str, float]:
+def hubshare_run(url: str, data_dir: Path, budget: int, api_url: str) -> dict[str, float]:
     """One whole `hubshare run` of today: its crawl and accounts stage seconds."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")} | {
+        "PREFECT_API_URL": api_url,
         "HF_ENDPOINT": url,
         "HF_TOKEN": "",
         "HUBSHARE_DATA_DIR": str(data_dir),
@@ -106,12 +110,12 @@ def main() -> None:
     args = parser.parse_args()
     hub, url = serve_long_tail(args.models, args.seed)
     try:
-        with tempfile.TemporaryDirectory() as tmp:
+        with tempfile.TemporaryDirectory() as tmp, serving_several_commands() as api_url:
             folder = Path(tmp)
             crawl_rows = []
             for index in range(args.runs):
                 for budget in (0, 2000):
-                    stages = hubshare_run(url, folder / f"run-{budget}-{index}", budget)
+                    stages = hubshare_run(url, folder / f"run-{budget}-{index}", budget, api_url)
                     crawl_rows.append((budget, stages))
             rows = time_lookups(url, folder / "run-0-0", args.budgets)
     finally:

@@ -12,6 +12,7 @@ indexes after each:
 3. the next day again (version 2): identical per-model facts, so no model rows.
 SQLite sizes come from `dbstat`, PostgreSQL's from `pg_total_relation_size` (the database must
 be empty: it becomes the run's warehouse); model_day's monthly partitions count as model_day.
+The runs share one temporary Prefect server, started here (sizes are measured, not times).
 
 Only the per-model tables grow with the Hub; the others grow with the runs and the mapping (one
 org_share row per organisation with a country, definition, cohort and view). The last line
@@ -35,6 +36,7 @@ from bench_pipeline import synthetic_models
 
 from hubshare.cli import DEMO_DATE, DEMO_SAMPLE
 from hubshare.fakehub import FakeHub, load_models
+from hubshare.temporary_server import serving_several_commands
 
 PROJECT = Path(__file__).resolve().parent.parent
 NEXT_DAY = DEMO_DATE + timedelta(days=1)
@@ -42,9 +44,10 @@ PER_MODEL_TABLES = ("model_dim", "model_day", "model_origin")
 HUB_SIZE = 3_000_000
 
 
-def publish(warehouse_url: str, data_dir: Path, hub_url: str, day: object) -> None:
+def publish(warehouse_url: str, data_dir: Path, hub_url: str, day: object, api_url: str) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
     env |= {
+        "PREFECT_API_URL": api_url,
         "HF_ENDPOINT": hub_url,
         "HF_TOKEN": "",
         "HUBSHARE_DATA_DIR": str(data_dir),
@@ -118,13 +121,14 @@ def measure(
     sizes: Callable[[], dict[str, int]],
     data_dir: Path,
     hubs: tuple[FakeHub, FakeHub],
+    api_url: str,
 ) -> None:
     first, later = hubs
-    publish(warehouse_url, data_dir, first.url, DEMO_DATE)
+    publish(warehouse_url, data_dir, first.url, DEMO_DATE, api_url)
     day1 = sizes()
-    publish(warehouse_url, data_dir, later.url, NEXT_DAY)
+    publish(warehouse_url, data_dir, later.url, NEXT_DAY, api_url)
     day2 = sizes()
-    publish(warehouse_url, data_dir, later.url, NEXT_DAY)
+    publish(warehouse_url, data_dir, later.url, NEXT_DAY, api_url)
     rerun = sizes()
     steps = {
         f"first day ({len(first.models):,} models)": (day1, len(first.models)),
@@ -168,6 +172,7 @@ def main() -> None:
         tempfile.TemporaryDirectory() as tmp,
         FakeHub(models) as first,
         FakeHub(next_day_models(models, args.churn)) as later,
+        serving_several_commands() as api_url,
     ):
         db = Path(tmp) / "warehouse.db"
         measure(
@@ -176,11 +181,17 @@ def main() -> None:
             lambda: sqlite_sizes(db),
             Path(tmp) / "sqlite",
             (first, later),
+            api_url,
         )
         if args.postgres:
             url = args.postgres
             measure(
-                "PostgreSQL", url, lambda: postgres_sizes(url), Path(tmp) / "pg", (first, later)
+                "PostgreSQL",
+                url,
+                lambda: postgres_sizes(url),
+                Path(tmp) / "pg",
+                (first, later),
+                api_url,
             )
 
 

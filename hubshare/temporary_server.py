@@ -169,6 +169,19 @@ def start_temporary_server(timeout: float = 120) -> TemporaryServer:
     return TemporaryServer(process, port, log, timeout)
 
 
+@contextmanager
+def serving_several_commands(timeout: float = 120) -> Iterator[str]:
+    """A temporary server for several `hubshare` commands in turn, its API URL for their
+    PREFECT_API_URL: each would otherwise start and stop its own, several CPU seconds each (the
+    benchmarks that measure sizes or stage times, not whole processes)."""
+    server = start_temporary_server(timeout)
+    try:
+        server.wait_until_healthy()
+        yield server.api_url
+    finally:
+        server.stop()
+
+
 #: A server started by `start_early`, for `prefect_api` to use.
 _EARLY: list[TemporaryServer] = []
 
