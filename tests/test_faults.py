@@ -297,6 +297,21 @@ def wait_for_page(child: subprocess.Popen[str], pages: Path, number: int) -> Non
         time.sleep(0.05)
 
 
+def wait_for_task_runs(flow_run_id: UUID, names: set[str]) -> None:
+    """Until the Prefect API shows a task run of each name in `names` for the flow run."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    only = FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
+    deadline = time.monotonic() + 120
+    with get_client(sync_client=True) as client:
+        while not names <= {
+            run.name.rsplit("-", 1)[0] for run in client.read_task_runs(flow_run_filter=only)
+        }:
+            assert time.monotonic() < deadline, f"Prefect never showed {names} of {flow_run_id}"
+            time.sleep(0.05)
+
+
 def descendants(pid: int) -> list[int]:
     found = []
     for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
@@ -340,6 +355,10 @@ def test_a_killed_run_is_settled_by_the_next_run(env, warehouse_url, hand_models
     with FakeHub(hand_models, faults=[Fault(3, "slow", delay=60)], port=port) as hub:
         child = start_run({"HF_ENDPOINT": hub.url, "PREFECT_API_URL": str(PREFECT_API_URL.value())})
         wait_for_page(child, pages, 2)
+        # Killed once Prefect shows its task runs: the server records them from the run's
+        # events, asynchronously, and a busy one can lag the crawl by seconds.
+        [running] = [folder.name for folder in (env / "runs").iterdir()]
+        wait_for_task_runs(UUID(running), {"settle-abandoned-runs", "extract-snapshot"})
         child.send_signal(signal.SIGKILL)
         child.wait(timeout=30)
     [killed] = [folder.name for folder in (env / "runs").iterdir()]
