@@ -139,22 +139,48 @@ def write_frames(connection: Connection, version: int) -> None:
 
 def test_a_staged_sqlite_load_stores_what_executemany_stores(tmp_path, monkeypatch):
     stored = {}
-    for staged in (False, True):
-        monkeypatch.setattr(warehouse, "STAGE_MIN_ROWS", 1 if staged else 10**9)
-        name = "staged" if staged else "executemany"
+    # Through executemany, a stage of each frame, and each frame's rows in two stages.
+    for name, min_rows, split_rows in (
+        ("executemany", 10**9, 10**9),
+        ("staged", 1, 10**9),
+        ("split", 1, 1),
+    ):
+        monkeypatch.setattr(warehouse, "STAGE_MIN_ROWS", min_rows)
+        monkeypatch.setattr(warehouse, "STAGE_SPLIT_MIN_ROWS", split_rows)
         engine = warehouse_engine(f"sqlite:///{tmp_path / name}.db")
         upgrade_warehouse(engine)
         record_next_version(engine, "run-1", DAY, "published", write_frames, failure="loading")
-        stored[staged] = {table: stored_rows(engine, table) for table in FRAMES}
-    assert stored[True] == stored[False]
-    assert [len(rows) for rows in stored[True].values()] == [3, 4, 3]
+        stored[name] = {table: stored_rows(engine, table) for table in FRAMES}
+    assert stored["staged"] == stored["executemany"] == stored["split"]
+    assert [len(rows) for rows in stored["split"].values()] == [3, 4, 3]
     assert not [path for path in tmp_path.iterdir() if "hubshare-stage" in path.name]
+
+
+def test_stages_are_split_only_into_as_many_files_as_sqlite_can_still_attach(tmp_path, monkeypatch):
+    """A transaction's stages stay attached until it ends, and SQLite attaches at most 10: a
+    frame staged when fewer than `STAGE_PARTS` can still be attached goes into fewer files."""
+    monkeypatch.setattr(warehouse, "STAGE_MIN_ROWS", 1)
+    monkeypatch.setattr(warehouse, "STAGE_SPLIT_MIN_ROWS", 1)
+    monkeypatch.setattr(warehouse, "STAGE_PARTS", 3)
+    days = [DAY + timedelta(days=n) for n in range(4)]  # 3 + 3 + 3 stages, then 1 is left
+
+    def write_days(connection: Connection, version: int) -> None:
+        for day in days:
+            bulk_insert(connection, MODEL_DAY, MODEL_DAY_ROWS.with_columns(snapshot_date=day))
+
+    engine = warehouse_engine(f"sqlite:///{tmp_path / 'w.db'}")
+    upgrade_warehouse(engine)
+    record_next_version(engine, "run-1", DAY, "published", write_days, failure="loading")
+    stored = stored_rows(engine, "model_day")
+    assert len(stored) == 12
+    assert sorted({row[0] for row in stored}) == [str(day) for day in days]
 
 
 def test_a_failed_staged_load_writes_nothing_and_lets_its_stages_go(monkeypatch):
     """A load that fails after its staged rows went in rolls all of them back, says why, and
     detaches its stages from a connection the pool keeps."""
     monkeypatch.setattr(warehouse, "STAGE_MIN_ROWS", 1)
+    monkeypatch.setattr(warehouse, "STAGE_SPLIT_MIN_ROWS", 1)  # each frame in two stages
     engine = create_engine("sqlite://")  # one pooled connection, kept between loads
     upgrade_warehouse(engine)
 
