@@ -16,8 +16,9 @@ import os
 import sqlite3
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import cache
@@ -603,7 +604,7 @@ LOAD_ERRORS: tuple[type[Exception], ...] = (
     OSError,  # the stage file of a SQLite load (a full disk)
 )
 
-#: SQLite: frames of at least this many rows are staged (`_stage`) and copied in one statement;
+#: SQLite: frames of at least this many rows are staged (`_stages`) and copied in one statement;
 #: smaller ones go through the driver's executemany.
 STAGE_MIN_ROWS = 20_000
 
@@ -631,32 +632,46 @@ _DATE_LOCK = 0x4855_0000_0000
 
 def bulk_insert(connection: Connection, table: Table, frame: pl.DataFrame) -> None:
     """Insert a frame inside the caller's transaction, through the driver's bulk path."""
-    if frame.is_empty():
-        return
-    columns = frame.columns
-    names = ", ".join(columns)
+    bulk_insert_in_turn(connection, [(table, frame)])
+
+
+def bulk_insert_in_turn(
+    connection: Connection, loads: Sequence[tuple[Table, pl.DataFrame]]
+) -> None:
+    """`bulk_insert` of each (table, frame), in turn, inside the caller's transaction. On SQLite
+    the stages of every large frame are written from the start (`_stages`), so that each is
+    written while the ones before it are copied in."""
+    loads = [(table, frame) for table, frame in loads if not frame.is_empty()]
     raw: Any = connection.connection.driver_connection
     if connection.dialect.name == "postgresql":
-        # CSV written by polars (in Rust) and parsed by the server: about 3x faster than
-        # COPY's row-by-row writer. An unquoted empty field is NULL, a quoted one "" is ''.
-        statement = f"COPY {table.name} ({names}) FROM STDIN (FORMAT csv)"
-        with raw.cursor() as cursor, cursor.copy(statement) as copy:
-            for chunk in frame.iter_slices(COPY_CHUNK_ROWS):
-                copy.write(chunk.write_csv(include_header=False))
-    elif connection.dialect.name == "sqlite":
-        if frame.height >= STAGE_MIN_ROWS:
-            # The rows go to a stage file from Arrow (in C, no Python object per value), then
-            # into the table in one statement of this transaction: about twice as fast.
-            for stage in _stage(connection, frame):  # the frame's parts, in its row order
-                raw.execute(
-                    f"INSERT INTO main.{table.name} ({names}) SELECT {names} FROM {stage}.stage"
-                )
-            return
-        insert = table.insert().compile(connection, column_keys=columns)
-        positions = insert.positiontup or []  # the order of its `?` placeholders
-        raw.cursor().executemany(str(insert), _sqlite_values(frame.select(positions)).iter_rows())
-    else:  # any other SQLAlchemy dialect: Core executemany
-        connection.execute(table.insert(), frame.to_dicts())
+        for table, frame in loads:
+            # CSV written by polars (in Rust) and parsed by the server: about 3x faster than
+            # COPY's row-by-row writer. An unquoted empty field is NULL, a quoted one "" is ''.
+            statement = f"COPY {table.name} ({', '.join(frame.columns)}) FROM STDIN (FORMAT csv)"
+            with raw.cursor() as cursor, cursor.copy(statement) as copy:
+                for chunk in frame.iter_slices(COPY_CHUNK_ROWS):
+                    copy.write(chunk.write_csv(include_header=False))
+        return
+    if connection.dialect.name != "sqlite":  # any other SQLAlchemy dialect: Core executemany
+        for table, frame in loads:
+            connection.execute(table.insert(), frame.to_dicts())
+        return
+    # Large frames go to stage files from Arrow (in C, no Python object per value), then into
+    # their table in one statement each of this transaction: about twice as fast.
+    staged = [frame for _, frame in loads if frame.height >= STAGE_MIN_ROWS]
+    with _stages(connection, staged) as next_stages:
+        for table, frame in loads:
+            names = ", ".join(frame.columns)
+            if frame.height >= STAGE_MIN_ROWS:
+                for stage in next_stages():  # the frame's parts, in its row order
+                    raw.execute(
+                        f"INSERT INTO main.{table.name} ({names}) SELECT {names} FROM {stage}.stage"
+                    )
+                continue
+            insert = table.insert().compile(connection, column_keys=frame.columns)
+            positions = insert.positiontup or []  # the order of its `?` placeholders
+            values = _sqlite_values(frame.select(positions)).iter_rows()
+            raw.cursor().executemany(str(insert), values)
 
 
 def _sqlite_values(frame: pl.DataFrame) -> pl.DataFrame:
@@ -668,13 +683,20 @@ def _sqlite_values(frame: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def _stage(connection: Connection, frame: pl.DataFrame) -> list[str]:
-    """Write `frame` (`_sqlite_values`, a batch at a time) to table `stage` of new files, one
-    per consecutive part of its rows, through ADBC's SQLite driver, the parts at once on their
-    own threads (its inserts release the GIL), and attach them to `connection`: the schema names
-    to read them by, in row order. A stage is a scratch copy (no journal, no sync) whose file is
-    gone once it is detached (`detach_stages`); nothing of the warehouse is written until the
-    caller copies it in."""
+@contextmanager
+def _stages(
+    connection: Connection, frames: Sequence[pl.DataFrame]
+) -> Iterator[Callable[[], list[str]]]:
+    """Start writing each of `frames` (`_sqlite_values`, a batch at a time) to table `stage` of
+    new files, one per consecutive part of its rows, through ADBC's SQLite driver on
+    STAGE_PARTS threads (its inserts release the GIL), all in the frames' order. Yields a
+    function giving the next frame's parts once they are written and attached to `connection`:
+    the schema names to read them by, in row order. A stage is a scratch copy (no journal, no
+    sync) whose file is gone once it is detached (`detach_stages`); nothing of the warehouse is
+    written until the caller copies it in."""
+    if not frames:
+        yield lambda: []
+        return
     # Imported here, when a load first needs it: pyarrow's import is not for every command.
     import adbc_driver_manager
 
@@ -682,32 +704,58 @@ def _stage(connection: Connection, frame: pl.DataFrame) -> list[str]:
     attached = {row[1] for row in raw.execute("PRAGMA database_list")}
     free = (f"{_STAGE_ALIAS}{n}" for n in itertools.count() if f"{_STAGE_ALIAS}{n}" not in attached)
     # Split only what is worth it, and never into more files than can still be attached (main
-    # and temp do not count): a part that cannot be attached would fail the load.
+    # and temp do not count), keeping one for each frame after: a part that cannot be attached
+    # would fail the load.
     slots = raw.getlimit(sqlite3.SQLITE_LIMIT_ATTACHED) - len(attached - {"main", "temp"})
-    split = STAGE_PARTS if frame.height >= STAGE_SPLIT_MIN_ROWS else 1
-    part_rows = -(-frame.height // max(1, min(split, slots)))
-    parts = [frame.slice(start, part_rows) for start in range(0, frame.height, part_rows)]
+    plans = []
+    for index, frame in enumerate(frames):
+        split = STAGE_PARTS if frame.height >= STAGE_SPLIT_MIN_ROWS else 1
+        count = max(1, min(split, slots - (len(frames) - index - 1)))
+        slots -= count
+        part_rows = -(-frame.height // count)
+        plans.append([frame.slice(start, part_rows) for start in range(0, frame.height, part_rows)])
     database = connection.engine.url.database
     on_disk = database not in (None, "", ":memory:") and not str(database).startswith("file:")
     folder = Path(str(database)).resolve().parent if on_disk else None
-    with tempfile.TemporaryDirectory(prefix=".hubshare-stage-", dir=folder) as scratch:
-        paths = [str(Path(scratch) / f"stage-{n}.sqlite") for n in range(len(parts))]
+    with (
+        tempfile.TemporaryDirectory(prefix=".hubshare-stage-", dir=folder) as scratch,
+        ThreadPoolExecutor(STAGE_PARTS, thread_name_prefix="stage") as pool,
+    ):
+        numbers = itertools.count()
+        jobs = []  # per frame: (file, its writing) of each part
+        for parts in plans:
+            files = [str(Path(scratch) / f"stage-{next(numbers)}.sqlite") for _ in parts]
+            jobs.append(
+                [
+                    (path, pool.submit(_write_stage, path, part))
+                    for path, part in zip(files, parts, strict=True)
+                ]
+            )
+        written = iter(jobs)
+
+        def next_stages() -> list[str]:
+            aliases = []
+            for path, job in next(written):
+                try:
+                    job.result()
+                except adbc_driver_manager.Error as err:  # as the warehouse's driver says it
+                    raise sqlite3.OperationalError(f"staging rows: {first_line(err)}") from None
+                alias = next(free)
+                # SQLite holds the file open from here: removing it leaves it readable until
+                # detached.
+                raw.execute(f"ATTACH DATABASE ? AS {alias}", (path,))
+                aliases.append(alias)
+            return aliases
+
         try:
-            with ThreadPoolExecutor(len(parts), thread_name_prefix="stage") as pool:
-                jobs = [pool.submit(_write_stage, *job) for job in zip(paths, parts, strict=True)]
-                for written in jobs:
-                    written.result()
-        except adbc_driver_manager.Error as err:  # as the warehouse's own driver would say it
-            raise sqlite3.OperationalError(f"staging rows: {first_line(err)}") from None
-        aliases = [next(free) for _ in paths]
-        # SQLite holds a file open from here: removing it leaves it readable until detached.
-        for alias, path in zip(aliases, paths, strict=True):
-            raw.execute(f"ATTACH DATABASE ? AS {alias}", (path,))
-    return aliases
+            yield next_stages
+        except BaseException:
+            pool.shutdown(cancel_futures=True)  # no more stages for a load that failed
+            raise
 
 
 def _write_stage(path: str, frame: pl.DataFrame) -> None:
-    """`frame` as table `stage` of a new SQLite file at `path` (see `_stage`)."""
+    """`frame` as table `stage` of a new SQLite file at `path` (see `_stages`)."""
     import adbc_driver_sqlite.dbapi
 
     with (
@@ -726,7 +774,7 @@ def _write_stage(path: str, frame: pl.DataFrame) -> None:
 
 
 def detach_stages(connection: Connection) -> None:
-    """Detach the stages a load attached (`_stage`), once its transaction has ended."""
+    """Detach the stages a load attached (`_stages`), once its transaction has ended."""
     if connection.dialect.name != "sqlite" or connection.invalidated:
         return
     raw: Any = connection.connection.driver_connection
@@ -781,11 +829,11 @@ def published_facts_sha256(connection: Connection, day: date) -> str | None:
     return found
 
 
-def replace_model_day(connection: Connection, day: date, rows: pl.DataFrame) -> None:
-    """The per-model facts of `day`: its model_day rows, replaced by `rows`."""
+def clear_model_day(connection: Connection, day: date) -> None:
+    """Delete the per-model facts of `day` (its model_day rows), for new ones to be inserted; on
+    PostgreSQL, create the partition of its month if there is none yet."""
     connection.execute(MODEL_DAY.delete().where(MODEL_DAY.c.snapshot_date == day))
     _ensure_month_partition(connection, day)
-    bulk_insert(connection, MODEL_DAY, rows)
 
 
 def _ensure_month_partition(connection: Connection, day: date) -> None:

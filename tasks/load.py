@@ -28,6 +28,8 @@ from hubshare.warehouse import (
     REVIEW_QUEUE,
     TABLES,
     bulk_insert,
+    bulk_insert_in_turn,
+    clear_model_day,
     insert_run,
     lock_model_dimension,
     model_dimension_keys,
@@ -35,7 +37,6 @@ from hubshare.warehouse import (
     publish,
     published_facts_sha256,
     record_next_version,
-    replace_model_day,
 )
 from tasks.alignment import in_chunks_of, model_row_of
 from tasks.shares import fold_unknown_orgs
@@ -245,11 +246,6 @@ def store_model_facts(
     )
     new = dims if missing.all() else dims.filter(missing)
     del dims
-    bulk_insert(
-        connection,
-        TABLES["model_dim"],
-        new.select([column.name for column in TABLES["model_dim"].columns]),
-    )
     origin_columns = [column.name for column in TABLES["model_origin"].columns]
     row = model_row_of(origin.get_column("model_oid"), fact.get_column("model_oid"))
     if row is None:
@@ -261,9 +257,6 @@ def store_model_facts(
             [origin, in_chunks_of(looked_up, origin.get_column("model_oid"))], how="horizontal"
         )
         new_origin = new_origin if missing.all() else new_origin.filter("new")
-    bulk_insert(connection, TABLES["model_origin"], new_origin.select(origin_columns))
-    del new_origin
-    del new
     rows = fact.select(
         pl.lit(day).alias("snapshot_date"),
         keys,
@@ -272,10 +265,18 @@ def store_model_facts(
         "likes",
     ).sort("model_key")
     digest = facts_sha256(rows)
+    loads = [
+        (TABLES["model_dim"], new.select([column.name for column in TABLES["model_dim"].columns])),
+        (TABLES["model_origin"], new_origin.select(origin_columns)),
+    ]
+    del new, new_origin
     if published_facts_sha256(connection, day) == digest:
         log.info("The per-model facts of %s are already stored: none written", day)
-        return digest
-    replace_model_day(connection, day, rows)
+    else:
+        clear_model_day(connection, day)
+        loads.append((TABLES["model_day"], rows))
+    # In one go: on SQLite each table's rows are staged while the one before is copied in.
+    bulk_insert_in_turn(connection, loads)
     return digest
 
 
