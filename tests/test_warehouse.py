@@ -18,6 +18,7 @@ from hubshare.warehouse import (
     MODEL_DAY,
     TABLES,
     bulk_insert,
+    bulk_insert_in_turn,
     previous_published_date,
     previous_row_count,
     record_next_version,
@@ -133,8 +134,7 @@ def stored_rows(engine: Engine, table: str) -> list[tuple[object, ...]]:
 
 
 def write_frames(connection: Connection, version: int) -> None:
-    for name, frame in FRAMES.items():
-        bulk_insert(connection, TABLES[name], frame)
+    bulk_insert_in_turn(connection, [(TABLES[name], frame) for name, frame in FRAMES.items()])
 
 
 def test_a_staged_sqlite_load_stores_what_executemany_stores(tmp_path, monkeypatch):
@@ -162,7 +162,7 @@ def test_stages_are_split_only_into_as_many_files_as_sqlite_can_still_attach(tmp
     monkeypatch.setattr(warehouse, "STAGE_MIN_ROWS", 1)
     monkeypatch.setattr(warehouse, "STAGE_SPLIT_MIN_ROWS", 1)
     monkeypatch.setattr(warehouse, "STAGE_PARTS", 3)
-    days = [DAY + timedelta(days=n) for n in range(4)]  # 3 + 3 + 3 stages, then 1 is left
+    days = [DAY + timedelta(days=n) for n in range(4)]  # 3 stages a day would need 12
 
     def write_days(connection: Connection, version: int) -> None:
         for day in days:
@@ -188,11 +188,15 @@ def test_a_failed_staged_load_writes_nothing_and_lets_its_stages_go(monkeypatch)
         write_frames(connection, version)
         bulk_insert(connection, MODEL_DAY, MODEL_DAY_ROWS)
 
+    def write_twice_in_one_go(connection: Connection, version: int) -> None:
+        loads = [(TABLES[name], frame) for name, frame in FRAMES.items()]
+        bulk_insert_in_turn(connection, [*loads, (MODEL_DAY, MODEL_DAY_ROWS)])
+
     for attempt in range(12):  # more than SQLite's 10 attached databases
+        # The day's rows twice: the second copy fails after the others went in.
+        write = write_twice if attempt % 2 else write_twice_in_one_go
         with pytest.raises(WarehouseError, match=r"loading failed.*UNIQUE constraint failed"):
-            record_next_version(
-                engine, f"r{attempt}", DAY, "published", write_twice, "loading failed"
-            )
+            record_next_version(engine, f"r{attempt}", DAY, "published", write, "loading failed")
     assert all(stored_rows(engine, name) == [] for name in FRAMES)
     record_next_version(engine, "run-1", DAY, "published", write_frames, failure="loading")
     assert len(stored_rows(engine, "model_origin")) == 4
