@@ -1,11 +1,14 @@
 """Shared fixtures: isolated settings per test, the fake Hub, one Prefect harness per session,
-and a throw-away PostgreSQL database when the server on 127.0.0.1:5432 is there."""
+new Prefect homes with a ready database, and a throw-away PostgreSQL database when the server on
+127.0.0.1:5432 is there."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -107,12 +110,60 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture(scope="session")
-def prefect_harness() -> Iterator[None]:
-    from prefect.testing.utilities import prefect_test_harness
+def prefect_database(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Path:
+    """A Prefect database with Prefect's migrations applied, made once per test session (by the
+    first pytest-xdist worker to ask; the others wait for it). A Prefect server on a new home
+    would apply them itself: about 4 CPU s each, for some 18 servers a run. Copied into each new
+    home (`prefect_home`, `prefect_harness`); test_package's demo still starts on an empty one."""
+    from filelock import FileLock
 
-    # A hang guard: each parallel worker starts its own, maybe while others start servers too.
-    with prefect_test_harness(server_startup_timeout=300):
-        yield
+    # The directory every worker of this session shares (pytest-xdist's documented recipe).
+    shared = tmp_path_factory.getbasetemp()
+    if worker_id != "master":
+        shared = shared.parent
+    database = shared / "prefect-database" / "prefect.db"
+    with FileLock(shared / "prefect-database.lock"):
+        if not database.exists():
+            building = shared / "prefect-database.building"
+            env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+            subprocess.run(  # noqa: S603 - the test venv's prefect
+                [str(Path(sys.executable).parent / "prefect"), "server", "database", "upgrade",
+                 "-y"],
+                env=env | {"PREFECT_HOME": str(building)},
+                capture_output=True,
+                timeout=300,
+                check=True,
+            )  # fmt: skip
+            building.rename(database.parent)
+    return database
+
+
+@pytest.fixture
+def prefect_home(tmp_path: Path, prefect_database: Path) -> Path:
+    """A new PREFECT_HOME whose database is ready: what a server started on it serves is what it
+    would serve on an empty home, without applying the migrations first."""
+    home = tmp_path / "prefect-home"
+    home.mkdir()
+    shutil.copyfile(prefect_database, home / "prefect.db")
+    return home
+
+
+@pytest.fixture(scope="session")
+def prefect_harness(prefect_database: Path) -> Iterator[None]:
+    import prefect.testing.utilities as harness
+    from prefect.settings import PREFECT_SERVER_DATABASE_CONNECTION_URL
+
+    directory = tempfile.mkdtemp()
+    shutil.copyfile(prefect_database, Path(directory) / "prefect-test.db")
+    with pytest.MonkeyPatch.context() as patch:
+        # The harness puts its database in a directory of its own making: this one holds it
+        # ready (`prefect_database`). Checked below, so a change in Prefect is seen, not hidden.
+        patch.setattr(harness, "mkdtemp", lambda: directory)
+        # A hang guard: each parallel worker starts its own, maybe while others start servers.
+        with harness.prefect_test_harness(server_startup_timeout=300):
+            url = str(PREFECT_SERVER_DATABASE_CONNECTION_URL.value())
+            assert url.endswith(f"{directory}/prefect-test.db"), url
+            yield
 
 
 def _pg_admin() -> Any:

@@ -43,10 +43,10 @@ def test_the_stage_benchmark_runs(tmp_path):
 
 
 @pytest.mark.flow
-def test_the_side_by_side_benchmark_runs(tmp_path):
+def test_the_side_by_side_benchmark_runs(prefect_home):
     # A way that hangs is killed and named (with its stderr's last lines), not waited for.
     out = bench(
-        "bench_side_by_side.py", "--models", "2000", "--timeout", "240", prefect_home=tmp_path
+        "bench_side_by_side.py", "--models", "2000", "--timeout", "240", prefect_home=prefect_home
     )
     [row] = [line for line in out.splitlines() if line.startswith("| 2,000 |")]
     assert row.count(" GB") == 3  # floor, naive, hubshare: each measured as a whole process
@@ -66,8 +66,8 @@ def test_the_side_by_side_benchmark_runs_chosen_ways_only(tmp_path):
 
 
 @pytest.mark.flow
-def test_the_warehouse_size_benchmark_runs(tmp_path, postgres_url):
-    out = bench("bench_warehouse_bytes.py", "--postgres", postgres_url, prefect_home=tmp_path)
+def test_the_warehouse_size_benchmark_runs(prefect_home, postgres_url):
+    out = bench("bench_warehouse_bytes.py", "--postgres", postgres_url, prefect_home=prefect_home)
     for backend in ("SQLite", "PostgreSQL"):
         assert f"\n{backend}: bytes per model-day" in out
     # Each backend's row of model_day: the first and next day store facts, the identical
@@ -79,8 +79,8 @@ def test_the_warehouse_size_benchmark_runs(tmp_path, postgres_url):
 
 
 @pytest.mark.flow
-def test_the_warehouse_size_benchmark_runs_on_generated_models(tmp_path):
-    out = bench("bench_warehouse_bytes.py", "--models", "2000", prefect_home=tmp_path)
+def test_the_warehouse_size_benchmark_runs_on_generated_models(prefect_home):
+    out = bench("bench_warehouse_bytes.py", "--models", "2000", prefect_home=prefect_home)
     assert "first day (2,000 models)" in out and "next day (2,040 models)" in out
     assert "\nSQLite next day: " in out and "3,000,000-model day" in out
 
@@ -113,12 +113,12 @@ def test_the_object_store_reads_benchmark_runs(tmp_path):
 
 
 @pytest.mark.flow
-def test_the_lookups_benchmark_runs(tmp_path):
+def test_the_lookups_benchmark_runs(prefect_home):
     """benchmarks/README.md's lookup cost (tiny): a row per budget, the requests it made, and
     whole runs with lookups off and on, each with its crawl and accounts stage seconds."""
     out = bench(
         "bench_lookups.py", "--models", "3000", "--budgets", "0", "200", "--runs", "1",
-        prefect_home=tmp_path,
+        prefect_home=prefect_home,
     )  # fmt: skip
     assert re.search(r"^\| 0 \| 0 \| 0 \| [\d.]+ \| — \|$", out, re.MULTILINE), out
     [row] = [line.split("|") for line in out.splitlines() if line.startswith("| 200 |")]

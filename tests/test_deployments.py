@@ -69,7 +69,7 @@ def prefect(*args: str, env: dict[str, str], timeout: float = 120) -> str:
 
 
 @pytest.fixture
-def server(tmp_path) -> Iterator[dict[str, str]]:
+def server(tmp_path, prefect_home) -> Iterator[dict[str, str]]:
     """A Prefect server on loopback with its own home; the environment to talk to it."""
     port = closed_port()
     env = {
@@ -77,7 +77,7 @@ def server(tmp_path) -> Iterator[dict[str, str]]:
         for key, value in os.environ.items()
         if not key.startswith(("PREFECT_", "HUBSHARE_", "HF_"))
     } | {
-        "PREFECT_HOME": str(tmp_path / "prefect-home"),
+        "PREFECT_HOME": str(prefect_home),
         "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "DO_NOT_TRACK": "1",
@@ -471,7 +471,7 @@ def trial_bucket_keys(env: dict[str, str]) -> list[str]:
     return [item["Key"] for item in client.list_objects_v2(Bucket=bucket).get("Contents", [])]
 
 
-def test_the_one_laptop_trial_runs_as_documented(tmp_path):
+def test_the_one_laptop_trial_runs_as_documented(tmp_path, prefect_home):
     """Every line of the trial, in order, as the document shows it (its ports and SQLite file
     moved to free ones; `uv run P` is this environment's P): long-running lines in processes of
     their own; the daily deployment's run is Completed on the worker, into the S3 server, and
@@ -481,7 +481,7 @@ def test_the_one_laptop_trial_runs_as_documented(tmp_path):
         key: value
         for key, value in os.environ.items()
         if not key.startswith(("PREFECT_", "HUBSHARE_", "HF_", "AWS_"))
-    } | {"PREFECT_HOME": str(tmp_path / "prefect-home"), **QUICK_POLLING}
+    } | {"PREFECT_HOME": str(prefect_home), **QUICK_POLLING}
     background: list[tuple[subprocess.Popen[bytes], Any]] = []
     shares = ""
     try:

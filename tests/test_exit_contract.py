@@ -319,7 +319,7 @@ main()
 
 
 @pytest.mark.flow
-def test_published_then_prefect_gone_exits_0_with_a_warning(env, hub, tmp_path):
+def test_published_then_prefect_gone_exits_0_with_a_warning(env, hub, prefect_home):
     """The version is in the warehouse when the Prefect API dies: exit 0 and one warning line,
     so that a retrying script does not publish another version."""
     without_api = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
@@ -327,7 +327,7 @@ def test_published_then_prefect_gone_exits_0_with_a_warning(env, hub, tmp_path):
         [sys.executable, "-c", PREFECT_DIES_AFTER_THE_LOAD, "run", "--date", DAY, "--backdate"],
         env=without_api
         | {
-            "PREFECT_HOME": str(tmp_path / "prefect-home"),
+            "PREFECT_HOME": str(prefect_home),
             # Fail fast against the dead API (the outcome is the same after minutes of retries).
             "PREFECT_CLIENT_MAX_RETRIES": "0",
         },

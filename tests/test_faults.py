@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -400,9 +401,12 @@ def read_manifest(data_dir: Path, day: date) -> dict[str, object]:
 
 
 @pytest.fixture(scope="module")
-def own_prefect_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A Prefect home for commands that start their own temporary server."""
-    return tmp_path_factory.mktemp("prefect-home")
+def own_prefect_home(tmp_path_factory: pytest.TempPathFactory, prefect_database: Path) -> Path:
+    """A Prefect home for commands that start their own temporary server (its database ready,
+    as the `prefect_home` fixture's)."""
+    home = tmp_path_factory.mktemp("prefect-home")
+    shutil.copyfile(prefect_database, home / "prefect.db")
+    return home
 
 
 @pytest.mark.flow
