@@ -126,14 +126,17 @@ def prefect_database(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -
         if not database.exists():
             building = shared / "prefect-database.building"
             env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-            subprocess.run(  # noqa: S603 - the test venv's prefect
+            made = subprocess.run(  # noqa: S603 - the test venv's prefect
                 [str(Path(sys.executable).parent / "prefect"), "server", "database", "upgrade",
                  "-y"],
                 env=env | {"PREFECT_HOME": str(building)},
                 capture_output=True,
+                text=True,
                 timeout=300,
-                check=True,
+                check=False,
             )  # fmt: skip
+            if made.returncode != 0:
+                pytest.fail(f"prefect server database upgrade failed: {made.stderr[-2000:]}")
             building.rename(database.parent)
     return database
 
