@@ -141,14 +141,18 @@ def prefect_database(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -
     return database
 
 
-@pytest.fixture
-def prefect_home(tmp_path: Path, prefect_database: Path) -> Path:
-    """A new PREFECT_HOME whose database is ready: what a server started on it serves is what it
-    would serve on an empty home, without applying the migrations first."""
-    home = tmp_path / "prefect-home"
-    home.mkdir()
+def ready_prefect_home(home: Path, prefect_database: Path) -> Path:
+    """`home` as a PREFECT_HOME whose database is ready: what a server started on it serves is
+    what it would serve on an empty home, without applying the migrations first."""
+    home.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(prefect_database, home / "prefect.db")
     return home
+
+
+@pytest.fixture
+def prefect_home(tmp_path: Path, prefect_database: Path) -> Path:
+    """A new PREFECT_HOME whose database is ready (`ready_prefect_home`)."""
+    return ready_prefect_home(tmp_path / "prefect-home", prefect_database)
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import resource
-import shutil
 import signal
 import subprocess
 import sys
@@ -20,6 +19,7 @@ from sqlalchemy import create_engine
 
 from hubshare.fakehub import FakeHub, Fault
 from hubshare.read_warehouse import list_runs
+from tests.conftest import ready_prefect_home
 from tests.test_cli import closed_port, invoke, last_line
 
 DAY = date(2024, 1, 15)
@@ -402,11 +402,8 @@ def read_manifest(data_dir: Path, day: date) -> dict[str, object]:
 
 @pytest.fixture(scope="module")
 def own_prefect_home(tmp_path_factory: pytest.TempPathFactory, prefect_database: Path) -> Path:
-    """A Prefect home for commands that start their own temporary server (its database ready,
-    as the `prefect_home` fixture's)."""
-    home = tmp_path_factory.mktemp("prefect-home")
-    shutil.copyfile(prefect_database, home / "prefect.db")
-    return home
+    """A Prefect home for commands that start their own temporary server, its database ready."""
+    return ready_prefect_home(tmp_path_factory.mktemp("prefect-home"), prefect_database)
 
 
 @pytest.mark.flow
