@@ -58,8 +58,8 @@ from tasks.enrich import (
     FACT_SNAPSHOT_COLUMNS,
     LINEAGE_SNAPSHOT_COLUMNS,
     LineageReport,
-    attribute_models,
     parse_lineage,
+    store_attribution,
 )
 from tasks.explain import explain_markdown, explain_shares
 from tasks.extract import CrawlState, extract_snapshot
@@ -265,21 +265,27 @@ def enrich_task(run_id: str, inputs: RunInputs) -> LineageReport:
     parsed = parse_lineage(
         read_snapshot(inputs.snapshot_date, settings, columns=list(LINEAGE_SNAPSHOT_COLUMNS))
     )
-    model_fact, model_origin, lineage = attribute_models(
+    folder = run_dir(settings, run_id)
+    models: dict[str, int] = {}
+
+    def store(name: str, frame: pl.DataFrame) -> None:
+        # Written as soon as made: the facts are let go before the lineage walk.
+        models[name] = frame.height
+        _write(frame, folder, name)
+
+    lineage = store_attribution(
         read_snapshot(inputs.snapshot_date, settings, columns=list(FACT_SNAPSHOT_COLUMNS)),
         rows,
         account_types,
+        store,
         parsed,
     )
     del parsed
-    folder = run_dir(settings, run_id)
-    _write(model_fact, folder, "model_fact")
-    _write(model_origin, folder, "model_origin")
     _write(contested_rows(rows), folder, "contested")
     get_run_logger().info(
         "Attributed %d models with mapping %s (sha256 %s) and %d account types; %d declare a "
         "base, %d depth-capped, %d cycles",
-        model_fact.height,
+        models["model_fact"],
         mapping.path.name,
         mapping.sha256[:12],
         account_types.height,

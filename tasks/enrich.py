@@ -7,6 +7,7 @@ split downloads without rounding drift.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
 
@@ -172,6 +173,22 @@ def attribute_models(
     UNKNOWN. `lineage` is `parse_lineage` of the snapshot if the caller has it (then the
     snapshot needs only FACT_SNAPSHOT_COLUMNS). Pass the snapshot without keeping a reference
     to free it early."""
+    views: dict[str, pl.DataFrame] = {}
+    report = store_attribution(snapshot, mapping, account_types, views.__setitem__, lineage)
+    return views["model_fact"], views["model_origin"], report
+
+
+def store_attribution(
+    snapshot: pl.DataFrame,
+    mapping: pl.DataFrame,
+    account_types: pl.DataFrame,
+    store: Callable[[str, pl.DataFrame], None],
+    lineage: pl.DataFrame | None = None,
+) -> LineageReport:
+    """`attribute_models`, each view handed to `store(name, frame)` as soon as it is made:
+    "model_fact" before the lineage walk, then "model_origin". A caller that writes them out
+    (the daily flow) lets the facts go before the walk, which then holds only their ids: at 3M
+    models that is about 0.4 GB less at enrichment's peak. Returns the lineage report."""
     if lineage is None:
         lineage = parse_lineage(snapshot)
     fact = attribute_uploader(snapshot, mapping, lineage, account_types)
@@ -183,8 +200,12 @@ def attribute_models(
         pl.col("model_id").alias("id"),
         pl.col("uploader").alias("author"),
     )
-    origin, report = attribute_origin(ids, fact, mapping, lineage, account_types)
-    return fact, origin, report
+    store("model_fact", fact)
+    del fact  # the ids are the facts' own columns (not copies); the others go now
+    direct = ids.select(pl.col("_id").alias("model_oid"), pl.col("author").alias("uploader"))
+    origin, report = attribute_origin(ids, direct, mapping, lineage, account_types)
+    store("model_origin", origin)
+    return report
 
 
 def attribute_uploader(
@@ -509,7 +530,7 @@ def attribute_origin(
     that goes to it, and the organisation's bucket (its reviewed row, else its account-type
     default, else UNKNOWN). Only reviewed rows make developer organisations (rule 2); rules 1,
     3 and 4 carry a default like any bucket. Of `snapshot` only `_id`, `id` and `author` are
-    read (and `tags`, unless `lineage` is given)."""
+    read (and `tags`, unless `lineage` is given); of `model_fact`, `model_oid` and `uploader`."""
     if lineage is None:
         lineage = parse_lineage(snapshot)
     buckets = _bucket_table(mapping)
