@@ -52,15 +52,23 @@ from tasks.enrich import (
     attribute_origin,
     attribute_uploader,
     parse_lineage,
+    store_attribution,
 )
 from tasks.extract import CrawlState
-from tasks.load import RunRecord, load_run
-from tasks.mapping import load_mapping
+from tasks.load import MODEL_FRAME_TABLES, RunRecord, load_run
+from tasks.mapping import contested_rows, load_mapping
 from tasks.quality import GateThresholds, check_quality
-from tasks.shares import compute_all_shares, share_table_sha256
+from tasks.shares import (
+    SHARE_FACT_COLUMNS,
+    SHARE_SNAPSHOT_COLUMNS,
+    compute_all_shares,
+    share_table_sha256,
+)
 from tasks.snapshot import build_snapshot, pages_key, read_snapshot
 
 DAY = date(2026, 11, 29)
+#: The run frames a published load reads besides the per-model ones.
+SHARE_TABLES = ("country_share", "org_share", "concentration")
 
 
 def synthetic_models(n_models: int, seed: int = 7) -> Iterator[dict[str, object]]:
@@ -143,29 +151,63 @@ def main() -> None:
         step(f"(setup: {args.models:,} models)")
         manifest = build_snapshot(DAY, settings, state).manifest
         step("build snapshot")
+        # Each step from here reads what its task in flows/daily.py reads and writes what it
+        # writes, through a run folder: what a run holds at once is one step's frames.
+        run = Path(tmp) / "run"
+        run.mkdir()
+
+        def write(name: str, frame: pl.DataFrame) -> None:
+            frame.write_parquet(run / f"{name}.parquet")
+            if name == "model_fact":
+                step("attribute uploader")  # written: the lineage walk starts without them
+
+        def read(name: str, columns: tuple[str, ...] | None = None) -> pl.DataFrame:
+            return pl.read_parquet(
+                run / f"{name}.parquet", columns=list(columns) if columns else None
+            )
+
         mapping = load_mapping(DEFAULT_MAPPING)
         rows = mapping.on(DAY)  # the rows valid on the snapshot's date, as a run reads them
-        # As the flow reads it: the lineage from the ids and tags, the facts from the rest.
+        # enrich_task: the lineage from the ids and tags, the facts from the rest.
         lineage = parse_lineage(read_snapshot(DAY, settings, list(LINEAGE_SNAPSHOT_COLUMNS)))
-        snapshot = read_snapshot(DAY, settings, list(FACT_SNAPSHOT_COLUMNS))
-        fact = attribute_uploader(snapshot, rows, lineage)
-        step("attribute uploader")
-        origin, _ = attribute_origin(snapshot, fact, rows, lineage)
+        store_attribution(
+            read_snapshot(DAY, settings, list(FACT_SNAPSHOT_COLUMNS)),
+            rows,
+            NO_ACCOUNT_TYPES,
+            write,
+            lineage,
+        )
+        del lineage
+        write("contested", contested_rows(rows))
         step("attribute origin")
-        countries, orgs, concentration, _ = compute_all_shares(DAY, snapshot, fact, origin, {})
+        # shares_task
+        countries, orgs, concentration, _ = compute_all_shares(
+            DAY,
+            read_snapshot(DAY, settings, list(SHARE_SNAPSHOT_COLUMNS)),
+            read("model_fact", SHARE_FACT_COLUMNS),
+            read("model_origin"),
+            {},
+            read("contested"),
+            mapping=rows,
+        )
+        for name, frame in (
+            ("country_share", countries),
+            ("org_share", orgs),
+            ("concentration", concentration),
+        ):
+            write(name, frame)
+        del orgs, concentration
         step("compute shares")
+        # quality_task
         headline = countries.filter(
             (pl.col("definition") == "downloads_30d") & (pl.col("cohort") == "all")
         ).drop("definition", "cohort")
+        fact, origin = read("model_fact"), read("model_origin")
         report = check_quality(fact, origin, headline, GateThresholds(None, 0.05, 1.0))
+        total_downloads = int(fact["downloads_30d"].sum())
+        del fact, origin
+        write("quality", report.to_frame())
         step("quality gate")
-        facts = {
-            "model_fact": fact,
-            "model_origin": origin,
-            "country_share": countries,
-            "org_share": orgs,
-            "concentration": concentration,
-        }
         engine = warehouse_engine(settings.resolved_warehouse_url)
         for number, day in enumerate((DAY, DAY + timedelta(days=1))):
             record = RunRecord(
@@ -182,16 +224,29 @@ def main() -> None:
                 rows_listed=manifest.rows_listed,
                 duplicates_dropped=0,
                 private_dropped=0,
-                total_downloads=int(fact["downloads_30d"].sum()),
+                total_downloads=total_downloads,
                 parameters={},
                 report={"manifest": asdict(manifest)},
             )
-            load_run(engine, record, facts, report.to_frame(), published=True, reason=None)
+            # load_task: the per-model files scanned, the shares read.
+            facts = {
+                name: pl.scan_parquet(run / f"{name}.parquet")
+                if name in MODEL_FRAME_TABLES
+                else read(name)
+                for name in ("model_fact", "model_origin", *SHARE_TABLES)
+            }
+            load_run(engine, record, facts, read("quality"), published=True, reason=None)
+            del facts
             # The first load fills the model dimension; a following day reuses it and writes
             # model_day rows only (the steady state of a daily warehouse).
             step("load SQLite, first day" if number == 0 else "load SQLite, next day")
-        peak_gb = steps[-1][2]  # before the priced extras below
-        price_lookups(snapshot, lineage, DEFAULT_MAPPING, step)
+        peak_gb = max(rss for _, _, rss in steps)  # before the priced extras below
+        price_lookups(
+            read_snapshot(DAY, settings, list(FACT_SNAPSHOT_COLUMNS)),
+            parse_lineage(read_snapshot(DAY, settings, list(LINEAGE_SNAPSHOT_COLUMNS))),
+            DEFAULT_MAPPING,
+            step,
+        )
     for label, skip in (("first day", "next day"), ("a following day", "first day")):
         total = sum(
             seconds for name, seconds, _ in steps if not name.startswith("(") and skip not in name

@@ -6,6 +6,7 @@ Tasks pass dates, paths and ids; every intermediate result is a file in the run'
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import threading
@@ -67,6 +68,7 @@ from tasks.inputs import open_mapping, read_window_starts, resolve_run_inputs
 from tasks.load import (
     CRASHED,
     FAILED,
+    MODEL_FRAME_TABLES,
     LoadResult,
     RunRecord,
     load_run,
@@ -142,6 +144,15 @@ def _write(frame: pl.DataFrame, files: RunFiles, name: str) -> None:
 
 def _read(files: RunFiles, name: str, columns: list[str] | None = None) -> pl.DataFrame:
     return files.store.read_parquet(files.key(f"{name}.parquet"), columns=columns)
+
+
+def _scan(files: RunFiles, name: str, held: contextlib.ExitStack) -> pl.LazyFrame:
+    """A scan of the run's stored frame `name`, its local file held open by `held`."""
+    key = files.key(f"{name}.parquet")
+    path = held.enter_context(files.store.local_file(key))
+    if path is None:
+        raise FileNotFoundError(2, "No such file", files.store.where(key))
+    return pl.scan_parquet(path)
 
 
 def _is_transient(task: Task[Any, Any], task_run: TaskRun, state: State[Any]) -> bool:
@@ -437,15 +448,21 @@ def review_queue_task(run_id: str, inputs: RunInputs) -> ReviewSummary:
 def load_task(record: RunRecord, published: bool, reason: str | None) -> LoadResult:
     settings = get_settings()
     folder = run_dir(settings, record.run_id)
-    facts = {name: _read(folder, name) for name in FACT_TABLES} if published else {}
-    return load_run(
-        warehouse_engine(settings.resolved_warehouse_url),
-        record,
-        facts,
-        _read(folder, "quality"),
-        published=published,
-        reason=reason,
-    )
+    with contextlib.ExitStack() as files:
+        facts: dict[str, pl.DataFrame | pl.LazyFrame] = {}
+        for name in FACT_TABLES if published else ():
+            # The per-model frames are scanned, not read: the load reads them a block at a time.
+            facts[name] = (
+                _scan(folder, name, files) if name in MODEL_FRAME_TABLES else _read(folder, name)
+            )
+        return load_run(
+            warehouse_engine(settings.resolved_warehouse_url),
+            record,
+            facts,
+            _read(folder, "quality"),
+            published=published,
+            reason=reason,
+        )
 
 
 @task(name="explain-change")

@@ -630,15 +630,60 @@ _DIMENSION_LOCK = 0x4855_4449_4D00
 _DATE_LOCK = 0x4855_0000_0000
 
 
-def bulk_insert(connection: Connection, table: Table, frame: pl.DataFrame) -> None:
+#: Rows of a ScannedRows read at once (about one parquet row group): a slice of a stored file
+#: decodes the row groups it overlaps.
+SCAN_BLOCK_ROWS = 250_000
+
+
+class ScannedRows:
+    """Rows a bulk insert reads a block at a time: the columns of `scan` (a stored run file's, so
+    that a day's models are never all in memory at once) beside those of `beside` (in memory,
+    of the same height), in `columns`' order."""
+
+    def __init__(self, scan: pl.LazyFrame, beside: pl.DataFrame, columns: Sequence[str]) -> None:
+        self.scan, self.beside, self.columns = scan, beside, list(columns)
+
+    @property
+    def height(self) -> int:
+        return self.beside.height
+
+    def is_empty(self) -> bool:
+        return self.height == 0
+
+    def slice(self, offset: int, length: int) -> ScannedRows:
+        return ScannedRows(
+            self.scan.slice(offset, length), self.beside.slice(offset, length), self.columns
+        )
+
+    def collect(self) -> pl.DataFrame:
+        read = self.scan.collect()
+        if read.height != self.height:  # a horizontal concat would pad the shorter with nulls
+            raise WarehouseError(
+                f"a stored run file gave {read.height} rows where {self.height} were expected: "
+                "it changed during the load; run the date again"
+            )
+        return pl.concat([read, self.beside], how="horizontal").select(self.columns)
+
+    def iter_slices(self, n_rows: int) -> Iterator[pl.DataFrame]:
+        for start in range(0, self.height, max(SCAN_BLOCK_ROWS, n_rows)):
+            yield from self.slice(start, max(SCAN_BLOCK_ROWS, n_rows)).collect().iter_slices(n_rows)
+
+
+#: What a bulk insert takes: rows in memory, or read from a stored file as they are written.
+Rows = pl.DataFrame | ScannedRows
+
+
+def in_memory(rows: Rows) -> pl.DataFrame:
+    return rows.collect() if isinstance(rows, ScannedRows) else rows
+
+
+def bulk_insert(connection: Connection, table: Table, frame: Rows) -> None:
     """Insert a frame inside the caller's transaction, through the driver's bulk path."""
     bulk_insert_in_turn(connection, [(table, frame)])
 
 
-def bulk_insert_in_turn(
-    connection: Connection, loads: Sequence[tuple[Table, pl.DataFrame]]
-) -> None:
-    """`bulk_insert` of each (table, frame), in turn, inside the caller's transaction. On SQLite
+def bulk_insert_in_turn(connection: Connection, loads: Sequence[tuple[Table, Rows]]) -> None:
+    """`bulk_insert` of each (table, rows), in turn, inside the caller's transaction. On SQLite
     the stages of every large frame are written from the start (`_stages`), so that each is
     written while the ones before it are copied in."""
     loads = [(table, frame) for table, frame in loads if not frame.is_empty()]
@@ -654,7 +699,7 @@ def bulk_insert_in_turn(
         return
     if connection.dialect.name != "sqlite":  # any other SQLAlchemy dialect: Core executemany
         for table, frame in loads:
-            connection.execute(table.insert(), frame.to_dicts())
+            connection.execute(table.insert(), in_memory(frame).to_dicts())
         return
     # Large frames go to stage files from Arrow (in C, no Python object per value), then into
     # their table in one statement each of this transaction: about twice as fast.
@@ -670,7 +715,7 @@ def bulk_insert_in_turn(
                 continue
             insert = table.insert().compile(connection, column_keys=frame.columns)
             positions = insert.positiontup or []  # the order of its `?` placeholders
-            values = _sqlite_values(frame.select(positions)).iter_rows()
+            values = _sqlite_values(in_memory(frame).select(positions)).iter_rows()
             raw.cursor().executemany(str(insert), values)
 
 
@@ -684,9 +729,7 @@ def _sqlite_values(frame: pl.DataFrame) -> pl.DataFrame:
 
 
 @contextmanager
-def _stages(
-    connection: Connection, frames: Sequence[pl.DataFrame]
-) -> Iterator[Callable[[], list[str]]]:
+def _stages(connection: Connection, frames: Sequence[Rows]) -> Iterator[Callable[[], list[str]]]:
     """Start writing each of `frames` (`_sqlite_values`, a batch at a time) to table `stage` of
     new files, one per consecutive part of its rows, through ADBC's SQLite driver on
     STAGE_PARTS threads (its inserts release the GIL), all in the frames' order. Yields a
@@ -754,7 +797,7 @@ def _stages(
             raise
 
 
-def _write_stage(path: str, frame: pl.DataFrame) -> None:
+def _write_stage(path: str, frame: Rows) -> None:
     """`frame` as table `stage` of a new SQLite file at `path` (see `_stages`)."""
     import adbc_driver_sqlite.dbapi
 

@@ -6,15 +6,19 @@ ORM.
 
 Per-model facts are stored as a dimension and a narrow daily fact (docs/warehouse.md): a model
 whose content did not change since an earlier day reuses its `model_dim` row, and `model_day`
-holds only the published run of each date, rewritten only when a new version's facts differ."""
+holds only the published run of each date, rewritten only when a new version's facts differ.
+The daily flow hands the per-model frames over as scans of the run's stored files: the load
+holds every model's ids, digests, keys and counters, and reads the other columns a block at a
+time as it hashes and writes them."""
 
 from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 import polars as pl
@@ -27,9 +31,12 @@ from hubshare.warehouse import (
     QUALITY_RESULT,
     REVIEW_QUEUE,
     TABLES,
+    Rows,
+    ScannedRows,
     bulk_insert,
     bulk_insert_in_turn,
     clear_model_day,
+    in_memory,
     insert_run,
     lock_model_dimension,
     model_dimension_keys,
@@ -38,7 +45,7 @@ from hubshare.warehouse import (
     published_facts_sha256,
     record_next_version,
 )
-from tasks.alignment import in_chunks_of, model_row_of
+from tasks.alignment import model_row_of
 from tasks.shares import fold_unknown_orgs
 
 log = logging.getLogger(__name__)
@@ -103,25 +110,49 @@ DIMENSION_COLUMNS = (
 )
 
 
-def model_dimension(fact: pl.DataFrame, origin: pl.DataFrame) -> pl.DataFrame:
-    """Each model's dimension columns (in fact's row order) and `content_digest`: a 64-bit hash
-    of them and of its origin rows (a wrapping sum of one hash per origin row, so their order
-    does not matter). The hashes are polars' (pinned by uv.lock): were an upgrade to change
-    them, each model would get one new dimension row once, never a wrong one, since a row is
-    reused only when its digest matches."""
-    row_hash = (
-        pl.struct("origin_org", "origin_bucket", "weight_num", "weight_den")
-        .hash(seed=0x6F726967)
-        .alias("origin_digest")
-    )
-    origin_digest = _digest_by_position(fact, origin, row_hash)
-    if origin_digest is None:
+#: A per-model run frame as the load takes it: in memory, or a scan of the run's stored file
+#: (read a block at a time, so that a day's models are never all in memory at once).
+ModelFrame = pl.DataFrame | pl.LazyFrame
+
+#: The same kind of frame in and out (`storable_model_frames`).
+ModelFrameT = TypeVar("ModelFrameT", pl.DataFrame, pl.LazyFrame)
+
+#: Models whose dimension columns are read and hashed at a time.
+DIGEST_BATCH_ROWS = 250_000
+
+#: The hash of one origin row, summed per model into the model's origin digest.
+_ORIGIN_ROW_HASH = (
+    pl.struct("origin_org", "origin_bucket", "weight_num", "weight_den")
+    .hash(seed=0x6F726967)
+    .alias("origin_digest")
+)
+
+
+def content_digests(
+    fact: pl.LazyFrame, origin: pl.LazyFrame, oids: pl.Series, origin_rows: pl.Series | None
+) -> pl.Series:
+    """Each model's `content_digest` (in fact's row order, `oids` its model_oid): a 64-bit hash
+    of its dimension columns and of its origin rows (a wrapping sum of one hash per origin row,
+    so their order does not matter). `origin_rows` is `model_row_of` origin's ids in `oids`, or
+    None (origin then joined by id). The dimension columns are read DIGEST_BATCH_ROWS models at
+    a time. The hashes are polars' (pinned by uv.lock): were an upgrade to change them, each
+    model would get one new dimension row once, never a wrong one, since a row is reused only
+    when its digest matches."""
+    if origin_rows is not None:
+        hashes = origin.select(_ORIGIN_ROW_HASH).collect()
         origin_digest = (
-            fact.lazy()
-            .select("model_oid")
+            hashes.with_columns(origin_rows.alias("run"))
+            .group_by("run", maintain_order=True)
+            .agg(pl.col("origin_digest").sum())
+            .get_column("origin_digest")
+        )
+        del hashes
+    else:
+        origin_digest = (
+            oids.to_frame()
+            .lazy()
             .join(
-                origin.lazy()
-                .select("model_oid", row_hash)
+                origin.select("model_oid", _ORIGIN_ROW_HASH)
                 .group_by("model_oid")
                 .agg(pl.col("origin_digest").sum()),
                 on="model_oid",
@@ -131,45 +162,32 @@ def model_dimension(fact: pl.DataFrame, origin: pl.DataFrame) -> pl.DataFrame:
             .collect()
             .get_column("origin_digest")
         )
-    # Streaming: only the digest column is new; the dimension columns are fact's own buffers.
-    digest = (
-        fact.lazy()
-        .select(DIMENSION_COLUMNS)
-        .with_columns(origin_digest)
-        .select(
-            pl.struct(*DIMENSION_COLUMNS, "origin_digest")
-            .hash(seed=0x68756273)
-            .reinterpret(signed=True)
-            .alias("content_digest")
+    parts = [pl.Series("content_digest", [], pl.Int64)]
+    for start in range(0, oids.len(), DIGEST_BATCH_ROWS):
+        dims = fact.slice(start, DIGEST_BATCH_ROWS).select(DIMENSION_COLUMNS).collect()
+        parts.append(
+            dims.with_columns(origin_digest.slice(start, dims.height))
+            .select(
+                pl.struct(*DIMENSION_COLUMNS, "origin_digest")
+                .hash(seed=0x68756273)
+                .reinterpret(signed=True)
+                .alias("content_digest")
+            )
+            .to_series()
         )
-        .collect(engine="streaming")
-        .to_series()
-    )
-    return pl.concat(
-        [
-            fact.select(DIMENSION_COLUMNS),
-            in_chunks_of(digest.to_frame(), fact.get_column("model_oid")),
-        ],
-        how="horizontal",
-    )
+    digests = pl.concat(parts)
+    if digests.len() != oids.len():
+        raise WarehouseError(
+            f"the run's model facts gave {digests.len()} rows where {oids.len()} were read "
+            "before: the stored file changed during the load; run the date again"
+        )
+    return digests
 
 
-def _digest_by_position(
-    fact: pl.DataFrame, origin: pl.DataFrame, row_hash: pl.Expr
-) -> pl.Series | None:
-    """The per-model sum of `row_hash` in fact's row order, without a join (`model_row_of`);
-    None when origin's rows are not in fact's order, for the join to do it."""
-    row = model_row_of(origin.get_column("model_oid"), fact.get_column("model_oid"))
-    if row is None:
-        return None
-    return (
-        origin.lazy()
-        .select(row.alias("run"), row_hash)
-        .group_by("run", maintain_order=True)
-        .agg(pl.col("origin_digest").sum())
-        .collect()
-        .get_column("origin_digest")
-    )
+def _origin_model_rows(origin: pl.LazyFrame, oids: pl.Series) -> pl.Series | None:
+    """Each origin row's model position in `oids` without a join (`model_row_of`); None when
+    origin's rows are not in the facts' order, for a join to do it."""
+    return model_row_of(origin.select("model_oid").collect().to_series(), oids)
 
 
 def facts_sha256(model_day: pl.DataFrame) -> str:
@@ -212,23 +230,28 @@ def _known_keys(dims: pl.DataFrame, known: pl.DataFrame) -> pl.Series:
 
 
 def store_model_facts(
-    connection: Connection, day: date, fact: pl.DataFrame, origin: pl.DataFrame
+    connection: Connection, day: date, fact: ModelFrame, origin: ModelFrame
 ) -> str:
     """Store a published run's per-model facts inside the caller's transaction: new dimension
     rows (and their origin rows) for contents not seen before, and the date's model_day rows
-    unless the date's published facts are already these. Returns the facts' SHA-256."""
+    unless the date's published facts are already these. Returns the facts' SHA-256. Frames
+    given as scans of stored files are read a column or a block at a time: the ids, digests,
+    keys and counters of every model are in memory at once, their other columns are not."""
+    fact, origin = fact.lazy(), origin.lazy()
     lock_model_dimension(connection)
-    dims = model_dimension(fact, origin)  # in fact's row order
+    oids = fact.select("model_oid").collect().to_series()
+    origin_rows = _origin_model_rows(origin, oids)
+    day_keys = pl.DataFrame([oids, content_digests(fact, origin, oids, origin_rows)])
     known = model_dimension_keys(connection)
-    found = _known_keys(dims, known)
+    found = _known_keys(day_keys, known)
     del known
-    if found.len() != dims.height:
+    if found.len() != day_keys.height:
         raise WarehouseError(
             "model_dim holds some (model_oid, content_digest) twice, which only an edit outside "
             "hubshare makes: delete the duplicate with the higher model_key, then run again"
         )
     # Contents not seen before get the next keys, in the day's row order. Positions, not joins,
-    # carry the keys to the rows: no copy of a day's dimension columns unless they are new.
+    # carry the keys to the rows.
     missing = found.is_null()
     first_key = next_model_key(connection)
     keys = (
@@ -241,33 +264,51 @@ def store_model_facts(
         .to_series()
         .cast(pl.Int64)
     )
-    dims = pl.concat(
-        [dims, in_chunks_of(keys.to_frame(), dims.get_column("model_oid"))], how="horizontal"
-    )
-    new = dims if missing.all() else dims.filter(missing)
-    del dims
+    dim_columns = [column.name for column in TABLES["model_dim"].columns]
     origin_columns = [column.name for column in TABLES["model_origin"].columns]
-    row = model_row_of(origin.get_column("model_oid"), fact.get_column("model_oid"))
-    if row is None:
-        new_origin = origin.join(new.select("model_oid", "model_key"), on="model_oid")
+    beside = pl.DataFrame([keys, day_keys.get_column("content_digest")])
+    del day_keys
+    new: Rows
+    new_origin: Rows
+    if missing.all():  # a first day: every row, read from the files as it is written
+        new = ScannedRows(fact.select(DIMENSION_COLUMNS), beside, dim_columns)
     else:
-        # Each origin row's key by its model's position: no join of 3M ids, no copy of origin.
-        looked_up = pl.DataFrame([keys.gather(row), missing.gather(row).alias("new")])
-        new_origin = pl.concat(
-            [origin, in_chunks_of(looked_up, origin.get_column("model_oid"))], how="horizontal"
+        new = _rows_where(fact.select(DIMENSION_COLUMNS), beside, missing).select(dim_columns)
+    del beside
+    if origin_rows is None:
+        new_keys = in_memory(new).select("model_oid", "model_key")
+        new_origin = origin.collect().join(new_keys, on="model_oid").select(origin_columns)
+    else:
+        # Each origin row's key by its model's position: no join of 3M ids.
+        origin_keys = keys.gather(origin_rows).to_frame()
+        stored = origin.select(name for name in origin_columns if name != "model_key")
+        if missing.all():
+            new_origin = ScannedRows(stored, origin_keys, origin_columns)
+        else:
+            keep = missing.gather(origin_rows)
+            new_origin = _rows_where(stored, origin_keys, keep).select(origin_columns)
+        del origin_keys
+    rows = pl.concat(
+        [
+            fact.select(
+                pl.lit(day).alias("snapshot_date"), "downloads_30d", "downloads_all_time", "likes"
+            ).collect(),
+            keys.to_frame(),
+        ],
+        how="horizontal",
+    )
+    if rows.height != keys.len():
+        raise WarehouseError(
+            f"the run's model facts gave {rows.height} rows where {keys.len()} were read before: "
+            "the stored file changed during the load; run the date again"
         )
-        new_origin = new_origin if missing.all() else new_origin.filter("new")
-    rows = fact.select(
-        pl.lit(day).alias("snapshot_date"),
-        keys,
-        "downloads_30d",
-        "downloads_all_time",
-        "likes",
+    rows = rows.select(
+        "snapshot_date", "model_key", "downloads_30d", "downloads_all_time", "likes"
     ).sort("model_key")
     digest = facts_sha256(rows)
-    loads = [
-        (TABLES["model_dim"], new.select([column.name for column in TABLES["model_dim"].columns])),
-        (TABLES["model_origin"], new_origin.select(origin_columns)),
+    loads: list[tuple[Table, Rows]] = [
+        (TABLES["model_dim"], new),
+        (TABLES["model_origin"], new_origin),
     ]
     del new, new_origin
     if published_facts_sha256(connection, day) == digest:
@@ -278,6 +319,18 @@ def store_model_facts(
     # In one go: on SQLite each table's rows are staged while the one before is copied in.
     bulk_insert_in_turn(connection, loads)
     return digest
+
+
+def _rows_where(frame: pl.LazyFrame, beside: pl.DataFrame, keep: pl.Series) -> pl.DataFrame:
+    """The rows of `frame` and `beside` (the same height) where `keep` holds, side by side."""
+    positions = keep.arg_true()
+    kept = (
+        frame.with_row_index("_position")
+        .filter(pl.col("_position").is_in(positions.implode()))
+        .drop("_position")
+        .collect()
+    )
+    return pl.concat([kept, beside.filter(keep)], how="horizontal")
 
 
 #: The per-model run frames and the table each is stored in: a model row either of them cannot
@@ -293,12 +346,13 @@ UNSTORABLE_SCHEMA = pl.Schema(
 NO_NUL = "no NUL character"
 
 
-def storage_rules(table: Table, frame: pl.DataFrame) -> list[tuple[str, str, pl.Expr]]:
+def storage_rules(table: Table, frame: ModelFrame) -> list[tuple[str, str, pl.Expr]]:
     """(table.column, rule, expression true where a row breaks it) for each text column of `frame`
     stored in `table`: PostgreSQL enforces VARCHAR lengths, and its text cannot hold a NUL."""
     rules = []
+    schema = frame.collect_schema()
     for column in table.columns:
-        if column.name not in frame.columns or frame.schema[column.name] != pl.String:
+        if schema.get(column.name) != pl.String:
             continue
         values = pl.col(column.name)
         name = f"{table.name}.{column.name}"
@@ -310,22 +364,28 @@ def storage_rules(table: Table, frame: pl.DataFrame) -> list[tuple[str, str, pl.
     return rules
 
 
-def unstorable_models(fact: pl.DataFrame, origin: pl.DataFrame) -> pl.DataFrame:
+def unstorable_models(fact: ModelFrame, origin: ModelFrame) -> pl.DataFrame:
     """One row per model and rule it breaks (`UNSTORABLE_SCHEMA`), sorted: the models the
-    warehouse cannot store. Empty, after one pass over each frame, when every value fits."""
+    warehouse cannot store. Empty, after one pass over each frame, when every value fits (a
+    scan of a stored file is read a morsel at a time)."""
     found = []
-    for name, frame in (("model_fact", fact), ("model_origin", origin)):
+    for name, frame in (("model_fact", fact.lazy()), ("model_origin", origin.lazy())):
         rules = storage_rules(TABLES[MODEL_FRAME_TABLES[name]], frame)
-        if not rules or not frame.select(pl.any_horizontal(r[2] for r in rules).any()).item():
+        if not rules:
+            continue
+        broken_any = pl.any_horizontal(r[2] for r in rules).any()
+        if not frame.select(broken_any).collect(engine="streaming").item():
             continue
         for column, rule, broken in rules:
             found.append(
-                frame.filter(broken).select(
+                frame.filter(broken)
+                .select(
                     pl.lit(column).alias("column"),
                     pl.lit(rule).alias("rule"),
                     "model_oid",
                     pl.col(column.split(".")[1]).alias("value"),
                 )
+                .collect()
             )
     return (
         pl.concat(found).unique(["column", "rule", "model_oid"]).sort("column", "rule", "model_oid")
@@ -335,8 +395,8 @@ def unstorable_models(fact: pl.DataFrame, origin: pl.DataFrame) -> pl.DataFrame:
 
 
 def storable_model_frames(
-    fact: pl.DataFrame, origin: pl.DataFrame
-) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    fact: ModelFrameT, origin: ModelFrameT
+) -> tuple[ModelFrameT, ModelFrameT, pl.DataFrame]:
     """(fact, origin) without the models `unstorable_models` finds, and those models. The same
     frames give the same result: the gate reports it, the load stores it, `reproduce` checks it."""
     excluded = unstorable_models(fact, origin)
@@ -364,7 +424,7 @@ def unstorable(table: Table, frame: pl.DataFrame) -> str | None:
 def load_run(
     engine: Engine,
     record: RunRecord,
-    facts: dict[str, pl.DataFrame],
+    facts: Mapping[str, ModelFrame],
     quality: pl.DataFrame,
     *,
     published: bool,
@@ -372,19 +432,27 @@ def load_run(
 ) -> LoadResult:
     """Write the run atomically. Idempotent: a run_id already loaded is returned as it is.
     Models the warehouse cannot store are left out of its facts (`storable_model_frames`, which
-    the gate counts); any other value it cannot store is refused before anything is written."""
+    the gate counts); any other value it cannot store is refused before anything is written.
+    The per-model frames (MODEL_FRAME_TABLES) may be scans of the run's stored files; the others
+    are read whole."""
+    model_frames: dict[str, ModelFrame] = {}
     if "model_fact" in facts:
-        fact, origin, excluded = storable_model_frames(facts["model_fact"], facts["model_origin"])
+        fact, origin, excluded = storable_model_frames(
+            facts["model_fact"].lazy(), facts["model_origin"].lazy()
+        )
         if not excluded.is_empty():
             log.warning(
                 "Run %s: %d model(s) the warehouse cannot store are left out of its facts",
                 record.run_id,
                 excluded.get_column("model_oid").n_unique(),
             )
-        facts = facts | {"model_fact": fact, "model_origin": origin}
-    for name, frame in facts.items():
-        if name in MODEL_FRAME_TABLES and "model_fact" in facts:
-            continue  # storable_model_frames checked these with the same rules
+        model_frames = {"model_fact": fact, "model_origin": origin}
+    frames = {
+        name: frame.lazy().collect()
+        for name, frame in facts.items()
+        if name not in MODEL_FRAME_TABLES
+    }
+    for name, frame in frames.items():
         problem = unstorable(TABLES[FACT_TABLE_OF_FRAME.get(name, name)], frame)
         if problem is not None:
             raise UnstorableDataError(
@@ -406,7 +474,10 @@ def load_run(
         }
         if published:
             row["facts_sha256"] = store_model_facts(
-                connection, record.snapshot_date, facts["model_fact"], facts["model_origin"]
+                connection,
+                record.snapshot_date,
+                model_frames["model_fact"],
+                model_frames["model_origin"],
             )
         insert_run(connection, row)
         bulk_insert(
@@ -425,7 +496,7 @@ def load_run(
         )
         if published:
             for name in ("country_share", "org_share", "concentration"):
-                frame = facts[name]
+                frame = frames[name]
                 if name == "org_share":
                     frame = fold_unknown_orgs(frame)
                 bulk_insert(
@@ -433,11 +504,11 @@ def load_run(
                     TABLES[name],
                     frame.select(pl.lit(record.run_id).alias("run_id"), pl.all()),
                 )
-            if "review_queue" in facts:  # runs loaded by code before the queue have none
+            if "review_queue" in frames:  # runs loaded by code before the queue have none
                 bulk_insert(
                     connection,
                     REVIEW_QUEUE,
-                    facts["review_queue"].select(pl.lit(record.run_id).alias("run_id"), pl.all()),
+                    frames["review_queue"].select(pl.lit(record.run_id).alias("run_id"), pl.all()),
                 )
             publish(connection, record.snapshot_date, record.run_id, now)
 

@@ -240,6 +240,53 @@ def test_model_facts_in_order_store_what_shuffled_ones_store(tmp_path, hand_mode
     ]
 
 
+def test_model_facts_scanned_from_stored_files_store_what_frames_store(
+    tmp_path, hand_models, monkeypatch
+):
+    """The daily load scans a run's stored per-model files and reads them a few rows at a time
+    (here two or three, each table staged in two parts): two days, the second with one model's
+    content changed, store the same rows as the frames held in memory."""
+    from tasks import load
+    from tests.test_attribution import attribute
+
+    monkeypatch.setattr(warehouse, "STAGE_MIN_ROWS", 1)
+    monkeypatch.setattr(warehouse, "STAGE_SPLIT_MIN_ROWS", 1)
+    monkeypatch.setattr(warehouse, "STAGE_CHUNK_ROWS", 3)
+    monkeypatch.setattr(warehouse, "SCAN_BLOCK_ROWS", 2)
+    monkeypatch.setattr(load, "DIGEST_BATCH_ROWS", 2)
+    fact, origin, _ = attribute(hand_models, tmp_path / "one")
+    assert fact.height > 6 and origin["model_oid"].n_unique() < origin.height
+    changed = fact.with_columns(
+        pl.when(pl.int_range(pl.len()) == 4)
+        .then(pl.lit("text-classification"))
+        .otherwise(pl.col("pipeline_tag"))
+        .alias("pipeline_tag")
+    )
+    stored = {}
+    for scanned in (False, True):
+        engine = warehouse_engine(f"sqlite:///{tmp_path / str(scanned)}.db")
+        upgrade_warehouse(engine)
+        for number, frame in enumerate((fact, changed)):
+            frames: tuple[pl.DataFrame | pl.LazyFrame, ...] = (frame, origin)
+            if scanned:
+                paths = [tmp_path / f"{number}-{name}.parquet" for name in ("fact", "origin")]
+                frame.write_parquet(paths[0])
+                origin.write_parquet(paths[1])
+                frames = tuple(pl.scan_parquet(path) for path in paths)
+            with engine.begin() as connection:
+                load.store_model_facts(connection, DAY + timedelta(days=number), *frames)
+        stored[scanned] = {
+            table: sorted(stored_rows(engine, table), key=str)
+            for table in ("model_dim", "model_origin", "model_day")
+        }
+    assert stored[True] == stored[False]
+    assert [len(rows) for rows in stored[True].values()] == [
+        fact.height + 1,
+        origin.height + origin.filter(pl.col("model_oid") == fact["model_oid"][4]).height,
+        2 * fact.height,
+    ]
+
+
 def test_a_known_digest_is_reused_only_for_its_own_model(tmp_path, hand_models):
     """Keys are found by the 64-bit digest and then the model's id: a row of another model with
     the same digest (a collision, made here by hand) is never reused, whether that digest is
