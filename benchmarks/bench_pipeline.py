@@ -241,12 +241,10 @@ def main() -> None:
             # model_day rows only (the steady state of a daily warehouse).
             step("load SQLite, first day" if number == 0 else "load SQLite, next day")
         peak_gb = max(rss for _, _, rss in steps)  # before the priced extras below
-        price_lookups(
-            read_snapshot(DAY, settings, list(FACT_SNAPSHOT_COLUMNS)),
-            parse_lineage(read_snapshot(DAY, settings, list(LINEAGE_SNAPSHOT_COLUMNS))),
-            DEFAULT_MAPPING,
-            step,
-        )
+        snapshot = read_snapshot(DAY, settings, list(FACT_SNAPSHOT_COLUMNS))
+        lineage = parse_lineage(read_snapshot(DAY, settings, list(LINEAGE_SNAPSHOT_COLUMNS)))
+        step("(setup: the day read again for the lookups)")
+        price_lookups(snapshot, lineage, DEFAULT_MAPPING, step)
     for label, skip in (("first day", "next day"), ("a following day", "first day")):
         total = sum(
             seconds for name, seconds, _ in steps if not name.startswith("(") and skip not in name
