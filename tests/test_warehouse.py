@@ -241,17 +241,19 @@ def test_model_facts_in_order_store_what_shuffled_ones_store(tmp_path, hand_mode
 
 
 def test_model_facts_scanned_from_stored_files_store_what_frames_store(
-    tmp_path, hand_models, monkeypatch
+    tmp_path, hand_models, monkeypatch, warehouse_url
 ):
     """The daily load scans a run's stored per-model files and reads them a few rows at a time
-    (here two or three, each table staged in two parts): two days, the second with one model's
-    content changed, store the same rows as the frames held in memory."""
+    (here two or three; on SQLite each table staged in two parts, on PostgreSQL copied a slice at
+    a time): two days, the second with one model's content changed, store the same rows as the
+    frames held in memory."""
     from tasks import load
     from tests.test_attribution import attribute
 
     monkeypatch.setattr(warehouse, "STAGE_MIN_ROWS", 1)
     monkeypatch.setattr(warehouse, "STAGE_SPLIT_MIN_ROWS", 1)
     monkeypatch.setattr(warehouse, "STAGE_CHUNK_ROWS", 3)
+    monkeypatch.setattr(warehouse, "COPY_CHUNK_ROWS", 3)
     monkeypatch.setattr(warehouse, "SCAN_BLOCK_ROWS", 2)
     monkeypatch.setattr(load, "DIGEST_BATCH_ROWS", 2)
     fact, origin, _ = attribute(hand_models, tmp_path / "one")
@@ -262,10 +264,14 @@ def test_model_facts_scanned_from_stored_files_store_what_frames_store(
         .otherwise(pl.col("pipeline_tag"))
         .alias("pipeline_tag")
     )
+    engine = warehouse_engine(warehouse_url)
+    upgrade_warehouse(engine)
+    tables = ("model_day", "model_origin", "model_dim")
     stored = {}
     for scanned in (False, True):
-        engine = warehouse_engine(f"sqlite:///{tmp_path / str(scanned)}.db")
-        upgrade_warehouse(engine)
+        with engine.begin() as connection:
+            for table in tables:  # each way from an empty dimension: the same keys
+                connection.exec_driver_sql(f"DELETE FROM {table}")
         for number, frame in enumerate((fact, changed)):
             frames: tuple[pl.DataFrame | pl.LazyFrame, ...] = (frame, origin)
             if scanned:
@@ -275,12 +281,16 @@ def test_model_facts_scanned_from_stored_files_store_what_frames_store(
                 frames = tuple(pl.scan_parquet(path) for path in paths)
             with engine.begin() as connection:
                 load.store_model_facts(connection, DAY + timedelta(days=number), *frames)
-        stored[scanned] = {
-            table: sorted(stored_rows(engine, table), key=str)
-            for table in ("model_dim", "model_origin", "model_day")
-        }
+        with engine.connect() as connection:
+            stored[scanned] = {
+                table: sorted(
+                    (tuple(row) for row in connection.exec_driver_sql(f"SELECT * FROM {table}")),
+                    key=str,
+                )
+                for table in tables
+            }
     assert stored[True] == stored[False]
-    assert [len(rows) for rows in stored[True].values()] == [
+    assert [len(stored[True][table]) for table in reversed(tables)] == [
         fact.height + 1,
         origin.height + origin.filter(pl.col("model_oid") == fact["model_oid"][4]).height,
         2 * fact.height,
