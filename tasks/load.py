@@ -327,8 +327,10 @@ def _rows_where(frame: pl.LazyFrame, beside: pl.DataFrame, keep: pl.Series) -> p
     kept = (
         frame.with_row_index("_position")
         .filter(pl.col("_position").is_in(positions.implode()))
+        # A morsel at a time: only the kept rows of a scanned file are ever all in memory.
+        .collect(engine="streaming")
+        .sort("_position")
         .drop("_position")
-        .collect()
     )
     return pl.concat([kept, beside.filter(keep)], how="horizontal")
 
@@ -440,13 +442,15 @@ def load_run(
         fact, origin, excluded = storable_model_frames(
             facts["model_fact"].lazy(), facts["model_origin"].lazy()
         )
+        model_frames = {"model_fact": fact, "model_origin": origin}
         if not excluded.is_empty():
             log.warning(
                 "Run %s: %d model(s) the warehouse cannot store are left out of its facts",
                 record.run_id,
                 excluded.get_column("model_oid").n_unique(),
             )
-        model_frames = {"model_fact": fact, "model_origin": origin}
+            # Read whole, filtered: a block of a filtered scan would read the file to its start.
+            model_frames = {"model_fact": fact.collect(), "model_origin": origin.collect()}
     frames = {
         name: frame.lazy().collect()
         for name, frame in facts.items()
