@@ -238,7 +238,7 @@ def write_snapshot(models: pl.DataFrame, path: Path) -> tuple[int, int, int, int
     row per `_id` (its last observation), public models only. Returns (listed, duplicates,
     private, rows). Only the keys are sorted; the kept rows are then gathered one column at a
     time, each listed column let go as its sorted copy is made: the frame is held about once
-    (and its largest column three times), not twice. Pass `models` without keeping a reference."""
+    (and its largest column twice), not twice. Pass `models` without keeping a reference."""
     n_listed = models.height
     keys = (
         models.select("_id", "_order", "private")
@@ -259,8 +259,12 @@ def write_snapshot(models: pl.DataFrame, path: Path) -> tuple[int, int, int, int
     columns = []
     for name in SNAPSHOT_SCHEMA.names():
         # One chunk first: gathering across a chunk per batch of pages is several times slower.
-        columns.append(models.get_column(name).rechunk().gather(rows))
-        models = models.drop(name)  # this function's frame: the caller's is not kept
+        # The listed chunks go before the gather (this function's frame: the caller's is not
+        # kept), so a column is held twice at most, not three times.
+        column = models.get_column(name).rechunk()
+        models = models.drop(name)
+        columns.append(column.gather(rows))
+        del column
     del models
     snapshot = pl.DataFrame(columns)
     del columns
