@@ -665,8 +665,10 @@ class ScannedRows:
         return pl.concat([read, self.beside], how="horizontal").select(self.columns)
 
     def iter_slices(self, n_rows: int) -> Iterator[pl.DataFrame]:
-        for start in range(0, self.height, max(SCAN_BLOCK_ROWS, n_rows)):
-            yield from self.slice(start, max(SCAN_BLOCK_ROWS, n_rows)).collect().iter_slices(n_rows)
+        """`n_rows` at a time, read a block of at least SCAN_BLOCK_ROWS at a time."""
+        block = max(SCAN_BLOCK_ROWS, n_rows)
+        for start in range(0, self.height, block):
+            yield from self.slice(start, block).collect().iter_slices(n_rows)
 
 
 #: What a bulk insert takes: rows in memory, or read from a stored file as they are written.
@@ -674,6 +676,7 @@ Rows = pl.DataFrame | ScannedRows
 
 
 def in_memory(rows: Rows) -> pl.DataFrame:
+    """`rows` as one frame (a ScannedRows read whole)."""
     return rows.collect() if isinstance(rows, ScannedRows) else rows
 
 

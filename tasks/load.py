@@ -162,26 +162,23 @@ def content_digests(
             .collect()
             .get_column("origin_digest")
         )
-    parts = [pl.Series("content_digest", [], pl.Int64)]
-    for start in range(0, oids.len(), DIGEST_BATCH_ROWS):
-        dims = fact.slice(start, DIGEST_BATCH_ROWS).select(DIMENSION_COLUMNS).collect()
-        parts.append(
-            dims.with_columns(origin_digest.slice(start, dims.height))
-            .select(
-                pl.struct(*DIMENSION_COLUMNS, "origin_digest")
-                .hash(seed=0x68756273)
-                .reinterpret(signed=True)
-                .alias("content_digest")
-            )
-            .to_series()
-        )
-    digests = pl.concat(parts)
-    if digests.len() != oids.len():
-        raise WarehouseError(
-            f"the run's model facts gave {digests.len()} rows where {oids.len()} were read "
-            "before: the stored file changed during the load; run the date again"
-        )
-    return digests
+    # Read and hashed DIGEST_BATCH_ROWS models at a time; a block that the stored file no longer
+    # has (or has more of) stops the load (`ScannedRows`).
+    dims = ScannedRows(
+        fact.select(DIMENSION_COLUMNS),
+        origin_digest.to_frame(),
+        [*DIMENSION_COLUMNS, "origin_digest"],
+    )
+    content_digest = (
+        pl.struct(*DIMENSION_COLUMNS, "origin_digest")
+        .hash(seed=0x68756273)
+        .reinterpret(signed=True)
+        .alias("content_digest")
+    )
+    parts = [
+        block.select(content_digest).to_series() for block in dims.iter_slices(DIGEST_BATCH_ROWS)
+    ]
+    return pl.concat(parts) if parts else pl.Series("content_digest", [], pl.Int64)
 
 
 def _origin_model_rows(origin: pl.LazyFrame, oids: pl.Series) -> pl.Series | None:
@@ -288,23 +285,16 @@ def store_model_facts(
             keep = missing.gather(origin_rows)
             new_origin = _rows_where(stored, origin_keys, keep).select(origin_columns)
         del origin_keys
-    rows = pl.concat(
-        [
-            fact.select(
-                pl.lit(day).alias("snapshot_date"), "downloads_30d", "downloads_all_time", "likes"
-            ).collect(),
+    counters = ["downloads_30d", "downloads_all_time", "likes"]
+    rows = (
+        ScannedRows(
+            fact.select(pl.lit(day).alias("snapshot_date"), *counters),
             keys.to_frame(),
-        ],
-        how="horizontal",
-    )
-    if rows.height != keys.len():
-        raise WarehouseError(
-            f"the run's model facts gave {rows.height} rows where {keys.len()} were read before: "
-            "the stored file changed during the load; run the date again"
+            ["snapshot_date", "model_key", *counters],
         )
-    rows = rows.select(
-        "snapshot_date", "model_key", "downloads_30d", "downloads_all_time", "likes"
-    ).sort("model_key")
+        .collect()
+        .sort("model_key")
+    )
     digest = facts_sha256(rows)
     loads: list[tuple[Table, Rows]] = [
         (TABLES["model_dim"], new),
